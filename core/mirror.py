@@ -1,0 +1,172 @@
+"""Read and manage the mirror: therapists, connections, occurrences (no provider knowledge)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from core.store.db import Store
+from core.store.models import Connection, Occurrence, OccurrenceHistory, Therapist
+from core.sync.types import Status
+
+
+def ensure_therapist(store: Store, email: str, *, timezone: str = "UTC") -> int:
+    """Return the id of the therapist with ``email``, creating it when absent."""
+    with store.session() as session:
+        existing = session.scalar(select(Therapist.id).where(Therapist.email == email))
+        if existing is not None:
+            return existing
+        therapist = Therapist(email=email, timezone=timezone)
+        session.add(therapist)
+        session.flush()
+        return therapist.id
+
+
+def therapist_timezone(store: Store, therapist_id: int) -> str:
+    with store.session() as session:
+        return session.get_one(Therapist, therapist_id).timezone
+
+
+def add_connection(store: Store, therapist_id: int, provider: str, name: str, settings: dict[str, Any]) -> int:
+    """Create a connection and return its id; names are unique per therapist."""
+    with store.session() as session:
+        clash = session.scalar(
+            select(Connection.id).where(Connection.therapist_id == therapist_id, Connection.name == name)
+        )
+        if clash is not None:
+            raise ValueError(f"a connection named {name!r} already exists")
+        connection = Connection(therapist_id=therapist_id, provider=provider, name=name, settings=settings)
+        session.add(connection)
+        session.flush()
+        return connection.id
+
+
+@dataclass(frozen=True)
+class ConnectionView:
+    id: int
+    therapist_id: int
+    provider: str
+    name: str
+    settings: dict[str, Any]
+    health: str
+    last_error: str | None
+    last_sync_at: datetime | None
+    last_success_at: datetime | None
+    last_result: dict[str, Any] | None
+    occurrences: int
+
+
+def list_connections(store: Store, therapist_id: int | None = None) -> list[ConnectionView]:
+    with store.session() as session:
+        counts = dict(
+            session.execute(
+                select(Occurrence.connection_id, func.count())
+                .where(Occurrence.status != Status.CANCELLED.value)
+                .group_by(Occurrence.connection_id)
+            ).all()
+        )
+        query = select(Connection).order_by(Connection.id)
+        if therapist_id is not None:
+            query = query.where(Connection.therapist_id == therapist_id)
+        return [
+            ConnectionView(
+                id=c.id,
+                therapist_id=c.therapist_id,
+                provider=c.provider,
+                name=c.name,
+                settings=dict(c.settings),
+                health=c.health,
+                last_error=c.last_error,
+                last_sync_at=c.last_sync_at,
+                last_success_at=c.last_success_at,
+                last_result=c.last_result,
+                occurrences=counts.get(c.id, 0),
+            )
+            for c in session.scalars(query)
+        ]
+
+
+@dataclass(frozen=True)
+class OccurrenceView:
+    id: int
+    connection_id: int
+    connection: str
+    uid: str
+    recurrence_id: str
+    provider_id: str | None
+    status: Status
+    all_day: bool
+    start: datetime
+    end: datetime
+    timezone: str | None
+    title: str
+    description: str
+    location: str
+    video_url: str | None
+
+
+def list_occurrences(
+    store: Store,
+    *,
+    therapist_id: int | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    include_cancelled: bool = False,
+) -> list[OccurrenceView]:
+    """Occurrences overlapping ``[start, end)``, ordered by start."""
+    query = select(Occurrence, Connection.name).join(Connection, Connection.id == Occurrence.connection_id)
+    if therapist_id is not None:
+        query = query.where(Connection.therapist_id == therapist_id)
+    if start is not None:
+        query = query.where(Occurrence.end_utc > start)
+    if end is not None:
+        query = query.where(Occurrence.start_utc < end)
+    if not include_cancelled:
+        query = query.where(Occurrence.status != Status.CANCELLED.value)
+    query = query.order_by(Occurrence.start_utc, Occurrence.id)
+    with store.session() as session:
+        return [
+            OccurrenceView(
+                id=o.id,
+                connection_id=o.connection_id,
+                connection=name,
+                uid=o.ical_uid,
+                recurrence_id=o.recurrence_id,
+                provider_id=o.provider_id,
+                status=Status(o.status),
+                all_day=o.all_day,
+                start=o.start_utc,
+                end=o.end_utc,
+                timezone=o.timezone,
+                title=o.title,
+                description=o.description,
+                location=o.location,
+                video_url=o.video_url,
+            )
+            for o, name in session.execute(query)
+        ]
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    kind: str
+    old_start: datetime | None
+    old_end: datetime | None
+    new_start: datetime | None
+    new_end: datetime | None
+    at: datetime
+
+
+def occurrence_history(store: Store, occurrence_id: int) -> list[HistoryEntry]:
+    with store.session() as session:
+        rows = session.scalars(
+            select(OccurrenceHistory)
+            .where(OccurrenceHistory.occurrence_id == occurrence_id)
+            .order_by(OccurrenceHistory.id)
+        )
+        return [
+            HistoryEntry(h.kind, h.old_start_utc, h.old_end_utc, h.new_start_utc, h.new_end_utc, h.at) for h in rows
+        ]

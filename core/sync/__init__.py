@@ -1,0 +1,28 @@
+"""The sync engine and the data contract sources speak."""
+
+from core.sync.engine import EmptySourceRefused, SyncInProgress, SyncReport, sync_connection
+from core.sync.types import (
+    ChangePage,
+    ChangeSource,
+    CursorExpired,
+    OccurrenceKey,
+    RemoteOccurrence,
+    SourceError,
+    Status,
+    recurrence_id_for,
+)
+
+__all__ = [
+    "ChangePage",
+    "ChangeSource",
+    "CursorExpired",
+    "EmptySourceRefused",
+    "OccurrenceKey",
+    "RemoteOccurrence",
+    "SourceError",
+    "Status",
+    "SyncInProgress",
+    "SyncReport",
+    "recurrence_id_for",
+    "sync_connection",
+]

@@ -1,0 +1,49 @@
+"""Find the video-call link of an event in its free-text fields.
+
+Calendars put the join link in different places: Google in its conference data
+(X-GOOGLE-CONFERENCE in ICS exports), Outlook/Teams in the description, many people in the
+location or URL. The first link found, in that order of trust, wins.
+"""
+
+from __future__ import annotations
+
+import re
+
+# One pattern per platform; each matches a join link, not the platform's home page.
+_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        # Zoom (also vanity subdomains and ZoomGov): /j/<id>, /my/<name>, /w/<id>, /s/<id>
+        r"https://(?:[a-z0-9-]+\.)?zoom(?:gov)?\.(?:us|com)/(?:j|my|w|s|wc/join)/[A-Za-z0-9._?=&%/-]+",
+        r"https://meet\.google\.com/[a-z]{3}-[a-z]{4}-[a-z]{3}(?:\?[A-Za-z0-9._=&%-]*)?",
+        r"https://teams\.microsoft\.com/l/meetup-join/[^\s<>\"']+",
+        r"https://teams\.live\.com/meet/[^\s<>\"']+",
+        r"https://[a-z0-9-]+\.webex\.com/(?:meet|join|[a-z0-9-]+/j\.php|[a-z0-9-]+/meet)[^\s<>\"']*",
+        r"https://whereby\.com/[A-Za-z0-9_-]+",
+        r"https://meet\.jit\.si/[^\s<>\"']+",
+        r"https://(?:[a-z0-9-]+\.)?doxy\.me/[A-Za-z0-9_-]+",
+    )
+)
+
+# Characters that end a URL in running text but are rarely part of it.
+_TRAILING = ".,;:!?)]>'\""
+
+
+def find_video_url(text: str) -> str | None:
+    """Return the earliest video-call link in ``text``, or None."""
+    best: tuple[int, str] | None = None
+    for pattern in _PATTERNS:
+        match = pattern.search(text)
+        if match and (best is None or match.start() < best[0]):
+            best = (match.start(), match.group(0).rstrip(_TRAILING))
+    return best[1] if best else None
+
+
+def detect_video_url(*fields: str) -> str | None:
+    """Return the first video link found, trying ``fields`` in order of trust."""
+    for text in fields:
+        if text:
+            url = find_video_url(text)
+            if url:
+                return url
+    return None

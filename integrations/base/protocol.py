@@ -1,0 +1,63 @@
+"""The calendar provider contract every integration implements."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+
+from core.sync.types import ChangePage
+
+
+class Capability(enum.StrEnum):
+    """What a provider can do beyond listing changes; declared, never probed."""
+
+    READ_ONLY = "read-only"  # Alliance never writes to this source
+    PUSH = "push"  # the source notifies changes (webhooks / channels)
+    WRITE_BACK = "write-back"  # Alliance may write its own fields back (video link, marker)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderContext:
+    """What a provider needs from its surroundings, handed in rather than read from globals."""
+
+    default_timezone: str = "UTC"
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    window_past: timedelta = timedelta(days=60)
+    window_future: timedelta = timedelta(days=365)
+
+    @property
+    def window(self) -> tuple[datetime, datetime]:
+        return (self.now - self.window_past, self.now + self.window_future)
+
+
+class InvalidSettings(ValueError):
+    """Connection settings a provider cannot use; the message says what to fix."""
+
+
+@runtime_checkable
+class CalendarProvider(Protocol):
+    """A calendar source: lists changes since a cursor, page by page.
+
+    ``list_changes(None)`` is a complete listing (pages flagged ``complete``); a cursor the source
+    no longer accepts raises :class:`core.sync.types.CursorExpired`.
+    """
+
+    name: ClassVar[str]
+    capabilities: ClassVar[frozenset[Capability]]
+
+    @classmethod
+    def normalize_settings(cls, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate user-given settings at connect time; raise :class:`InvalidSettings`."""
+        ...
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], context: ProviderContext) -> Self:
+        """Build a provider for one connection."""
+        ...
+
+    def list_changes(self, cursor: str | None) -> Iterator[ChangePage]:
+        """Yield pages of changes since ``cursor``."""
+        ...
