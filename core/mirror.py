@@ -170,3 +170,16 @@ def occurrence_history(store: Store, occurrence_id: int) -> list[HistoryEntry]:
         return [
             HistoryEntry(h.kind, h.old_start_utc, h.old_end_utc, h.new_start_utc, h.new_end_utc, h.at) for h in rows
         ]
+
+
+def remove_unsynced_connection(store: Store, connection_id: int) -> bool:
+    """Delete a connection that never mirrored anything (a failed first sync); True if deleted."""
+    with store.session() as session:
+        has_rows = session.scalar(select(Occurrence.id).where(Occurrence.connection_id == connection_id).limit(1))
+        if has_rows is not None:
+            return False
+        connection = session.get(Connection, connection_id)
+        if connection is None:
+            return False
+        session.delete(connection)
+        return True

@@ -1,0 +1,1 @@
+"""Alliance composition root: settings, CLI and (later) the web app factory."""

@@ -1,0 +1,70 @@
+"""The ``alliance`` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from pydantic import ValidationError
+
+from alliance.cli import db as db_commands
+from alliance.cli import demo as demo_commands
+from alliance.cli import mirror as mirror_commands
+from alliance.cli.common import CliError, err_console
+from core.sync import SourceError, SyncInProgress
+from integrations.base import InvalidSettings, ProviderError
+
+app = typer.Typer(
+    name="alliance",
+    help="Alliance: mirror a therapist's calendars and add what online therapy needs around each session.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr."),
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+mirror_commands.register(app)
+demo_commands.register(app)
+app.add_typer(db_commands.app, name="db")
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "unknown error"
+
+
+def main() -> None:
+    """Console entry point: known errors become one clear line on stderr and exit code 1."""
+    try:
+        app(standalone_mode=False)
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
+        sys.exit(code if isinstance(code, int) else 1)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except ValidationError as exc:
+        problems = "; ".join(f"ALLIANCE_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
+        err_console.print(f"error: invalid settings: {problems}", highlight=False)
+        sys.exit(2)
+    except (CliError, SourceError, InvalidSettings, ProviderError, SyncInProgress) as exc:
+        err_console.print(f"error: {_first_line(str(exc))}", highlight=False, markup=False)
+        sys.exit(1)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        from click.exceptions import ClickException
+
+        if isinstance(exc, ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

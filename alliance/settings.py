@@ -1,0 +1,56 @@
+"""One self-validating settings object, read from ``ALLIANCE_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import platformdirs
+import tzlocal
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _local_zone() -> str:
+    try:
+        name = tzlocal.get_localzone_name()
+    except Exception:  # tzlocal raises several kinds when the system zone is unset or odd
+        return "UTC"
+    return "UTC" if name in (None, "Etc/UTC", "Etc/Universal") else name
+
+
+class Settings(BaseSettings):
+    """Alliance's configuration; every field can be set as ``ALLIANCE_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="ALLIANCE_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: platformdirs.user_data_path("alliance"))
+    database_url: str | None = None
+    timezone: str = Field(default_factory=_local_zone)
+    default_therapist_email: str = "therapist@localhost"
+    window_past_days: int = Field(default=60, ge=0, le=3650)
+    window_future_days: int = Field(default=365, ge=1, le=3650)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. Europe/Madrid)") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("only sqlite:/// and postgresql+psycopg:// URLs are supported")
+        return value
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        """The configured URL, or the embedded SQLite file inside ``home``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'alliance.db'}"

@@ -1,0 +1,75 @@
+"""Run syncs of stored connections through their provider plugins."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from alliance.providers import context_for, provider_for
+from alliance.settings import Settings
+from core.mirror import ConnectionView, list_connections, therapist_timezone
+from core.store import Store
+from core.sync import SourceError, SyncInProgress, SyncReport, sync_connection
+from integrations.base import InvalidSettings, ProviderError
+
+log = logging.getLogger(__name__)
+
+ProgressFactory = Callable[[ConnectionView], Callable[[int, int | None], None] | None]
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    connection: ConnectionView
+    report: SyncReport | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def sync_one(
+    store: Store,
+    settings: Settings,
+    connection: ConnectionView,
+    *,
+    force_empty: bool = False,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> SyncOutcome:
+    """Sync one connection; provider and source failures become the outcome's error."""
+    context = context_for(settings, therapist_timezone(store, connection.therapist_id))
+    try:
+        provider = provider_for(connection, context)
+        report = sync_connection(store, connection.id, provider, force_empty=force_empty, progress=progress)
+    except (SourceError, SyncInProgress, InvalidSettings, ProviderError) as exc:
+        log.warning("sync of connection %s failed: %s", connection.id, exc)
+        return SyncOutcome(connection, None, str(exc))
+    return SyncOutcome(connection, report, None)
+
+
+def sync_all(
+    store: Store,
+    settings: Settings,
+    therapist_id: int | None = None,
+    *,
+    only: str | None = None,
+    force_empty: bool = False,
+    progress_factory: ProgressFactory | None = None,
+) -> list[SyncOutcome]:
+    """Sync every connection (or the one named ``only``), each independently of the others."""
+    connections = list_connections(store, therapist_id)
+    if only is not None:
+        connections = [c for c in connections if only in (c.name, str(c.id))]
+        if not connections:
+            raise LookupError(f"no connection named {only!r}")
+    return [
+        sync_one(
+            store,
+            settings,
+            c,
+            force_empty=force_empty,
+            progress=progress_factory(c) if progress_factory else None,
+        )
+        for c in connections
+    ]
