@@ -15,6 +15,8 @@ Guarantees (DESIGN.md, "Sync"):
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -234,7 +236,8 @@ class _Run:
             return
 
         if action in (Action.CREATE, Action.CREATE_CANCELLED):
-            assert occ is not None  # decide() only creates from a remote item
+            if occ is None:
+                raise RuntimeError("decide() asked to create an occurrence without a remote item")
             writes.inserts.append((key, self._columns(occ, remote_hash), action))
             if action is Action.CREATE:
                 self.report.created += 1
@@ -242,7 +245,8 @@ class _Run:
                 self.report.cancelled += 1
             return
 
-        assert row is not None  # every other action acts on a mirrored row
+        if row is None:
+            raise RuntimeError(f"decide() returned {action} for an occurrence that is not mirrored")
         old_start, old_end = row.start, row.end
         values: dict[str, Any] = {"id": row.id, "updated_at": self.now}
         if action is Action.CANCEL:
@@ -252,7 +256,8 @@ class _Run:
             self.report.cancelled += 1
             kind = "cancelled"
         else:
-            assert occ is not None
+            if occ is None:
+                raise RuntimeError(f"decide() returned {action} without a remote item")
             values.update(self._columns(occ, remote_hash))
             del values["created_at"]
             row.status, row.start, row.end = occ.status, occ.start, occ.end
@@ -392,6 +397,31 @@ class _Run:
             session.execute(insert(OutboxEvent), writes.outbox)
 
 
+def _lease_owner() -> str:
+    # host:pid lets a later run on the same machine take over the lease of a killed process at
+    # once instead of waiting for it to expire.
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def _holder_is_dead(owner: str | None) -> bool:
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname()[:30] or not pid_text.isdigit():
+        return False  # another machine's lease: only its expiry can free it
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False  # this process holds it (e.g. another thread is syncing)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def _acquire_lease(store: Store, connection_id: int, owner: str) -> None:
     now = datetime.now(UTC)
     with store.session() as session:
@@ -403,10 +433,21 @@ def _acquire_lease(store: Store, connection_id: int, owner: str) -> None:
             )
             .values(lock_owner=owner, lock_expires_at=now + LEASE_TTL)
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            if session.get(Connection, connection_id) is None:
-                raise LookupError(f"no connection with id {connection_id}")
-            raise SyncInProgress(f"connection {connection_id} is already being synced")
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            return
+        holder = session.scalar(select(Connection.lock_owner).where(Connection.id == connection_id))
+        if holder is None and session.get(Connection, connection_id) is None:
+            raise LookupError(f"no connection with id {connection_id}")
+        if _holder_is_dead(holder):
+            log.warning("taking over the sync lease of a process that no longer runs")
+            taken = session.execute(
+                update(Connection)
+                .where(Connection.id == connection_id, Connection.lock_owner == holder)
+                .values(lock_owner=owner, lock_expires_at=now + LEASE_TTL)
+            )
+            if taken.rowcount == 1:  # type: ignore[attr-defined]
+                return
+        raise SyncInProgress(f"connection {connection_id} is already being synced")
 
 
 def _release_lease(store: Store, connection_id: int, owner: str) -> None:
@@ -433,7 +474,7 @@ def sync_connection(
     Raises :class:`SyncInProgress` when another sync holds the connection, and
     :class:`SourceError` (recorded on the connection as its health) when the source fails.
     """
-    owner = uuid.uuid4().hex
+    owner = _lease_owner()
     _acquire_lease(store, connection_id, owner)
     try:
         with store.session() as session:

@@ -1,0 +1,80 @@
+"""A sync killed outright (no cleanup at all) loses nothing, duplicates nothing, and does not wedge."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from core.mirror import add_connection, ensure_therapist
+from core.store import Occurrence, OccurrenceHistory, OutboxEvent, Store
+from core.sync import sync_connection
+from integrations.base import MemoryCalendar, MemoryProvider
+
+BUILD_CALENDAR = """
+from datetime import UTC, datetime, timedelta
+from core.sync import OccurrenceKey, RemoteOccurrence
+from integrations.base import MemoryCalendar
+
+def build() -> MemoryCalendar:
+    cal = MemoryCalendar()
+    base = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    for i in range(45):
+        start = base + timedelta(hours=i)
+        cal.put(RemoteOccurrence(key=OccurrenceKey(f"e{i}@test"), start=start, end=start + timedelta(minutes=50)))
+    return cal
+"""
+
+
+def _build() -> MemoryCalendar:
+    namespace: dict[str, object] = {}
+    exec(BUILD_CALENDAR, namespace)
+    return namespace["build"]()  # type: ignore[operator,no-any-return]
+
+
+def test_a_killed_sync_is_taken_over_and_converges(tmp_path: Path, sqlite_template: Path) -> None:
+    db = tmp_path / "alliance.db"
+    db.write_bytes(sqlite_template.read_bytes())
+    url = f"sqlite:///{db}"
+    store = Store.open(url)
+    connection = add_connection(store, ensure_therapist(store, "t@test"), "memory", "m", {})
+
+    # The child commits two pages of ten, then dies inside the third page's transaction without
+    # running any finally block (os._exit), leaving its lease behind.
+    child = textwrap.dedent(
+        f"""
+        import os
+        {textwrap.indent(BUILD_CALENDAR, "        ").strip()}
+        from core.store import Store
+        from core.sync import sync_connection
+        from integrations.base import MemoryProvider
+        commits = 0
+        def checkpoint(name):
+            global commits
+            if name == "after_commit":
+                commits += 1
+            if name == "before_commit" and commits == 2:
+                os._exit(9)
+        store = Store.open({url!r})
+        sync_connection(store, {connection}, MemoryProvider(build(), page_size=10), checkpoint=checkpoint)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 9, result.stderr
+
+    with store.session() as session:
+        assert session.scalar(select(func.count()).select_from(Occurrence)) == 20
+
+    report = sync_connection(store, connection, MemoryProvider(_build(), page_size=10))
+    # The first full listing never finished, so the rerun lists everything again: the 20 rows
+    # the child committed are recognised, the 25 it never committed are created, none twice.
+    assert (report.created, report.unchanged) == (25, 20)
+    with store.session() as session:
+        assert session.scalar(select(func.count()).select_from(Occurrence)) == 45
+        assert session.scalar(select(func.count()).select_from(OccurrenceHistory)) == 45
+        assert session.scalar(select(func.count()).select_from(OutboxEvent)) == 45
+    assert sync_connection(store, connection, MemoryProvider(_build(), page_size=10)).changes == 0
+    store.close()
