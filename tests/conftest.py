@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from core.store import Base, Store, upgrade
+from core.store import Store, upgrade
+from core.store.schema import metadata
 from core.store.db import make_engine
 
 settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -80,7 +81,7 @@ def postgres_url() -> Iterator[str]:
 
 
 def _truncate_all(store: Store) -> None:
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
     with store.engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 

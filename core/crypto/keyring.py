@@ -1,0 +1,253 @@
+"""Envelope encryption: master key versions wrap per-owner data keys, data keys encrypt payloads.
+
+Ciphertext layout (``FORMAT`` byte, 16-byte key id, 12-byte nonce, AES-256-GCM ciphertext+tag).
+The header and a caller-given *context* (table, column and the row's identity) are associated
+data, so a ciphertext copied into another row, column or owner fails to decrypt.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from core.crypto.masterkey import MasterKeyError, MasterKeys
+from core.crypto.models import DataKey, MasterKeyCheck
+
+FORMAT = b"\x01"
+KID_BYTES = 16
+NONCE_BYTES = 12
+HEADER_BYTES = 1 + KID_BYTES
+CHECK_PLAINTEXT = b"alliance master key check v1"
+
+
+class DecryptionError(Exception):
+    """A ciphertext that cannot be decrypted here: wrong row, wrong owner, or a destroyed key."""
+
+
+class KeyDestroyed(DecryptionError):
+    """The data key was destroyed (crypto-shredded); the data is gone for good."""
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who a data key belongs to, e.g. ``Owner("therapist", 3)`` or ``Owner("client", 12)``."""
+
+    kind: str
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerCipher:
+    """Encrypts and decrypts one owner's payloads with its unwrapped data key (the hot path)."""
+
+    owner: Owner
+    kid: bytes
+    aead: AESGCM
+    key: bytes = field(repr=False)  # kept to re-wrap on master rotation; never logged
+
+    def encrypt(self, plaintext: bytes, context: str) -> bytes:
+        header = FORMAT + self.kid
+        nonce = os.urandom(NONCE_BYTES)
+        return header + nonce + self.aead.encrypt(nonce, plaintext, header + context.encode())
+
+    def encrypt_text(self, text: str, context: str) -> bytes:
+        return self.encrypt(text.encode(), context)
+
+    def decrypt(self, blob: bytes, context: str) -> bytes:
+        if blob[:1] != FORMAT or blob[1:HEADER_BYTES] != self.kid:
+            raise DecryptionError("ciphertext belongs to another key")
+        nonce = blob[HEADER_BYTES : HEADER_BYTES + NONCE_BYTES]
+        try:
+            return self.aead.decrypt(nonce, blob[HEADER_BYTES + NONCE_BYTES :], blob[:HEADER_BYTES] + context.encode())
+        except InvalidTag:
+            raise DecryptionError("ciphertext does not belong to this row") from None
+
+    def decrypt_text(self, blob: bytes, context: str) -> str:
+        return self.decrypt(blob, context).decode()
+
+
+def _wrap_context(kid: str, owner: Owner) -> bytes:
+    return f"alliance data key|{kid}|{owner.kind}|{owner.id}".encode()
+
+
+class Keyring:
+    """Data keys per owner, wrapped by versioned master keys; unwrapped keys are cached in memory."""
+
+    def __init__(self, master: MasterKeys) -> None:
+        self.master = master
+        self._ciphers: dict[bytes, OwnerCipher] = {}
+        self._by_owner: dict[Owner, OwnerCipher] = {}
+
+    # -- master key checks -------------------------------------------------------------------
+
+    def verify(self, session: Session) -> None:
+        """Refuse a master key that does not match the data; record checks for new versions."""
+        checks = {c.version: c.probe for c in session.scalars(select(MasterKeyCheck))}
+        for version, blob in checks.items():
+            key = self.master.keys.get(version)
+            if key is None:
+                if self._version_in_use(session, version):
+                    raise MasterKeyError(
+                        f"the master key does not match the data: version {version} is missing "
+                        f"from {self.master.source}"
+                    )
+                continue
+            try:
+                AESGCM(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], b"check|%d" % version)
+            except InvalidTag:
+                raise MasterKeyError(
+                    f"the master key does not match the data (version {version} from {self.master.source})"
+                ) from None
+        for version, key in self.master.keys.items():
+            if version not in checks:
+                nonce = os.urandom(NONCE_BYTES)
+                blob = nonce + AESGCM(key).encrypt(nonce, CHECK_PLAINTEXT, b"check|%d" % version)
+                session.add(MasterKeyCheck(version=version, probe=blob))
+        session.flush()
+
+    def _version_in_use(self, session: Session, version: int) -> bool:
+        used = session.scalar(
+            select(func.count()).where(DataKey.master_version == version, DataKey.wrapped.is_not(None))
+        )
+        return bool(used)
+
+    # -- data keys ------------------------------------------------------------------------------
+
+    def cipher(self, session: Session, owner: Owner, parent: Owner | None = None) -> OwnerCipher:
+        """The cipher of ``owner``, creating its data key on first use.
+
+        A key with a ``parent`` (a client's key under its therapist's) is wrapped by the parent's
+        data key; otherwise by the active master key.
+        """
+        cached = self._by_owner.get(owner)
+        if cached is not None:
+            return cached
+        row = session.scalar(select(DataKey).where(DataKey.owner_kind == owner.kind, DataKey.owner_id == owner.id))
+        if row is None:
+            return self._create(session, owner, parent)
+        return self._unwrap(session, row)
+
+    def _create(self, session: Session, owner: Owner, parent: Owner | None) -> OwnerCipher:
+        kid = secrets.token_hex(KID_BYTES)
+        key = AESGCM.generate_key(bit_length=256)
+        nonce = os.urandom(NONCE_BYTES)
+        if parent is not None:
+            parent_cipher = self.cipher(session, parent)
+            wrapped = nonce + parent_cipher.aead.encrypt(nonce, key, _wrap_context(kid, owner))
+            row = DataKey(
+                kid=kid, owner_kind=owner.kind, owner_id=owner.id, parent_kid=parent_cipher.kid.hex(), wrapped=wrapped
+            )
+        else:
+            wrapped = nonce + AESGCM(self.master.active_key).encrypt(nonce, key, _wrap_context(kid, owner))
+            row = DataKey(
+                kid=kid, owner_kind=owner.kind, owner_id=owner.id, master_version=self.master.active, wrapped=wrapped
+            )
+        session.add(row)
+        session.flush()
+        return self._remember(OwnerCipher(owner, bytes.fromhex(kid), AESGCM(key), key))
+
+    def _remember(self, cipher: OwnerCipher) -> OwnerCipher:
+        self._ciphers[cipher.kid] = cipher
+        self._by_owner[cipher.owner] = cipher
+        return cipher
+
+    def _unwrap(self, session: Session, row: DataKey) -> OwnerCipher:
+        owner = Owner(row.owner_kind, row.owner_id)
+        if row.wrapped is None:
+            raise KeyDestroyed(f"the data key of {owner.kind} {owner.id} was destroyed")
+        if row.parent_kid is not None:
+            parent_row = session.get_one(DataKey, row.parent_kid)
+            wrapping = self._unwrap_cached(session, parent_row).aead
+        else:
+            version = row.master_version or 0
+            if version not in self.master.keys:
+                raise MasterKeyError(f"master key version {version} is not loaded from {self.master.source}")
+            wrapping = AESGCM(self.master.keys[version])
+        try:
+            key = wrapping.decrypt(row.wrapped[:NONCE_BYTES], row.wrapped[NONCE_BYTES:], _wrap_context(row.kid, owner))
+        except InvalidTag:
+            raise MasterKeyError("the master key does not match the data (a data key failed to unwrap)") from None
+        return self._remember(OwnerCipher(owner, bytes.fromhex(row.kid), AESGCM(key), key))
+
+    def _unwrap_cached(self, session: Session, row: DataKey) -> OwnerCipher:
+        cached = self._ciphers.get(bytes.fromhex(row.kid))
+        return cached if cached is not None else self._unwrap(session, row)
+
+    def decrypt(self, session: Session, owner: Owner, blob: bytes, context: str) -> bytes:
+        """Decrypt ``blob`` that must belong to ``owner`` and to ``context``."""
+        return self.cipher_for_blob(session, owner, blob).decrypt(blob, context)
+
+    def cipher_for_blob(self, session: Session, owner: Owner, blob: bytes) -> OwnerCipher:
+        kid = blob[1:HEADER_BYTES]
+        cipher = self._ciphers.get(kid)
+        if cipher is None:
+            row = session.get(DataKey, kid.hex())
+            if row is None:
+                raise DecryptionError("ciphertext refers to an unknown data key")
+            cipher = self._unwrap(session, row)
+        if cipher.owner != owner:
+            raise DecryptionError("ciphertext belongs to another owner")
+        return cipher
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def rotate(self, session: Session) -> int:
+        """Re-wrap every master-wrapped data key under the active master version.
+
+        Payloads are untouched: only the small wrapped-key rows change. Returns how many moved.
+        """
+        self.verify(session)
+        moved = 0
+        rows = session.scalars(
+            select(DataKey).where(
+                DataKey.parent_kid.is_(None),
+                DataKey.wrapped.is_not(None),
+                DataKey.master_version != self.master.active,
+            )
+        ).all()
+        for row in rows:
+            cipher = self._unwrap_cached(session, row)
+            nonce = os.urandom(NONCE_BYTES)
+            row.wrapped = nonce + AESGCM(self.master.active_key).encrypt(
+                nonce, cipher.key, _wrap_context(row.kid, cipher.owner)
+            )
+            row.master_version = self.master.active
+            row.rotated_at = datetime.now(UTC)
+            moved += 1
+        session.flush()
+        return moved
+
+    def versions_in_use(self, session: Session) -> dict[int, int]:
+        """Master version -> number of live data keys it wraps."""
+        rows = session.execute(
+            select(DataKey.master_version, func.count())
+            .where(DataKey.master_version.is_not(None), DataKey.wrapped.is_not(None))
+            .group_by(DataKey.master_version)
+        ).all()
+        return {int(v): int(n) for v, n in rows if v is not None}
+
+    def can_retire(self, session: Session, version: int) -> bool:
+        return version != self.master.active and not self._version_in_use(session, version)
+
+    def destroy(self, session: Session, owner: Owner) -> bool:
+        """Crypto-shred ``owner``'s data key (and keys wrapped under it). True if a key was destroyed."""
+        row = session.scalar(select(DataKey).where(DataKey.owner_kind == owner.kind, DataKey.owner_id == owner.id))
+        if row is None or row.wrapped is None:
+            return False
+        now = datetime.now(UTC)
+        kids = [row.kid]
+        while kids:
+            kid = kids.pop()
+            session.execute(update(DataKey).where(DataKey.kid == kid).values(wrapped=None, destroyed_at=now))
+            self._ciphers.pop(bytes.fromhex(kid), None)
+            kids.extend(session.scalars(select(DataKey.kid).where(DataKey.parent_kid == kid)))
+        self._by_owner = {o: c for o, c in self._by_owner.items() if c.kid in self._ciphers}
+        session.flush()
+        return True

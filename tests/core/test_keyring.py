@@ -1,0 +1,114 @@
+"""The keyring: envelope encryption bound to owner and row, rotation, crypto-shredding."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from core.crypto import DecryptionError, KeyDestroyed, Keyring, MasterKeyError, MasterKeys, Owner
+from core.crypto.masterkey import generate_key_text
+from core.store import Store
+
+THERAPIST = Owner("therapist", 1)
+OTHER_THERAPIST = Owner("therapist", 2)
+
+
+@pytest.fixture
+def master() -> MasterKeys:
+    return MasterKeys.from_env_value(generate_key_text())
+
+
+def test_round_trip_and_binding_to_row_and_owner(store: Store, master: MasterKeys) -> None:
+    keyring = Keyring(master)
+    with store.session() as session:
+        keyring.verify(session)
+        blob = keyring.cipher(session, THERAPIST).encrypt_text("Session K7Q2", "occurrences.title|1|uid-a|")
+        keyring.cipher(session, OTHER_THERAPIST)
+    assert b"K7Q2" not in blob
+    fresh = Keyring(master)  # a new process: keys come from the database, unwrapped again
+    with store.session() as session:
+        assert fresh.decrypt(session, THERAPIST, blob, "occurrences.title|1|uid-a|") == b"Session K7Q2"
+        with pytest.raises(DecryptionError, match="row"):
+            fresh.decrypt(session, THERAPIST, blob, "occurrences.title|1|uid-b|")  # copied to another row
+        with pytest.raises(DecryptionError, match="row"):
+            fresh.decrypt(session, THERAPIST, blob, "occurrences.location|1|uid-a|")  # another column
+        with pytest.raises(DecryptionError, match="owner"):
+            fresh.decrypt(session, OTHER_THERAPIST, blob, "occurrences.title|1|uid-a|")
+
+
+def test_a_wrong_master_key_is_refused_on_start(store: Store, master: MasterKeys) -> None:
+    with store.session() as session:
+        Keyring(master).verify(session)
+        Keyring(master).cipher(session, THERAPIST)
+    wrong = MasterKeys.from_env_value(generate_key_text())
+    with store.session() as session, pytest.raises(MasterKeyError, match="does not match the data"):
+        Keyring(wrong).verify(session)
+
+
+def test_rotation_rewraps_keys_and_keeps_payloads(store: Store, master: MasterKeys) -> None:
+    with store.session() as session:
+        keyring = Keyring(master)
+        keyring.verify(session)
+        therapist_blob = keyring.cipher(session, THERAPIST).encrypt_text("note", "ctx")
+        client = Owner("client", 7)
+        client_blob = keyring.cipher(session, client, parent=THERAPIST).encrypt_text("contact", "ctx")
+    rotated_master = master.with_new_version()
+    assert rotated_master.active == 2
+    with store.session() as session:
+        rotated = Keyring(rotated_master)
+        assert rotated.rotate(session) == 1  # the therapist key; the client key hangs off it
+        assert rotated.versions_in_use(session) == {2: 1}
+        assert rotated.can_retire(session, 1)
+    only_new = Keyring(rotated_master.without_version(1))
+    with store.session() as session:
+        only_new.verify(session)
+        assert only_new.decrypt(session, THERAPIST, therapist_blob, "ctx") == b"note"
+        assert only_new.decrypt(session, client, client_blob, "ctx") == b"contact"
+
+
+def test_an_old_version_in_use_cannot_be_dropped(store: Store, master: MasterKeys) -> None:
+    with store.session() as session:
+        Keyring(master).verify(session)
+        Keyring(master).cipher(session, THERAPIST)
+    newer = master.with_new_version()
+    with store.session() as session:
+        Keyring(newer).verify(session)  # adds the check for version 2, does not rotate
+        assert not Keyring(newer).can_retire(session, 1)
+    with store.session() as session, pytest.raises(MasterKeyError, match="version 1 is missing"):
+        Keyring(newer.without_version(1)).verify(session)
+    with pytest.raises(MasterKeyError, match="active"):
+        newer.without_version(2)
+
+
+def test_destroying_a_client_key_shreds_only_that_client(store: Store, master: MasterKeys) -> None:
+    a, b = Owner("client", 1), Owner("client", 2)
+    with store.session() as session:
+        keyring = Keyring(master)
+        blob_a = keyring.cipher(session, a, parent=THERAPIST).encrypt_text("a", "ctx")
+        blob_b = keyring.cipher(session, b, parent=THERAPIST).encrypt_text("b", "ctx")
+        assert keyring.destroy(session, a)
+        assert not keyring.destroy(session, a)  # already gone
+    for keyring in (Keyring(master), keyring):  # a fresh process and the one that destroyed it
+        with store.session() as session:
+            with pytest.raises(KeyDestroyed):
+                keyring.decrypt(session, a, blob_a, "ctx")
+            assert keyring.decrypt(session, b, blob_b, "ctx") == b"b"
+
+
+def test_master_key_parsing_and_key_file(tmp_path: Path) -> None:
+    with pytest.raises(MasterKeyError, match="base64"):
+        MasterKeys.from_env_value("not a key!")
+    with pytest.raises(MasterKeyError, match="32 bytes"):
+        MasterKeys.from_env_value("c2hvcnQ=")
+    k1, k2 = generate_key_text(), generate_key_text()
+    parsed = MasterKeys.from_env_value(f"1:{k1},2:{k2}")
+    assert parsed.active == 2 and set(parsed.keys) == {1, 2}
+    path = tmp_path / "master.key"
+    created = MasterKeys.create_file(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert MasterKeys.load_file(path).keys == created.keys
+    path.write_text("{broken")
+    with pytest.raises(MasterKeyError, match="unreadable"):
+        MasterKeys.load_file(path)
