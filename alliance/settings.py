@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 import tzlocal
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,6 +26,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ALLIANCE_", extra="ignore")
 
+    env: Literal["development", "production"] = "development"
+    # Base64 AES-256 key, or "2:<b64>,1:<b64>" during a rotation. Unset in development: a key
+    # file is created in ALLIANCE_HOME with mode 0600 on first run.
+    master_key: SecretStr | None = None
     home: Path = Field(default_factory=lambda: platformdirs.user_data_path("alliance"))
     database_url: str | None = None
     timezone: str = Field(default_factory=_local_zone)
@@ -47,6 +52,20 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("sqlite", "postgresql")):
             raise ValueError("only sqlite:/// and postgresql+psycopg:// URLs are supported")
         return value
+
+    @model_validator(mode="after")
+    def _production_needs_real_secrets(self) -> Settings:
+        # Refuse to start rather than run a production service on a key file nobody backs up.
+        if self.env == "production" and (self.master_key is None or not self.master_key.get_secret_value().strip()):
+            raise ValueError(
+                "ALLIANCE_MASTER_KEY must be set when ALLIANCE_ENV=production "
+                "(generate one with 'alliance keys generate')"
+            )
+        return self
+
+    @property
+    def master_key_file(self) -> Path:
+        return self.home / "master.key"
 
     @cached_property
     def effective_database_url(self) -> str:

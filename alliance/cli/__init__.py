@@ -10,8 +10,10 @@ from pydantic import ValidationError
 
 from alliance.cli import db as db_commands
 from alliance.cli import demo as demo_commands
+from alliance.cli import keys as key_commands
 from alliance.cli import mirror as mirror_commands
 from alliance.cli.common import CliError, err_console
+from core.crypto import MasterKeyError
 from core.sync import SourceError, SyncInProgress
 from integrations.base import InvalidSettings, ProviderError
 
@@ -38,6 +40,12 @@ def _root(
 mirror_commands.register(app)
 demo_commands.register(app)
 app.add_typer(db_commands.app, name="db")
+app.add_typer(key_commands.app, name="keys")
+
+
+def _setting_problem(loc: tuple[int | str, ...], message: str) -> str:
+    message = message.removeprefix("Value error, ")
+    return f"ALLIANCE_{'_'.join(str(p) for p in loc).upper()}: {message}" if loc else message
 
 
 def _first_line(text: str) -> str:
@@ -55,10 +63,10 @@ def main() -> None:
         err_console.print("aborted")
         sys.exit(130)
     except ValidationError as exc:
-        problems = "; ".join(f"ALLIANCE_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(_setting_problem(e["loc"], e["msg"]) for e in exc.errors())
         err_console.print(f"error: invalid settings: {problems}", highlight=False)
         sys.exit(2)
-    except (CliError, SourceError, InvalidSettings, ProviderError, SyncInProgress) as exc:
+    except (CliError, SourceError, InvalidSettings, ProviderError, SyncInProgress, MasterKeyError) as exc:
         err_console.print(f"error: {_first_line(str(exc))}", highlight=False, markup=False)
         sys.exit(1)
     except Exception as exc:  # click usage errors arrive here in non-standalone mode

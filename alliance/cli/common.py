@@ -7,12 +7,14 @@ from datetime import UTC, date, datetime
 
 from rich.console import Console
 
+from alliance.keys import load_master_keys
 from alliance.settings import Settings
+from core.crypto import Keyring
 from core.mirror import ensure_therapist
 from core.store import Store
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 class CliError(Exception):
@@ -32,7 +34,7 @@ def open_env(settings: Settings | None = None) -> Env:
     settings = settings or Settings()
     if settings.database_url is None:
         settings.home.mkdir(parents=True, exist_ok=True)
-    store = Store.open(settings.effective_database_url)
+    store = Store.open(settings.effective_database_url, keyring=Keyring(load_master_keys(settings)))
     therapist = ensure_therapist(store, settings.default_therapist_email, timezone=settings.timezone)
     return Env(settings, store, therapist, settings.timezone)
 

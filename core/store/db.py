@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
@@ -17,6 +17,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from core.crypto.keyring import Keyring
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -64,16 +67,29 @@ def pending_migrations(engine: Engine) -> bool:
 class Store:
     """The database handle passed to core services."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, keyring: Keyring | None = None) -> None:
         self.engine = engine
+        self._keyring = keyring
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, url: str, *, migrate: bool = True) -> Store:
+    def open(cls, url: str, *, migrate: bool = True, keyring: Keyring | None = None) -> Store:
+        """Open ``url``, apply migrations and, given a keyring, check it matches the data."""
         engine = make_engine(url)
         if migrate:
             upgrade(engine)
-        return cls(engine)
+        store = cls(engine, keyring)
+        if keyring is not None:
+            with store.session() as session:
+                keyring.verify(session)
+        return store
+
+    @property
+    def keyring(self) -> Keyring:
+        """The keyring that encrypts secrets and mirrored content; a store without one cannot write them."""
+        if self._keyring is None:
+            raise RuntimeError("this store was opened without a keyring")
+        return self._keyring
 
     @contextmanager
     def session(self) -> Iterator[Session]:
