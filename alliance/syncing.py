@@ -43,7 +43,7 @@ def sync_one(
         provider = provider_for(connection, context)
         report = sync_connection(store, connection.id, provider, force_empty=force_empty, progress=progress)
     except (SourceError, SyncInProgress, InvalidSettings, ProviderError) as exc:
-        log.warning("sync of connection %s failed: %s", connection.id, exc)
+        log.info("sync of connection %s failed: %s", connection.id, exc)
         return SyncOutcome(connection, None, str(exc))
     return SyncOutcome(connection, report, None)
 

@@ -17,8 +17,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from core.store import Store, upgrade
-from core.store.schema import metadata
 from core.store.db import make_engine
+from core.store.schema import metadata
 
 settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=25, deadline=None)
@@ -84,6 +84,15 @@ def _truncate_all(store: Store) -> None:
     tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
     with store.engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def clean_postgres_url(postgres_url: str) -> str:
+    """The test run's PostgreSQL database, emptied (for tests that open it themselves)."""
+    s = Store(make_engine(postgres_url))
+    _truncate_all(s)
+    s.close()
+    return postgres_url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -55,7 +55,9 @@ def _first_line(text: str) -> str:
 def main() -> None:
     """Console entry point: known errors become one clear line on stderr and exit code 1."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns a command's typer.Exit code instead of exiting.
+        result = app(standalone_mode=False)
+        sys.exit(result if isinstance(result, int) else 0)
     except (typer.Exit, SystemExit) as exc:
         code = getattr(exc, "exit_code", getattr(exc, "code", 0))
         sys.exit(code if isinstance(code, int) else 1)

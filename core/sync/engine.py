@@ -169,7 +169,7 @@ class _Run:
         live_seen = 0
         processed = 0
         last_seen = False
-        for page in source.list_changes(cursor):
+        for pages_done, page in enumerate(source.list_changes(cursor)):
             if last_seen:
                 raise SourceError("the source sent pages after its last page")
             with self.store.session() as session:
@@ -201,6 +201,11 @@ class _Run:
                     session.execute(
                         update(Connection).where(Connection.id == self.connection_id).values(cursor=page.next_cursor)
                     )
+                elif page.complete and pages_done == 0:
+                    # A complete listing that has begun supersedes the old cursor: should it die
+                    # half way, the next run must list everything again, not short-circuit on a
+                    # cursor describing content the mirror no longer matches.
+                    session.execute(update(Connection).where(Connection.id == self.connection_id).values(cursor=None))
                 self._checkpoint("before_commit")
             self._checkpoint("after_commit")
             self.report.pages += 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Protocol
 
 
@@ -31,7 +31,7 @@ class OccurrenceKey:
     recurrence_id: str = ""
 
 
-def recurrence_id_for(original_start: datetime | None, *, all_day: bool = False) -> str:
+def recurrence_id_for(original_start: datetime | date | None, *, all_day: bool = False) -> str:
     """Normalise an instance's original start into the stable string used in the identity.
 
     Timed instances become UTC ISO 8601 (``2026-10-27T17:00:00+00:00``) so that the same instant
@@ -39,6 +39,8 @@ def recurrence_id_for(original_start: datetime | None, *, all_day: bool = False)
     """
     if original_start is None:
         return ""
+    if not isinstance(original_start, datetime):  # a bare date: an all-day instance
+        return original_start.isoformat()
     if all_day:
         return original_start.date().isoformat()
     if original_start.tzinfo is None:

@@ -8,15 +8,31 @@ that shape the listing. Any mismatch simply means "list everything again".
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, replace
 
 _VERSION = 1
 
+# A DTSTAMP line (with any folded continuation lines). Folded lines start with a blank, so a line
+# starting with DTSTAMP is always the property itself, never text inside a description.
+_DTSTAMP = re.compile(rb"^DTSTAMP[;:][^\r\n]*(?:\r?\n[ \t][^\r\n]*)*(?:\r?\n|$)", re.IGNORECASE | re.MULTILINE)
+
+
+def feed_digest(body: bytes) -> str:
+    """sha256 of a feed without its DTSTAMP lines.
+
+    Google stamps every event with the export time, so its feed differs on every fetch (and never
+    answers 304) although nothing a therapist sees changed. DTSTAMP feeds no mirrored field, so
+    leaving it out lets an unchanged feed skip parsing entirely.
+    """
+    return hashlib.sha256(_DTSTAMP.sub(b"", body)).hexdigest()
+
 
 @dataclass(frozen=True, slots=True)
 class IcsCursor:
-    sha256: str
+    sha256: str  # feed_digest() of the bytes last listed
     window_day: str  # ISO date of the window start (UTC) the listing was made for
     fingerprint: str  # of the settings that shape a listing (see IcsProvider)
     etag: str | None = None
@@ -45,4 +61,4 @@ class IcsCursor:
         return replace(self, etag=etag, last_modified=last_modified)
 
 
-__all__ = ["IcsCursor"]
+__all__ = ["IcsCursor", "feed_digest"]

@@ -26,6 +26,33 @@ _CHUNK = 1024 * 1024
 _USER_AGENT = "Alliance-ICS/1 (calendar sync for psychotherapists)"
 
 
+class _RedactUrls(logging.Filter):
+    """Cut the URLs httpx logs ("HTTP Request: GET <url>", INFO) down to scheme and host.
+
+    httpx logs every request with its full URL, secret path and query string included; a feed
+    address must never reach a log line, whatever level the operator configures.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
+            record.args = tuple(_origin(a) if isinstance(a, httpx.URL) else a for a in record.args)
+        return True
+
+
+def _origin(url: httpx.URL) -> str:
+    port = f":{url.port}" if url.port is not None else ""
+    return f"{url.scheme}://{url.host}{port}"
+
+
+def _install_redaction() -> None:
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(f, _RedactUrls) for f in logger.filters):
+        logger.addFilter(_RedactUrls())
+
+
+_install_redaction()
+
+
 @dataclass(frozen=True, slots=True)
 class Fetched:
     """The outcome of one read: ``body`` is None when the server said "not modified"."""
@@ -84,9 +111,7 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
     return data
 
 
-def _fetch_http(
-    url: str, *, etag: str | None, last_modified: str | None, max_bytes: int, timeout: float
-) -> Fetched:
+def _fetch_http(url: str, *, etag: str | None, last_modified: str | None, max_bytes: int, timeout: float) -> Fetched:
     where = describe_source(url)
     headers = {"User-Agent": _USER_AGENT, "Accept": "text/calendar, text/plain;q=0.9, */*;q=0.5"}
     conditional = False

@@ -28,8 +28,10 @@ from typing import Any
 
 import icalendar
 import recurring_ical_events
+from icalendar.cal import Component
 from icalendar.prop import vDDDLists, vDDDTypes
 from icalendar.timezone.tzid import tzid_from_tzinfo
+from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 from recurring_ical_events.adapters.event import EventAdapter
 from recurring_ical_events.occurrence import Occurrence
 from recurring_ical_events.selection.name import ComponentsWithName
@@ -43,16 +45,23 @@ _STATUSES = {"CANCELLED": Status.CANCELLED, "TENTATIVE": Status.TENTATIVE}
 
 
 def resolve_zone(name: str) -> zoneinfo.ZoneInfo | None:
-    """An IANA zone for ``name`` (IANA or Windows name, as icalendar maps them), or None."""
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        pass
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # icalendar warns when it guesses a vendor-prefixed TZID
-        found = icalendar.timezone.tzp.timezone(name)
-    key = getattr(found, "key", None)
-    return zoneinfo.ZoneInfo(key) if isinstance(key, str) else None
+    """The IANA zone ``name`` means, or None.
+
+    Accepts IANA names, Windows names (Outlook/Exchange exports: ``W. Europe Standard Time``) and
+    "globally unique" TZIDs ending in an IANA name (``/mozilla.org/20050126_1/Europe/Madrid``).
+    """
+    cleaned = name.strip().strip("/")
+    candidates = [cleaned, WINDOWS_TO_OLSON.get(cleaned, "")]
+    if name.strip().startswith("/"):
+        parts = cleaned.split("/")
+        candidates += ["/".join(parts[i:]) for i in range(1, len(parts))]
+    for candidate in candidates:
+        if candidate:
+            try:
+                return zoneinfo.ZoneInfo(candidate)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                continue
+    return None
 
 
 def check_icalendar(body: bytes) -> None:
@@ -95,19 +104,19 @@ def _parse_failure(exc: Exception) -> str:
     if "Content line could not be parsed" in text:
         return "a line could not be parsed"
     if "no components" in text.lower() or "exactly one" in text.lower():
-        return "no VCALENDAR found"
+        return "no complete VCALENDAR found (is the feed cut off?)"
     return f"the parser failed ({type(exc).__name__})"
 
 
-class _Adapter(EventAdapter):
+class _Adapter(EventAdapter):  # type: ignore[misc]  # the library ships no type hints
     """Keeps a public handle on the source component (the library's own is private)."""
 
-    def __init__(self, component: icalendar.Event) -> None:
+    def __init__(self, component: Component) -> None:
         super().__init__(component)
         self.component = component
 
 
-class _Instance(Occurrence):
+class _Instance(Occurrence):  # type: ignore[misc]
     """An expanded instance; we read it directly instead of asking for a per-instance copy."""
 
     def __init__(self, adapter: _Adapter, start: Any = None, end: Any = None, sequence: int = -1) -> None:
@@ -124,6 +133,7 @@ class _Preparer:
     def __init__(self, calendar: icalendar.Calendar, fallback: zoneinfo.ZoneInfo) -> None:
         self.calendar = calendar
         self.floating_zone: tzinfo = fallback
+        self.feed_zone: tzinfo | None = None  # X-WR-TIMEZONE, applied here
         self.recurring_uids: set[str] = set()
         self.unknown_tzids: set[str] = set()
         self.dropped = 0
@@ -131,7 +141,7 @@ class _Preparer:
 
     def run(self) -> None:
         self._x_wr_timezone()
-        keep: list[icalendar.Event] = []
+        keep: list[Component] = []
         master_zones: dict[str, tzinfo] = {}
         for event in self.calendar.subcomponents:
             if event.name != "VEVENT":
@@ -146,7 +156,8 @@ class _Preparer:
             if "RRULE" in event or "RDATE" in event or "RECURRENCE-ID" in event:
                 self.recurring_uids.add(uid)
             if isinstance(start, datetime) and "RECURRENCE-ID" not in event:
-                master_zones[uid] = start.tzinfo or self._zone_for(event["DTSTART"].params.get("TZID"))
+                zone = start.tzinfo or self._zone_for(event["DTSTART"].params.get("TZID"))
+                master_zones[uid] = self.feed_zone if self.feed_zone and _is_utc(start) else zone
             keep.append(event)
         kept = {id(event) for event in keep if self._localize(event, master_zones)}
         events = sum(1 for c in self.calendar.subcomponents if c.name == "VEVENT")
@@ -162,21 +173,23 @@ class _Preparer:
             log.warning("unknown time zone %r in the feed; its times are read as UTC", tzid)
 
     def _x_wr_timezone(self) -> None:
+        # Google-style X-WR-TIMEZONE: UTC and floating times mean times in that zone (so a
+        # weekly UTC series keeps its local wall time). recurring_ical_events would apply it
+        # through x_wr_timezone, which copies every event it changes (most of a Google export);
+        # applying it here, in the pass that already visits every event, costs nothing extra.
         value = self.calendar.get("X-WR-TIMEZONE")
         if value is None:
             return
+        del self.calendar["X-WR-TIMEZONE"]
         name = str(value).strip()
         zone = resolve_zone(name) if name else None
         if zone is None:
-            # recurring_ical_events would crash on it; without it floating times use the fallback.
             log.warning("unknown X-WR-TIMEZONE %r in the feed; ignoring it", name)
-            del self.calendar["X-WR-TIMEZONE"]
             return
-        self.calendar["X-WR-TIMEZONE"] = zone.key  # a Windows name becomes its IANA zone
-        self.floating_zone = zone
+        self.floating_zone = self.feed_zone = zone
 
     @staticmethod
-    def _dt(event: icalendar.Event, name: str) -> Any:
+    def _dt(event: Component, name: str) -> Any:
         prop = event.get(name)
         if prop is None:
             return None
@@ -192,7 +205,7 @@ class _Preparer:
         self.unknown_tzids.add(tzid)
         return UTC
 
-    def _localize(self, event: icalendar.Event, master_zones: dict[str, tzinfo]) -> bool:
+    def _localize(self, event: Component, master_zones: dict[str, tzinfo]) -> bool:
         """Give every naive DTSTART/DTEND/RECURRENCE-ID a zone; False if a value is unreadable."""
         start_zone: tzinfo | None = None
         for name in ("DTSTART", "DTEND", "RECURRENCE-ID"):
@@ -206,7 +219,11 @@ class _Preparer:
                     del event[name]
                     continue
                 return False
-            if not isinstance(value, datetime) or value.tzinfo is not None:
+            if not isinstance(value, datetime):
+                continue
+            if value.tzinfo is not None:
+                if self.feed_zone is not None and _is_utc(value):
+                    event[name] = vDDDTypes(value.astimezone(self.feed_zone))
                 continue
             tzid = prop.params.get("TZID")
             if name == "RECURRENCE-ID" and tzid is None:
@@ -220,10 +237,19 @@ class _Preparer:
                 start_zone = zone
         if start_zone is not None:
             self._fix_until(event, start_zone)
+        if self.feed_zone is not None:
+            for name in ("RDATE", "EXDATE"):
+                prop = event.get(name)
+                if prop is not None:
+                    event[name] = (
+                        [_in_zone(p, self.feed_zone) for p in prop]
+                        if isinstance(prop, list)
+                        else _in_zone(prop, self.feed_zone)
+                    )
         return True
 
     @staticmethod
-    def _fix_until(event: icalendar.Event, zone: tzinfo) -> None:
+    def _fix_until(event: Component, zone: tzinfo) -> None:
         # RFC 5545 3.3.10: with a floating DTSTART, UNTIL is floating too. Now that DTSTART has a
         # zone, UNTIL must become UTC; the expansion library would otherwise read it as UTC as is,
         # dropping the last instance in zones west of Greenwich.
@@ -234,9 +260,27 @@ class _Preparer:
                 rule["UNTIL"] = [untils[0].replace(tzinfo=zone).astimezone(UTC)]
 
 
-def _derived_uid(event: icalendar.Event) -> str:
+def _is_utc(value: datetime) -> bool:
+    return value.tzinfo is UTC or (value.utcoffset() == timedelta(0) and (value.tzname() or "").upper() == "UTC")
+
+
+def _in_zone(values: vDDDLists, zone: tzinfo) -> vDDDLists:
+    """An RDATE/EXDATE list with its UTC times expressed in ``zone`` (same instants)."""
+    try:
+        dts = [d.dt for d in values.dts]
+    except Exception:
+        return values
+    if any(isinstance(d, tuple) for d in dts) or not any(isinstance(d, datetime) and _is_utc(d) for d in dts):
+        return values  # periods, dates and zoned times stay as they are
+    return vDDDLists([d.astimezone(zone) if isinstance(d, datetime) and _is_utc(d) else d for d in dts])
+
+
+def _derived_uid(event: Component) -> str:
     # Stable across syncs as long as the event keeps its start and title.
-    seed = event["DTSTART"].to_ical() + b"\x00" + str(event.get("SUMMARY", "")).encode()
+    start = event["DTSTART"].to_ical()
+    seed = (
+        (start if isinstance(start, bytes) else str(start).encode()) + b"\x00" + str(event.get("SUMMARY", "")).encode()
+    )
     return f"alliance-derived-{hashlib.sha256(seed).hexdigest()[:32]}"
 
 
@@ -270,7 +314,7 @@ class _Static:
         "url",
     )
 
-    def __init__(self, component: icalendar.Event, recurring_uids: set[str]) -> None:
+    def __init__(self, component: Component, recurring_uids: set[str]) -> None:
         get = component.get
         self.uid = str(get("UID"))
         self.recurring = self.uid in recurring_uids
@@ -346,7 +390,9 @@ def expand(
         # A series the library cannot expand (an unreadable RRULE, dates mixed with times...).
         # Failing the whole feed is deliberate: skipping the series would make the sync cancel
         # all of its sessions.
-        raise SourceError(f"not a valid iCalendar feed: a recurring event cannot be expanded ({type(exc).__name__})") from None
+        raise SourceError(
+            f"not a valid iCalendar feed: a recurring event cannot be expanded ({type(exc).__name__})"
+        ) from None
     statics: dict[int, _Static] = {}
     zones = _Zones()
     recurring_uids = preparer.recurring_uids
@@ -389,7 +435,15 @@ def parse_occurrences(
     body: bytes, window: tuple[datetime, datetime], fallback: zoneinfo.ZoneInfo
 ) -> list[RemoteOccurrence]:
     """Parse ``body`` and return its occurrences overlapping ``window``."""
-    return expand(parse_calendar(body), window, fallback)
+    calendar = parse_calendar(body)
+    try:
+        return expand(calendar, window, fallback)
+    except SourceError:
+        raise
+    except Exception as exc:
+        # Whatever else a hostile or odd feed provokes in the libraries must still reach the
+        # therapist as one line, and must not quote the feed (exception texts often do).
+        raise SourceError(f"not a valid iCalendar feed: an event could not be read ({type(exc).__name__})") from None
 
 
 __all__ = ["check_icalendar", "expand", "parse_calendar", "parse_occurrences", "resolve_zone"]

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Self
 
 from core.sync.types import ChangePage, RemoteOccurrence
 from integrations.base.protocol import Capability, ProviderContext
-from integrations.ics.cursor import IcsCursor
+from integrations.ics.cursor import IcsCursor, feed_digest
 from integrations.ics.fetch import TIMEOUT_SECONDS, fetch
 from integrations.ics.parse import parse_occurrences, resolve_zone
 from integrations.ics.settings import IcsSettings, describe_source, parse_settings
@@ -29,8 +29,8 @@ class IcsProvider:
     """Lists every occurrence of an ICS feed inside a window; never writes to it.
 
     An ICS feed has no change log, so every listing that does any work is complete (the engine
-    mark-and-sweeps it). The cursor lets an unchanged feed (HTTP 304, or the very same bytes on
-    the same window day) cost one request and no parsing at all.
+    mark-and-sweeps it). The cursor lets an unchanged feed (HTTP 304, or the same content, DTSTAMPs
+    aside, on the same window day) cost one request and no parsing at all.
     """
 
     name: ClassVar[str] = "ics"
@@ -50,15 +50,10 @@ class IcsProvider:
         self.fallback_zone = fallback_zone
         self.page_size = page_size
         self.timeout = timeout
+        # What shapes a listing besides the bytes; a cursor made under other settings is not reused.
         self._fingerprint = hashlib.sha256(
             json.dumps(
-                [
-                    _LISTING_VERSION,
-                    settings.source,
-                    settings.window_past_days,
-                    settings.window_future_days,
-                    fallback_zone.key,
-                ]
+                [_LISTING_VERSION, settings.source, (window[1] - window[0]).total_seconds(), fallback_zone.key]
             ).encode()
         ).hexdigest()[:32]
 
@@ -69,15 +64,19 @@ class IcsProvider:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], context: ProviderContext) -> Self:
-        """Build a provider; floating times fall back to settings' ``timezone``, then the context's."""
+        """Build a provider for one connection.
+
+        Floating times use the feed's X-WR-TIMEZONE, else the settings' ``timezone``, else the
+        context's default zone (the therapist's).
+        """
         # The file is checked at sync time instead: a feed file that vanished since the connection
         # was made is a sync failure to report (SourceError), not a settings problem.
         clean = parse_settings(settings, check_file=False)
         fallback = _fallback_zone(clean.timezone, context.default_timezone)
-        window = (
-            context.now - timedelta(days=clean.window_past_days),
-            context.now + timedelta(days=clean.window_future_days),
-        )
+        # Days set on the connection win; otherwise the app-wide window the context carries.
+        past = context.window_past if clean.window_past_days is None else timedelta(days=clean.window_past_days)
+        future = context.window_future if clean.window_future_days is None else timedelta(days=clean.window_future_days)
+        window = (context.now - past, context.now + future)
         return cls(clean, window=window, fallback_zone=fallback)
 
     def list_changes(self, cursor: str | None) -> Iterator[ChangePage]:
@@ -85,10 +84,9 @@ class IcsProvider:
         # An ICS source never raises CursorExpired: a cursor it cannot use just means "list all".
         previous = IcsCursor.loads(cursor)
         window_day = self.window[0].date().isoformat()
-        usable = previous if previous and (previous.fingerprint, previous.window_day) == (
-            self._fingerprint,
-            window_day,
-        ) else None
+        usable = previous
+        if previous is None or (previous.fingerprint, previous.window_day) != (self._fingerprint, window_day):
+            usable = None  # other settings or a new window day: the old listing says nothing
         fetched = fetch(
             self.settings.source,
             etag=usable.etag if usable else None,
@@ -100,9 +98,11 @@ class IcsProvider:
             # 304 Not Modified: only ever answered to our conditional request, so ``usable`` is set.
             if usable is None:  # pragma: no cover - fetch() refuses a 304 to a plain request
                 raise RuntimeError("not-modified answer without a cursor")
-            yield ChangePage(is_last=True, next_cursor=usable.with_validators(fetched.etag, fetched.last_modified).dumps())
+            yield ChangePage(
+                is_last=True, next_cursor=usable.with_validators(fetched.etag, fetched.last_modified).dumps()
+            )
             return
-        digest = hashlib.sha256(fetched.body).hexdigest()
+        digest = feed_digest(fetched.body)
         next_cursor = IcsCursor(
             sha256=digest,
             window_day=window_day,
@@ -111,7 +111,8 @@ class IcsProvider:
             last_modified=fetched.last_modified,
         ).dumps()
         if usable is not None and usable.sha256 == digest:
-            # The same bytes (a server without validators, or a spurious ETag change): no work.
+            # The same content (a server without validators, a spurious ETag change, or only new
+            # DTSTAMPs): no work.
             log.debug("ICS feed at %s unchanged", describe_source(self.settings.source))
             yield ChangePage(is_last=True, next_cursor=next_cursor)
             return

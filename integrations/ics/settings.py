@@ -11,8 +11,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 from integrations.base.protocol import InvalidSettings
 
-DEFAULT_WINDOW_PAST_DAYS = 60
-DEFAULT_WINDOW_FUTURE_DAYS = 365
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 
 _KNOWN_KEYS = frozenset({"source", "window_past_days", "window_future_days", "timezone", "max_bytes"})
@@ -27,8 +25,9 @@ class IcsSettings:
     """Clean settings of one ICS connection."""
 
     source: str  # an absolute file path or an http(s) URL
-    window_past_days: int = DEFAULT_WINDOW_PAST_DAYS
-    window_future_days: int = DEFAULT_WINDOW_FUTURE_DAYS
+    # None: the context's window (the app-wide setting, 60 / 365 days by default).
+    window_past_days: int | None = None
+    window_future_days: int | None = None
     timezone: str | None = None
     max_bytes: int = DEFAULT_MAX_BYTES
 
@@ -109,10 +108,10 @@ def _clean_source(raw: object, *, check_file: bool) -> str:
     return str(path)
 
 
-def _days(raw: Mapping[str, Any], key: str, default: int) -> int:
-    value = raw.get(key, default)
+def _days(raw: Mapping[str, Any], key: str) -> int | None:
+    value = raw.get(key)
     if value is None:
-        return default
+        return None
     # bool is an int subclass, and "window_past_days: true" is certainly a mistake.
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise InvalidSettings(f"'{key}' must be a whole number of days, 0 or more (got {value!r})")
@@ -147,13 +146,11 @@ def parse_settings(raw: Mapping[str, Any], *, check_file: bool = True) -> IcsSet
         raise InvalidSettings("the ICS provider settings must be a mapping")
     unknown = sorted(str(k) for k in raw if k not in _KNOWN_KEYS)
     if unknown:
-        raise InvalidSettings(
-            f"unknown ICS setting(s) {', '.join(unknown)} (known: {', '.join(sorted(_KNOWN_KEYS))})"
-        )
+        raise InvalidSettings(f"unknown ICS setting(s) {', '.join(unknown)} (known: {', '.join(sorted(_KNOWN_KEYS))})")
     return IcsSettings(
         source=_clean_source(raw.get("source"), check_file=check_file),
-        window_past_days=_days(raw, "window_past_days", DEFAULT_WINDOW_PAST_DAYS),
-        window_future_days=_days(raw, "window_future_days", DEFAULT_WINDOW_FUTURE_DAYS),
+        window_past_days=_days(raw, "window_past_days"),
+        window_future_days=_days(raw, "window_future_days"),
         timezone=_timezone(raw.get("timezone")),
         max_bytes=_max_bytes(raw.get("max_bytes")),
     )

@@ -12,10 +12,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-
-from core.store import Base, Store
-from core.store.db import make_engine
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -224,17 +220,13 @@ def test_demo_mirrors_the_sample_calendar_into_a_fresh_home(run: Run, tmp_path: 
 
 
 @pytest.mark.postgres
-def test_the_same_commands_work_on_postgresql(run: Run, tmp_path: Path, postgres_url: str) -> None:
-    store = Store(make_engine(postgres_url))
-    with store.engine.begin() as conn:
-        conn.execute(
-            text("TRUNCATE " + ", ".join(t.name for t in Base.metadata.sorted_tables) + " RESTART IDENTITY CASCADE")
-        )
-    store.close()
+def test_the_same_commands_work_on_postgresql(run: Run, tmp_path: Path, clean_postgres_url: str) -> None:
     feed = tmp_path / "cal.ics"
     feed.write_text(_ics(_event("pg@test", _soon(1))))
-    pg = {"ALLIANCE_DATABASE_URL": postgres_url}
+    pg = {"ALLIANCE_DATABASE_URL": clean_postgres_url}
     run("connect", "ics", str(feed), env=pg)
     events = json.loads(run("events", "--json", env=pg).stdout)
     assert [e["uid"] for e in events] == ["pg@test"]
-    assert json.loads(run("sync", "--json", env=pg).stdout)[0]["unchanged"] == 1
+    feed.write_text(_ics(_event("pg@test", _soon(1, hour=15))))
+    assert json.loads(run("sync", "--json", env=pg).stdout)[0]["rescheduled"] == 1
+    assert json.loads(run("sync", "--json", env=pg).stdout)[0]["unchanged"] == 0  # unchanged feed: no work at all

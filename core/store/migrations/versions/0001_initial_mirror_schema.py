@@ -125,7 +125,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_occurrence_history_occurrence_id"), ["occurrence_id"], unique=False)
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table("occurrence_history", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_occurrence_history_occurrence_id"))
