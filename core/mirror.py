@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
+from core.crypto import Owner
 from core.store.db import Store
 from core.store.models import Connection, Occurrence, OccurrenceHistory, Therapist
-from core.sync.types import Status
+from core.sync.content import OccurrenceContent, unseal
+from core.sync.types import OccurrenceKey, Status
+
+
+def _credentials_context(connection_id: int) -> str:
+    return f"connections.credentials|{connection_id}"
+
+
+def _seal_config(store: Store, session: Session, connection: Connection, config: dict[str, Any]) -> None:
+    cipher = store.keyring.cipher(session, Owner("therapist", connection.therapist_id))
+    connection.credentials = cipher.encrypt(json.dumps(config).encode(), _credentials_context(connection.id))
+
+
+def _open_config(store: Store, session: Session, connection: Connection) -> dict[str, Any]:
+    if connection.credentials is None:
+        return {}
+    owner = Owner("therapist", connection.therapist_id)
+    config: dict[str, Any] = json.loads(
+        store.keyring.decrypt(session, owner, connection.credentials, _credentials_context(connection.id))
+    )
+    return config
 
 
 def ensure_therapist(store: Store, email: str, *, timezone: str = "UTC") -> int:
@@ -31,16 +54,21 @@ def therapist_timezone(store: Store, therapist_id: int) -> str:
 
 
 def add_connection(store: Store, therapist_id: int, provider: str, name: str, settings: dict[str, Any]) -> int:
-    """Create a connection and return its id; names are unique per therapist."""
+    """Create a connection and return its id; names are unique per therapist.
+
+    ``settings`` is what the provider needs to connect; it is stored encrypted (a feed URL can
+    embed a secret), bound to this connection.
+    """
     with store.session() as session:
         clash = session.scalar(
             select(Connection.id).where(Connection.therapist_id == therapist_id, Connection.name == name)
         )
         if clash is not None:
             raise ValueError(f"a connection named {name!r} already exists")
-        connection = Connection(therapist_id=therapist_id, provider=provider, name=name, settings=settings)
+        connection = Connection(therapist_id=therapist_id, provider=provider, name=name, settings={})
         session.add(connection)
         session.flush()
+        _seal_config(store, session, connection, settings)
         return connection.id
 
 
@@ -77,7 +105,7 @@ def list_connections(store: Store, therapist_id: int | None = None) -> list[Conn
                 therapist_id=c.therapist_id,
                 provider=c.provider,
                 name=c.name,
-                settings=dict(c.settings),
+                settings=_open_config(store, session, c),
                 health=c.health,
                 last_error=c.last_error,
                 last_sync_at=c.last_sync_at,
@@ -105,6 +133,7 @@ class OccurrenceView:
     title: str
     description: str
     location: str
+    attendees: tuple[str, ...]
     video_url: str | None
 
 
@@ -117,7 +146,9 @@ def list_occurrences(
     include_cancelled: bool = False,
 ) -> list[OccurrenceView]:
     """Occurrences overlapping ``[start, end)``, ordered by start."""
-    query = select(Occurrence, Connection.name).join(Connection, Connection.id == Occurrence.connection_id)
+    query = select(Occurrence, Connection.name, Connection.therapist_id).join(
+        Connection, Connection.id == Occurrence.connection_id
+    )
     if therapist_id is not None:
         query = query.where(Connection.therapist_id == therapist_id)
     if start is not None:
@@ -128,26 +159,34 @@ def list_occurrences(
         query = query.where(Occurrence.status != Status.CANCELLED.value)
     query = query.order_by(Occurrence.start_utc, Occurrence.id)
     with store.session() as session:
-        return [
-            OccurrenceView(
-                id=o.id,
-                connection_id=o.connection_id,
-                connection=name,
-                uid=o.ical_uid,
-                recurrence_id=o.recurrence_id,
-                provider_id=o.provider_id,
-                status=Status(o.status),
-                all_day=o.all_day,
-                start=o.start_utc,
-                end=o.end_utc,
-                timezone=o.timezone,
-                title=o.title,
-                description=o.description,
-                location=o.location,
-                video_url=o.video_url,
-            )
-            for o, name in session.execute(query)
-        ]
+        rows = session.execute(query).all()
+        views = []
+        for o, name, owner_id in rows:
+            cipher = store.keyring.cipher_for_blob(session, Owner("therapist", owner_id), o.content)
+            content = unseal(cipher, o.connection_id, OccurrenceKey(o.ical_uid, o.recurrence_id), o.content)
+            views.append(_occurrence_view(o, name, content))
+        return views
+
+
+def _occurrence_view(o: Occurrence, name: str, content: OccurrenceContent) -> OccurrenceView:
+    return OccurrenceView(
+        id=o.id,
+        connection_id=o.connection_id,
+        connection=name,
+        uid=o.ical_uid,
+        recurrence_id=o.recurrence_id,
+        provider_id=o.provider_id,
+        status=Status(o.status),
+        all_day=o.all_day,
+        start=o.start_utc,
+        end=o.end_utc,
+        timezone=o.timezone,
+        title=content.title,
+        description=content.description,
+        location=content.location,
+        attendees=content.attendees,
+        video_url=content.video_url,
+    )
 
 
 @dataclass(frozen=True)

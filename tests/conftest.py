@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from core.crypto import Keyring, MasterKeys, generate_key_text
 from core.store import Store, upgrade
 from core.store.db import make_engine
 from core.store.schema import metadata
@@ -23,6 +24,17 @@ from core.store.schema import metadata
 settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=25, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+# One master key per test run; every store the fixtures open encrypts with it.
+TEST_MASTER_KEY = generate_key_text()
+
+
+def test_keyring() -> Keyring:
+    """A fresh keyring (empty caches) on the test run's master key."""
+    return Keyring(MasterKeys.from_env_value(TEST_MASTER_KEY))
+
+
+test_keyring.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -101,9 +113,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "sqlite":
         path = tmp_path / "alliance.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        s = Store(make_engine(f"sqlite:///{path}"))
+        s = Store(make_engine(f"sqlite:///{path}"), keyring=test_keyring())
     else:
-        s = Store(make_engine(request.getfixturevalue("postgres_url")))
+        s = Store(make_engine(request.getfixturevalue("postgres_url")), keyring=test_keyring())
         _truncate_all(s)
     try:
         yield s
@@ -116,6 +128,6 @@ def sqlite_store(tmp_path: Path, sqlite_template: Path) -> Iterator[Store]:
     """SQLite only, for tests about the embedded default itself."""
     path = tmp_path / "alliance.db"
     shutil.copy(sqlite_template, path)
-    s = Store(make_engine(f"sqlite:///{path}"))
+    s = Store(make_engine(f"sqlite:///{path}"), keyring=test_keyring())
     yield s
     s.close()

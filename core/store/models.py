@@ -88,8 +88,9 @@ class Connection(Base):
     therapist_id: Mapped[int] = mapped_column(ForeignKey("therapists.id"), index=True)
     provider: Mapped[str] = mapped_column(String(40))
     name: Mapped[str] = mapped_column(String(200))
+    # Non-secret metadata only. What a provider needs to connect (feed URLs with embedded secrets,
+    # OAuth tokens) lives encrypted in ``credentials`` (core.mirror).
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # Provider secrets (OAuth tokens, secret feed URLs); encrypted through the keyring.
     credentials: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     cursor: Mapped[str | None] = mapped_column(Text, nullable=True)
     # ok | error | needs_reconnect
@@ -124,11 +125,9 @@ class Occurrence(Base):
     start_utc: Mapped[datetime] = mapped_column(UtcDateTime)
     end_utc: Mapped[datetime] = mapped_column(UtcDateTime)
     timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    title: Mapped[str] = mapped_column(Text, default="")
-    description: Mapped[str] = mapped_column(Text, default="")
-    location: Mapped[str] = mapped_column(Text, default="")
-    attendees: Mapped[list[str]] = mapped_column(JSON, default=list)
-    video_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Title, description, location, attendees and the detected video link, as one JSON object
+    # encrypted with the therapist's data key (core.sync.content); never stored in plaintext.
+    content: Mapped[bytes] = mapped_column(LargeBinary)
     content_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

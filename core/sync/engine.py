@@ -26,8 +26,10 @@ from typing import Any
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from core.crypto import Owner, OwnerCipher
 from core.store.db import Store
 from core.store.models import Connection, Occurrence, OccurrenceHistory, OutboxEvent
+from core.sync.content import OccurrenceContent, hash_key, seal
 from core.sync.decide import Action, LocalState, RemoteState, decide
 from core.sync.hashing import content_hash
 from core.sync.types import (
@@ -162,6 +164,14 @@ class _Run:
         self.progress = progress
         self.checkpoint = checkpoint
         self.lease_owner = lease_owner
+        self.cipher: OwnerCipher | None = None
+        self.hash_key = b""
+
+    def _ensure_cipher(self, session: Session) -> OwnerCipher:
+        if self.cipher is None:
+            self.cipher = self.store.keyring.cipher(session, Owner("therapist", self.therapist_id))
+            self.hash_key = hash_key(self.cipher)
+        return self.cipher
 
     def run(self, source: ChangeSource, cursor: str | None) -> None:
         mirror = _Mirror(self.connection_id)
@@ -174,6 +184,7 @@ class _Run:
                 raise SourceError("the source sent pages after its last page")
             with self.store.session() as session:
                 self._renew_lease(session)
+                self._ensure_cipher(session)
                 mirror.ensure_loaded(
                     session,
                     [o.key for o in page.upserts] + list(page.removals),
@@ -228,7 +239,7 @@ class _Run:
 
     def _apply(self, mirror: _Mirror, key: OccurrenceKey, occ: RemoteOccurrence | None, writes: _PageWrites) -> None:
         row = mirror.rows.get(key)
-        remote_hash = content_hash(occ) if occ is not None else ""
+        remote_hash = content_hash(occ, self.hash_key) if occ is not None else ""
         remote = RemoteState(occ.status, occ.start, occ.end, remote_hash) if occ is not None else None
         action = decide(row.local_state() if row else None, remote)
 
@@ -277,6 +288,11 @@ class _Run:
         writes.updates.append(values)
         self._record(writes, row.id, kind, old_start, old_end, row.start, row.end)
 
+    def _cipher(self) -> OwnerCipher:
+        if self.cipher is None:
+            raise RuntimeError("the therapist's cipher is loaded at the start of every page")
+        return self.cipher
+
     def _columns(self, occ: RemoteOccurrence, remote_hash: str) -> dict[str, Any]:
         return {
             "connection_id": self.connection_id,
@@ -288,11 +304,12 @@ class _Run:
             "start_utc": occ.start,
             "end_utc": occ.end,
             "timezone": occ.timezone,
-            "title": occ.title,
-            "description": occ.description,
-            "location": occ.location,
-            "attendees": list(occ.attendees),
-            "video_url": detect_video_url(occ.conference_url, occ.url, occ.location, occ.description),
+            "content": seal(
+                self._cipher(),
+                self.connection_id,
+                occ.key,
+                OccurrenceContent.of(occ, detect_video_url(occ.conference_url, occ.url, occ.location, occ.description)),
+            ),
             "content_hash": remote_hash,
             "created_at": self.now,
             "updated_at": self.now,

@@ -13,6 +13,7 @@ from core.mirror import add_connection, ensure_therapist
 from core.store import Occurrence, OccurrenceHistory, OutboxEvent, Store
 from core.sync import sync_connection
 from integrations.base import MemoryCalendar, MemoryProvider
+from tests.conftest import TEST_MASTER_KEY, test_keyring
 
 BUILD_CALENDAR = """
 from datetime import UTC, datetime, timedelta
@@ -39,7 +40,7 @@ def test_a_killed_sync_is_taken_over_and_converges(tmp_path: Path, sqlite_templa
     db = tmp_path / "alliance.db"
     db.write_bytes(sqlite_template.read_bytes())
     url = f"sqlite:///{db}"
-    store = Store.open(url)
+    store = Store.open(url, keyring=test_keyring())
     connection = add_connection(store, ensure_therapist(store, "t@test"), "memory", "m", {})
 
     # The child commits two pages of ten, then dies inside the third page's transaction without
@@ -48,6 +49,7 @@ def test_a_killed_sync_is_taken_over_and_converges(tmp_path: Path, sqlite_templa
         f"""
         import os
         {textwrap.indent(BUILD_CALENDAR, "        ").strip()}
+        from core.crypto import Keyring, MasterKeys
         from core.store import Store
         from core.sync import sync_connection
         from integrations.base import MemoryProvider
@@ -58,7 +60,7 @@ def test_a_killed_sync_is_taken_over_and_converges(tmp_path: Path, sqlite_templa
                 commits += 1
             if name == "before_commit" and commits == 2:
                 os._exit(9)
-        store = Store.open({url!r})
+        store = Store.open({url!r}, keyring=Keyring(MasterKeys.from_env_value({TEST_MASTER_KEY!r})))
         sync_connection(store, {connection}, MemoryProvider(build(), page_size=10), checkpoint=checkpoint)
         """
     )

@@ -1,0 +1,54 @@
+"""Mirrored content at rest: encrypted per therapist, compared through a keyed hash.
+
+Titles, descriptions, locations and attendees can name a client, so they are stored as one
+AES-GCM blob bound to the occurrence's identity, and the "did it change" hash is an HMAC under
+a key derived from the therapist's data key (a plain hash of "Session Anna 18:00" could be
+confirmed by guessing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+
+from core.crypto import OwnerCipher
+from core.sync.types import OccurrenceKey, RemoteOccurrence
+
+
+@dataclass(frozen=True, slots=True)
+class OccurrenceContent:
+    title: str = ""
+    description: str = ""
+    location: str = ""
+    attendees: tuple[str, ...] = ()
+    video_url: str | None = None
+
+    @classmethod
+    def of(cls, occ: RemoteOccurrence, video_url: str | None) -> OccurrenceContent:
+        return cls(occ.title, occ.description, occ.location, occ.attendees, video_url)
+
+
+def _context(connection_id: int, key: OccurrenceKey) -> str:
+    return f"occurrences.content|{connection_id}|{key.ical_uid}|{key.recurrence_id}"
+
+
+def seal(cipher: OwnerCipher, connection_id: int, key: OccurrenceKey, content: OccurrenceContent) -> bytes:
+    """Encrypt ``content`` bound to this occurrence's identity."""
+    payload = json.dumps(
+        [content.title, content.description, content.location, list(content.attendees), content.video_url],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return cipher.encrypt(payload.encode(), _context(connection_id, key))
+
+
+def unseal(cipher: OwnerCipher, connection_id: int, key: OccurrenceKey, blob: bytes) -> OccurrenceContent:
+    title, description, location, attendees, video_url = json.loads(cipher.decrypt(blob, _context(connection_id, key)))
+    return OccurrenceContent(title, description, location, tuple(attendees), video_url)
+
+
+def hash_key(cipher: OwnerCipher) -> bytes:
+    """The therapist-specific key of content hashes (derived, never stored)."""
+    return hmac.new(cipher.key, b"alliance content hash v1", hashlib.sha256).digest()
