@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import make_url
@@ -25,13 +26,9 @@ def _raw_dump(store: Store) -> bytes:
     url = store.engine.url
     if url.get_backend_name() == "sqlite":
         store.engine.dispose()  # close connections so the WAL is checkpointed into the file...
-        path = url.database or ""
-        data = open(path, "rb").read()  # noqa: SIM115
-        try:  # ...and read the WAL as well, in case it was not
-            data += open(path + "-wal", "rb").read()  # noqa: SIM115
-        except FileNotFoundError:
-            pass
-        return data
+        path = Path(url.database or "")
+        wal = path.with_name(path.name + "-wal")  # ...and read the WAL too, in case it was not
+        return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
     libpq = make_url(url.render_as_string(hide_password=False)).set(drivername="postgresql")
     result = subprocess.run(
         ["pg_dump", "--data-only", libpq.render_as_string(hide_password=False)],
