@@ -8,10 +8,14 @@ import sys
 import typer
 from pydantic import ValidationError
 
+from alliance.cli import accounts as account_commands
+from alliance.cli import clients as client_commands
 from alliance.cli import db as db_commands
 from alliance.cli import demo as demo_commands
+from alliance.cli import jobs as job_commands
 from alliance.cli import keys as key_commands
 from alliance.cli import mirror as mirror_commands
+from alliance.cli import serve as serve_commands
 from alliance.cli.common import CliError, err_console
 from core.crypto import MasterKeyError
 from core.sync import SourceError, SyncInProgress
@@ -39,6 +43,10 @@ def _root(
 
 mirror_commands.register(app)
 demo_commands.register(app)
+serve_commands.register(app)
+account_commands.register(app)
+client_commands.register(app)
+job_commands.register(app)
 app.add_typer(db_commands.app, name="db")
 app.add_typer(key_commands.app, name="keys")
 

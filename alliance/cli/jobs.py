@@ -1,0 +1,9 @@
+"""``alliance ...`` commands of this area (registered by alliance.cli)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app``."""
