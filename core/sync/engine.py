@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import Table, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.crypto import Owner, OwnerCipher
@@ -45,6 +45,10 @@ from core.video_links import detect_video_url
 log = logging.getLogger(__name__)
 
 LEASE_TTL = timedelta(minutes=10)
+
+_OCCURRENCES: Table = Occurrence.__table__  # type: ignore[assignment]
+_HISTORY: Table = OccurrenceHistory.__table__  # type: ignore[assignment]
+_OUTBOX: Table = OutboxEvent.__table__  # type: ignore[assignment]
 
 Progress = Callable[[int, int | None], None]
 Checkpoint = Callable[[str], None]
@@ -386,12 +390,14 @@ class _Run:
             self._apply(mirror, key, None, writes)
 
     def _flush(self, session: Session, mirror: _Mirror, writes: _PageWrites) -> None:
+        # Plain multi-row inserts on the tables (not the ORM, not RETURNING): SQLite cannot batch
+        # an INSERT ... RETURNING, and the ORM splits batches whenever NULL columns differ, which
+        # made a first mirror of 10,000 events one statement per row (benchmarks/README.md).
         if writes.inserts:
-            ids = session.scalars(
-                insert(Occurrence).returning(Occurrence.id, sort_by_parameter_order=True),
-                [columns for _, columns, _ in writes.inserts],
-            ).all()
-            for (key, columns, action), new_id in zip(writes.inserts, ids, strict=True):
+            session.execute(insert(_OCCURRENCES), [columns for _, columns, _ in writes.inserts])
+            new_ids = self._ids_of(session, [key for key, _, _ in writes.inserts])
+            for key, columns, action in writes.inserts:
+                new_id = new_ids[key]
                 mirror.rows[key] = _Row(
                     new_id,
                     Status(columns["status"]),
@@ -414,9 +420,25 @@ class _Run:
         if writes.updates:
             session.execute(update(Occurrence), writes.updates)
         if writes.history:
-            session.execute(insert(OccurrenceHistory), writes.history)
+            session.execute(insert(_HISTORY), writes.history)
         if writes.outbox:
-            session.execute(insert(OutboxEvent), writes.outbox)
+            session.execute(insert(_OUTBOX), writes.outbox)
+
+    def _ids_of(self, session: Session, keys: list[OccurrenceKey]) -> dict[OccurrenceKey, int]:
+        wanted = set(keys)
+        uids = sorted({k.ical_uid for k in keys})
+        found: dict[OccurrenceKey, int] = {}
+        for i in range(0, len(uids), 500):  # stay under bound-parameter limits
+            rows = session.execute(
+                select(Occurrence.id, Occurrence.ical_uid, Occurrence.recurrence_id).where(
+                    Occurrence.connection_id == self.connection_id, Occurrence.ical_uid.in_(uids[i : i + 500])
+                )
+            )
+            for row in rows:
+                key = OccurrenceKey(row.ical_uid, row.recurrence_id)
+                if key in wanted:
+                    found[key] = row.id
+        return found
 
 
 def _lease_owner() -> str:
