@@ -222,3 +222,13 @@ def remove_unsynced_connection(store: Store, connection_id: int) -> bool:
             return False
         session.delete(connection)
         return True
+
+
+def read_content(store: Store, session: Session, occurrence: Occurrence) -> OccurrenceContent:
+    """Decrypt the mirrored content (title, description, location, attendees, video link) of one row."""
+    therapist_id = session.scalar(select(Connection.therapist_id).where(Connection.id == occurrence.connection_id))
+    if therapist_id is None:
+        raise LookupError(f"occurrence {occurrence.id} has no connection")
+    cipher = store.keyring.cipher_for_blob(session, Owner("therapist", therapist_id), occurrence.content)
+    key = OccurrenceKey(occurrence.ical_uid, occurrence.recurrence_id)
+    return unseal(cipher, occurrence.connection_id, key, occurrence.content)

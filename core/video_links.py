@@ -7,14 +7,16 @@ location or URL. The first link found, in that order of trust, wins.
 
 from __future__ import annotations
 
+import html
 import re
 
 # One pattern per platform; each matches a join link, not the platform's home page.
 _PATTERNS: tuple[re.Pattern[str], ...] = tuple(
     re.compile(p, re.IGNORECASE)
     for p in (
-        # Zoom (also vanity subdomains and ZoomGov): /j/<id>, /my/<name>, /w/<id>, /s/<id>
-        r"https://(?:[a-z0-9-]+\.)?zoom(?:gov)?\.(?:us|com)/(?:j|my|w|s|wc/join)/[A-Za-z0-9._?=&%/-]+",
+        # Zoom (also vanity subdomains and ZoomGov): /j/<id>, /my/<name>, /w/<id>. Never /s/<id>:
+        # that is the host's start link, whose zak token grants host rights.
+        r"https://(?:[a-z0-9-]+\.)?zoom(?:gov)?\.(?:us|com)/(?:j|my|w|wc/join)/[A-Za-z0-9._?=&%/-]+",
         r"https://meet\.google\.com/[a-z]{3}-[a-z]{4}-[a-z]{3}(?:\?[A-Za-z0-9._=&%-]*)?",
         r"https://teams\.microsoft\.com/l/meetup-join/[^\s<>\"']+",
         r"https://teams\.live\.com/meet/[^\s<>\"']+",
@@ -31,6 +33,8 @@ _TRAILING = ".,;:!?)]>'\""
 
 def find_video_url(text: str) -> str | None:
     """Return the earliest video-call link in ``text``, or None."""
+    # Google and Outlook descriptions are HTML: "&amp;" inside a link is an escaped "&".
+    text = html.unescape(text)
     best: tuple[int, str] | None = None
     for pattern in _PATTERNS:
         match = pattern.search(text)

@@ -235,11 +235,15 @@ class _Run:
             self.checkpoint(name)
 
     def _renew_lease(self, session: Session) -> None:
-        session.execute(
+        renewed = session.execute(
             update(Connection)
             .where(Connection.id == self.connection_id, Connection.lock_owner == self.lease_owner)
             .values(lock_expires_at=datetime.now(UTC) + LEASE_TTL)
         )
+        if renewed.rowcount != 1:  # type: ignore[attr-defined]
+            # The lease expired and another sync took over (a laptop asleep for longer than the
+            # lease): writing on would re-apply stale pages over the newer sync's work.
+            raise SyncInProgress(f"connection {self.connection_id}: this sync's lease expired and was taken over")
 
     def _apply(self, mirror: _Mirror, key: OccurrenceKey, occ: RemoteOccurrence | None, writes: _PageWrites) -> None:
         row = mirror.rows.get(key)
@@ -543,7 +547,10 @@ def sync_connection(
                     raise SourceError("the source rejected a full listing as an expired cursor") from None
                 log.info("cursor expired; falling back to a full listing", extra={"connection_id": connection_id})
                 report.full_resync = True
-                run.run(source, None)
+                try:
+                    run.run(source, None)
+                except CursorExpired as exc:
+                    raise SourceError("the source rejected a full listing as an expired cursor") from exc
         except SourceError as exc:
             _record_outcome(store, connection_id, report, error=str(exc))
             raise

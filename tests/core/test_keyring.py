@@ -90,11 +90,11 @@ def test_destroying_a_client_key_shreds_only_that_client(store: Store, master: M
         blob_b = keyring.cipher(session, b, parent=THERAPIST).encrypt_text("b", "ctx")
         assert keyring.destroy(session, a)
         assert not keyring.destroy(session, a)  # already gone
-    for keyring in (Keyring(master), keyring):  # a fresh process and the one that destroyed it
+    for reader in (Keyring(master), keyring):  # a fresh process and the one that destroyed it
         with store.session() as session:
             with pytest.raises(KeyDestroyed):
-                keyring.decrypt(session, a, blob_a, "ctx")
-            assert keyring.decrypt(session, b, blob_b, "ctx") == b"b"
+                reader.decrypt(session, a, blob_a, "ctx")
+            assert reader.decrypt(session, b, blob_b, "ctx") == b"b"
 
 
 def test_master_key_parsing_and_key_file(tmp_path: Path) -> None:
