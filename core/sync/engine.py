@@ -23,10 +23,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, insert, or_, select, update
+from sqlalchemy import Table, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.crypto import Owner, OwnerCipher
+from core.store.bulk import insert_rows
 from core.store.db import Store
 from core.store.models import Connection, Occurrence, OccurrenceHistory, OutboxEvent
 from core.sync.content import OccurrenceContent, hash_key, seal
@@ -398,7 +399,7 @@ class _Run:
         # an INSERT ... RETURNING, and the ORM splits batches whenever NULL columns differ, which
         # made a first mirror of 10,000 events one statement per row (benchmarks/README.md).
         if writes.inserts:
-            session.execute(insert(_OCCURRENCES), [columns for _, columns, _ in writes.inserts])
+            insert_rows(session, _OCCURRENCES, [columns for _, columns, _ in writes.inserts])
             new_ids = self._ids_of(session, [key for key, _, _ in writes.inserts])
             for key, columns, action in writes.inserts:
                 new_id = new_ids[key]
@@ -424,9 +425,9 @@ class _Run:
         if writes.updates:
             session.execute(update(Occurrence), writes.updates)
         if writes.history:
-            session.execute(insert(_HISTORY), writes.history)
+            insert_rows(session, _HISTORY, writes.history)
         if writes.outbox:
-            session.execute(insert(_OUTBOX), writes.outbox)
+            insert_rows(session, _OUTBOX, writes.outbox)
 
     def _ids_of(self, session: Session, keys: list[OccurrenceKey]) -> dict[OccurrenceKey, int]:
         wanted = set(keys)
