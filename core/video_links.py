@@ -10,6 +10,12 @@ from __future__ import annotations
 import html
 import re
 
+_SITE_PAGES = (
+    "(?:information|pricing|user|users|org|login|log-in|signin|sign-in|signup|sign-up|register|"
+    "account|settings|help|support|about|blog|contact|privacy|terms|features|download|"
+    "meeting-center|en|es|de|fr)"
+)
+
 # One pattern per platform; each matches a join link, not the platform's home page.
 _PATTERNS: tuple[re.Pattern[str], ...] = tuple(
     re.compile(p, re.IGNORECASE)
@@ -20,10 +26,11 @@ _PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         r"https://meet\.google\.com/[a-z]{3}-[a-z]{4}-[a-z]{3}(?:\?[A-Za-z0-9._=&%-]*)?",
         r"https://teams\.microsoft\.com/l/meetup-join/[^\s<>\"']+",
         r"https://teams\.live\.com/meet/[^\s<>\"']+",
-        r"https://[a-z0-9-]+\.webex\.com/(?:meet|join|[a-z0-9-]+/j\.php|[a-z0-9-]+/meet)[^\s<>\"']*",
-        r"https://whereby\.com/[A-Za-z0-9_-]+",
+        r"https://[a-z0-9-]+\.webex\.com/(?:meet/|join/|[a-z0-9-]+/j\.php|[a-z0-9-]+/meet/)[^\s<>\"']*",
+        # Room names, minus the sites' own pages (pricing, sign-in...), which are not rooms.
+        rf"https://whereby\.com/(?!{_SITE_PAGES}\b)[A-Za-z0-9_-]+",
         r"https://meet\.jit\.si/[^\s<>\"']+",
-        r"https://(?:[a-z0-9-]+\.)?doxy\.me/[A-Za-z0-9_-]+",
+        rf"https://(?:[a-z0-9-]+\.)?doxy\.me/(?!{_SITE_PAGES}\b)[A-Za-z0-9_-]+",
     )
 )
 
