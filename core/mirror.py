@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from core.crypto import Owner
 from core.store.db import Store
 from core.store.models import Connection, Occurrence, OccurrenceHistory, Therapist
-from core.sync.content import OccurrenceContent, unseal
+from core.sync.content import OccurrenceContent, content_context, parse_content, unseal
 from core.sync.types import OccurrenceKey, Status
 
 
@@ -161,9 +161,12 @@ def list_occurrences(
     with store.session() as session:
         rows = session.execute(query).all()
         views = []
+        keyring = store.keyring
+        owners: dict[int, Owner] = {}
         for o, name, owner_id in rows:
-            cipher = store.keyring.cipher_for_blob(session, Owner("therapist", owner_id), o.content)
-            content = unseal(cipher, o.connection_id, OccurrenceKey(o.ical_uid, o.recurrence_id), o.content)
+            owner = owners.setdefault(owner_id, Owner("therapist", owner_id))
+            context = content_context(o.connection_id, OccurrenceKey(o.ical_uid, o.recurrence_id))
+            content = parse_content(keyring.decrypt(session, owner, o.content, context))
             views.append(_occurrence_view(o, name, content))
         return views
 

@@ -30,7 +30,8 @@ class OccurrenceContent:
         return cls(occ.title, occ.description, occ.location, occ.attendees, video_url)
 
 
-def _context(connection_id: int, key: OccurrenceKey) -> str:
+def content_context(connection_id: int, key: OccurrenceKey) -> str:
+    """The associated data binding a content blob to its occurrence's identity."""
     return f"occurrences.content|{connection_id}|{key.ical_uid}|{key.recurrence_id}"
 
 
@@ -41,11 +42,16 @@ def seal(cipher: OwnerCipher, connection_id: int, key: OccurrenceKey, content: O
         ensure_ascii=False,
         separators=(",", ":"),
     )
-    return cipher.encrypt(payload.encode(), _context(connection_id, key))
+    return cipher.encrypt(payload.encode(), content_context(connection_id, key))
 
 
 def unseal(cipher: OwnerCipher, connection_id: int, key: OccurrenceKey, blob: bytes) -> OccurrenceContent:
-    title, description, location, attendees, video_url = json.loads(cipher.decrypt(blob, _context(connection_id, key)))
+    return parse_content(cipher.decrypt(blob, content_context(connection_id, key)))
+
+
+def parse_content(plaintext: bytes) -> OccurrenceContent:
+    """Decode decrypted content (see :func:`seal` for the layout)."""
+    title, description, location, attendees, video_url = json.loads(plaintext)
     return OccurrenceContent(title, description, location, tuple(attendees), video_url)
 
 
