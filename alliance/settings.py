@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tomllib
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -10,7 +12,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import platformdirs
 import tzlocal
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 
 def _local_zone() -> str:
@@ -21,8 +28,16 @@ def _local_zone() -> str:
     return "UTC" if name in (None, "Etc/UTC", "Etc/Universal") else name
 
 
+class ConfigFileError(ValueError):
+    """The file named by ``ALLIANCE_CONFIG`` is missing, unreadable or names unknown settings."""
+
+
 class Settings(BaseSettings):
-    """Alliance's configuration; every field can be set as ``ALLIANCE_<NAME>``."""
+    """Alliance's configuration; every field can be set as ``ALLIANCE_<NAME>``.
+
+    ``ALLIANCE_CONFIG`` may name a TOML file with the same settings in lower case
+    (``timezone = "Europe/Madrid"``); environment variables win over the file.
+    """
 
     model_config = SettingsConfigDict(env_prefix="ALLIANCE_", extra="ignore")
 
@@ -36,6 +51,21 @@ class Settings(BaseSettings):
     default_therapist_email: str = "therapist@localhost"
     window_past_days: int = Field(default=60, ge=0, le=3650)
     window_future_days: int = Field(default=365, ge=1, le=3650)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = os.environ.get("ALLIANCE_CONFIG")
+        if not path:
+            return (init_settings, env_settings)
+        _check_config_file(Path(path), set(settings_cls.model_fields))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=path))
 
     @field_validator("timezone")
     @classmethod
@@ -73,3 +103,16 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.home / 'alliance.db'}"
+
+
+def _check_config_file(path: Path, known: set[str]) -> None:
+    # Fail loudly on a typo: a silently ignored "tmezone" would be worse than no file at all.
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigFileError(f"ALLIANCE_CONFIG: no such file {path}") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigFileError(f"ALLIANCE_CONFIG: {path} is not valid TOML ({exc})") from None
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigFileError(f"ALLIANCE_CONFIG: unknown setting(s) {', '.join(unknown)} in {path}")

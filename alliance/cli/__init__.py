@@ -17,6 +17,7 @@ from alliance.cli import keys as key_commands
 from alliance.cli import mirror as mirror_commands
 from alliance.cli import serve as serve_commands
 from alliance.cli.common import CliError, err_console
+from alliance.settings import ConfigFileError
 from core.crypto import MasterKeyError
 from core.sync import SourceError, SyncInProgress
 from integrations.base import InvalidSettings, ProviderError
@@ -76,7 +77,15 @@ def main() -> None:
         problems = "; ".join(_setting_problem(e["loc"], e["msg"]) for e in exc.errors())
         err_console.print(f"error: invalid settings: {problems}", highlight=False)
         sys.exit(2)
-    except (CliError, SourceError, InvalidSettings, ProviderError, SyncInProgress, MasterKeyError) as exc:
+    except (
+        CliError,
+        ConfigFileError,
+        SourceError,
+        InvalidSettings,
+        ProviderError,
+        SyncInProgress,
+        MasterKeyError,
+    ) as exc:
         err_console.print(f"error: {_first_line(str(exc))}", highlight=False, markup=False)
         sys.exit(1)
     except Exception as exc:  # click usage errors arrive here in non-standalone mode

@@ -3,57 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-Run = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def _ics(events: str, tz_header: str = "") -> str:
-    return (
-        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Alliance tests//EN\r\n" + tz_header + events + "END:VCALENDAR\r\n"
-    )
-
-
-def _event(uid: str, start: datetime, minutes: int = 50, summary: str = "Session", extra: str = "") -> str:
-    fmt = "%Y%m%dT%H%M%SZ"
-    end = start + timedelta(minutes=minutes)
-    return (
-        f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20260101T000000Z\r\n"
-        f"DTSTART:{start.strftime(fmt)}\r\nDTEND:{end.strftime(fmt)}\r\nSUMMARY:{summary}\r\n{extra}END:VEVENT\r\n"
-    )
-
-
-def _soon(days: int, hour: int = 9) -> datetime:
-    return (datetime.now(UTC) + timedelta(days=days)).replace(hour=hour, minute=0, second=0, microsecond=0)
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def run(home: Path) -> Run:
-    def _run(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("ALLIANCE_")}
-        full_env.update({"ALLIANCE_HOME": str(home), "ALLIANCE_TIMEZONE": "Europe/Madrid", "COLUMNS": "200"})
-        full_env.update(env or {})
-        result = subprocess.run(
-            [sys.executable, "-m", "alliance", *args], capture_output=True, text=True, env=full_env, timeout=120
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"alliance {' '.join(args)} failed ({result.returncode}): {result.stderr}")
-        return result
-
-    return _run
+from tests.cli.helpers import Run, _event, _ics, _soon
 
 
 def _row_counts(db: Path) -> dict[str, int]:
