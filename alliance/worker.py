@@ -119,7 +119,10 @@ class EmbeddedWorker:
         return ran
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            ran = self.tick()
-            if ran == 0:
-                self._stop.wait(self.poll_interval)
+        try:
+            while not self._stop.is_set():
+                ran = self.tick()
+                if ran == 0:
+                    self._stop.wait(self.poll_interval)
+        except BaseException as exc:  # the thread ends here; say so instead of dying silently
+            log.critical("embedded worker loop died: %s", describe_error(exc))

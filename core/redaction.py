@@ -71,9 +71,14 @@ _KEY_VALUE = re.compile(
     re.IGNORECASE,
 )
 # Long runs of token characters with at least one digit and one letter: OAuth tokens, secret
-# iCal path segments ("private-0a1b..."), client link tokens, API keys. UUIDs with dashes have
-# no run this long and stay readable (event ids are meant to be logged).
-_LONG_TOKEN = re.compile(r"(?<![\w\-])(?=[\w\-]*\d)(?=[\w\-]*[a-z])[\w\-]{24,}(?![\w\-])", re.IGNORECASE)
+# iCal path segments ("private-0a1b..."), client link tokens, API keys. UUIDs stay readable:
+# event ids are meant to be logged.
+_LONG_TOKEN = re.compile(
+    r"(?<![\w\-])"
+    r"(?![0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![\w\-]))"  # a UUID: an id, not a secret
+    r"(?=[\w\-]*\d)(?=[\w\-]*[a-z])[\w\-]{24,}(?![\w\-])",
+    re.IGNORECASE,
+)
 
 
 def is_sensitive_key(key: str) -> bool:
