@@ -461,3 +461,20 @@ def test_a_periodic_run_still_in_progress_is_not_started_again(store: Store) -> 
         thread.join(timeout=60)
         other.close()
     assert len(runs) == 2
+
+
+def test_a_handler_writing_through_its_own_sessions_is_not_blocked_by_the_delivery(store: Store) -> None:
+    # The clients service's handler takes the store and opens its own transactions; on SQLite the
+    # delivery's session must not hold the write lock while it runs.
+    def own_sessions(store: Store, event: Event) -> None:
+        with store.session() as session:
+            session.add(Therapist(email=f"{event.event_id}@example.org"))
+
+    registry = JobRegistry()
+    registry.add_handler("own", "occurrence.created", own_sessions)
+    runner = runner_for(store, registry, Clock())
+    event_id = add_event(store)
+    assert runner.run_pending() == 1
+    assert deliveries(store)[(event_id, "own")].status == DONE
+    with store.session() as session:
+        assert len(session.scalars(select(Therapist)).all()) == 1
