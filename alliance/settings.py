@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     default_therapist_email: str = "therapist@localhost"
     window_past_days: int = Field(default=60, ge=0, le=3650)
     window_future_days: int = Field(default=365, ge=1, le=3650)
+    # Jobs (the embedded worker inside ``alliance serve``).
+    sync_interval_minutes: int = Field(default=10, ge=1, le=24 * 60)
+    job_max_attempts: int = Field(default=8, ge=1, le=100)
+    worker_poll_seconds: float = Field(default=2.0, gt=0, le=60)
+    # Logs: "text" is one key=value line per record, "json" one JSON object per line.
+    log_format: Literal["text", "json"] = "text"
 
     @classmethod
     def settings_customise_sources(

@@ -1,28 +1,128 @@
 """The embedded worker: runs outbox handlers and periodic jobs inside ``alliance serve``.
 
-Interface used by the web app (readyz) and ``alliance serve``; the jobs engineer fills it in.
+Interface used by the web app (``/readyz``) and ``alliance serve``: ``start()``, ``stop(timeout)``,
+``is_alive()``.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from alliance.jobs import build_registry, retry_policy
 from alliance.settings import Settings
+from core.jobs import InProcessRunner, JobRegistry
+from core.redaction import describe_error, format_exception_safely
 from core.store import Store
+
+__all__ = ["EmbeddedWorker"]
+
+log = logging.getLogger(__name__)
+
+# A tick that does no heartbeat for this long counts as hung. One ICS fetch may take up to two
+# minutes (integrations.ics.fetch.TOTAL_SECONDS) without reporting progress, hence the floor.
+MIN_STALE_SECONDS = 180.0
+STALE_POLL_INTERVALS = 30
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class EmbeddedWorker:
-    """A background thread running the job runner on the embedded default."""
+    """A background thread running the job runner on the embedded default.
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    Each loop: one tick of the runner (relay and deliver the outbox, run due periodic and
+    deferred jobs), then a pause of ``worker_poll_seconds`` that :meth:`stop` cuts short. A tick
+    that did work is followed by the next at once. An error in a tick (the database away for a
+    moment) is logged and the loop goes on; handler errors never reach it (they are retried).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        registry: JobRegistry | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+        poll_interval: float | None = None,
+        stale_after: float | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.settings = settings
-        self._alive = False
+        self.poll_interval = poll_interval if poll_interval is not None else settings.worker_poll_seconds
+        self.stale_after = (
+            stale_after
+            if stale_after is not None
+            else max(MIN_STALE_SECONDS, STALE_POLL_INTERVALS * self.poll_interval)
+        )
+        self._monotonic = monotonic
+        self.runner = InProcessRunner(
+            store,
+            registry if registry is not None else build_registry(settings, heartbeat=self._beat),
+            policy=retry_policy(settings),
+            clock=clock,
+            on_progress=self._beat,
+        )
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._heartbeat: float | None = None
+        self.ticks = 0
+
+    def _beat(self) -> None:
+        self._heartbeat = self._monotonic()
 
     def start(self) -> None:
-        self._alive = True
+        """Start the loop in a daemon thread (no-op when it already runs)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._beat()
+        self._thread = threading.Thread(target=self._loop, name="alliance-worker", daemon=True)
+        self._thread.start()
+        log.info("embedded worker started", extra={"poll_seconds": self.poll_interval})
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._alive = False
+        """Ask the loop to stop and wait up to ``timeout`` seconds for the current tick to end."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("embedded worker still busy after %.0f s; it stops after its current job", timeout)
+            else:
+                log.info("embedded worker stopped")
 
     def is_alive(self) -> bool:
-        """True while the worker loop runs (``/readyz`` reports it)."""
-        return self._alive
+        """True while the worker loop runs (``/readyz`` reports it): thread running, heartbeat fresh."""
+        thread = self._thread
+        if thread is None or not thread.is_alive() or self._stop.is_set():
+            return False
+        beat = self._heartbeat
+        return beat is not None and self._monotonic() - beat <= self.stale_after
+
+    def tick(self) -> int:
+        """Run one tick in the calling thread; how many units of work ran (a failed tick counts 0)."""
+        self._beat()
+        try:
+            ran = self.runner.run_pending()
+        except Exception as exc:  # e.g. the database restarting: log it, keep the loop
+            log.error("worker tick failed: %s", describe_error(exc))
+            log.debug("worker tick failure: %s", format_exception_safely(exc))
+            ran = 0
+        self.ticks += 1
+        self._beat()
+        return ran
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                ran = self.tick()
+                if ran == 0:
+                    self._stop.wait(self.poll_interval)
+        except BaseException as exc:  # the thread ends here; say so instead of dying silently
+            log.critical("embedded worker loop died: %s", describe_error(exc))

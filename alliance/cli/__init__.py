@@ -17,7 +17,8 @@ from alliance.cli import keys as key_commands
 from alliance.cli import mirror as mirror_commands
 from alliance.cli import serve as serve_commands
 from alliance.cli.common import CliError, err_console
-from alliance.settings import ConfigFileError
+from alliance.logging import configure_logging
+from alliance.settings import ConfigFileError, Settings
 from core.crypto import MasterKeyError
 from core.sync import SourceError, SyncInProgress
 from integrations.base import InvalidSettings, ProviderError
@@ -35,11 +36,11 @@ app = typer.Typer(
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr."),
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    try:
+        fmt = Settings().log_format
+    except (ValidationError, ConfigFileError):  # the command itself reports bad settings
+        fmt = "text"
+    configure_logging(level=logging.INFO if verbose else logging.WARNING, fmt=fmt, stream=sys.stderr)
 
 
 mirror_commands.register(app)

@@ -1,6 +1,8 @@
 """Every table of Alliance on one metadata (for migrations and tests)."""
 
-import core.crypto.models  # noqa: F401  (registers the keyring tables)
+# Imported for their side effect: each registers its tables on the shared metadata.
+import core.crypto.models  # keyring tables
+import core.jobs.models  # noqa: F401  (job runner tables)
 from core.store.models import Base
 
 metadata = Base.metadata

@@ -1,0 +1,90 @@
+"""Claim / succeed / fail for rows with the pending -> running -> done | parked life cycle.
+
+Shared by outbox deliveries and deferred jobs (both tables carry the same columns). Each step is
+a conditional UPDATE, so two workers (threads or processes, SQLite or PostgreSQL) never both own
+a row: PostgreSQL re-checks the WHERE clause after waiting for a concurrent update of the row,
+SQLite serialises writers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.orm import Session
+
+from core.jobs.models import DONE, PARKED, PENDING, RUNNING
+from core.jobs.policy import RetryPolicy
+
+INTERRUPTED = "Interrupted: the worker stopped during the last attempt"
+
+
+class LostClaim(Exception):
+    """The claim on a row expired and another worker took it over; this run's result is void."""
+
+
+def due_ids(session: Session, table: Table, now: datetime, limit: int) -> list[int]:
+    """Ids of rows due now, oldest due first (running rows whose claim has run out included)."""
+    query = (
+        select(table.c.id)
+        .where(table.c.status.in_((PENDING, RUNNING)), table.c.next_attempt_at <= now)
+        .order_by(table.c.next_attempt_at, table.c.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def claim(session: Session, table: Table, row_id: int, now: datetime, policy: RetryPolicy) -> int | None:
+    """Take a due row for this worker; the attempt number, or None if it is not (or no longer) due."""
+    result = session.execute(
+        update(table)
+        .where(table.c.id == row_id, table.c.status.in_((PENDING, RUNNING)), table.c.next_attempt_at <= now)
+        .values(status=RUNNING, attempts=table.c.attempts + 1, next_attempt_at=now + policy.claim_for, updated_at=now)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    attempt: int | None = session.scalar(select(table.c.attempts).where(table.c.id == row_id))
+    return attempt
+
+
+def succeed(session: Session, table: Table, row_id: int, attempt: int, now: datetime) -> None:
+    """Mark the row done; raises :class:`LostClaim` if another worker took it over meanwhile."""
+    result = session.execute(
+        update(table)
+        .where(table.c.id == row_id, table.c.status == RUNNING, table.c.attempts == attempt)
+        .values(status=DONE, done_at=now, updated_at=now)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise LostClaim(f"{table.name} row {row_id} was taken over by another worker")
+
+
+def fail(
+    session: Session, table: Table, row_id: int, attempt: int, now: datetime, policy: RetryPolicy, error: str
+) -> str | None:
+    """Record a failed attempt: back to pending with a backed-off due time, or parked after the last.
+
+    Returns the new status, or None when another worker owns the row by now.
+    """
+    parked = attempt >= policy.max_attempts
+    status = PARKED if parked else PENDING
+    result = session.execute(
+        update(table)
+        .where(table.c.id == row_id, table.c.status == RUNNING, table.c.attempts == attempt)
+        .values(
+            status=status,
+            next_attempt_at=now if parked else now + policy.backoff(attempt),
+            last_error=error,
+            updated_at=now,
+        )
+    )
+    return status if result.rowcount == 1 else None  # type: ignore[attr-defined]
+
+
+def requeue(session: Session, table: Table, ids: list[int] | None, now: datetime) -> int:
+    """Put parked rows (all of them with ``ids=None``) back to pending with a fresh attempt budget."""
+    query = update(table).where(table.c.status == PARKED)
+    if ids is not None:
+        query = query.where(table.c.id.in_(ids))
+    result = session.execute(query.values(status=PENDING, attempts=0, next_attempt_at=now, updated_at=now))
+    count: int = result.rowcount  # type: ignore[attr-defined]
+    return count

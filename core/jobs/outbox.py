@@ -1,0 +1,177 @@
+"""The outbox consumer: hands every outbox event to each subscribed handler, at least once.
+
+Two steps, each usable on its own by another runner (a distributed queue's relay task can call
+:func:`relay` and defer :func:`deliver_one` per delivery id):
+
+1. :func:`relay` gives each new event one delivery row per subscribed handler (the handler set
+   of an event is fixed then; an event no handler wants is marked processed at once);
+2. :func:`deliver_one` claims one due delivery, runs its handler and records the outcome.
+
+Guarantee: a handler runs at least once per event until it succeeds; after it succeeded it is
+not run again for that event, except when the worker dies between the handler's success and the
+commit of the "done" mark. A handler that writes only through ``event.session`` closes that gap:
+its writes and the mark commit together. Every other handler must be idempotent by event id.
+An event's ``processed_at`` is set once all its deliveries are done.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import Table, exists, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from core.jobs import _lifecycle
+from core.jobs.models import DONE, PARKED, OutboxDelivery
+from core.jobs.policy import RetryPolicy
+from core.jobs.registry import Event, JobRegistry
+from core.redaction import describe_error, format_exception_safely
+from core.store import OutboxEvent, Store
+
+__all__ = ["deliver_due", "deliver_one", "mark_finished_events", "relay"]
+
+log = logging.getLogger(__name__)
+
+_DELIVERIES: Table = OutboxDelivery.__table__  # type: ignore[assignment]
+
+
+def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]]) -> None:
+    # Two relays racing on one event would both insert its deliveries: the unique key decides.
+    dialect = session.get_bind().dialect.name
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_DELIVERIES)
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["event_id", "handler"]), rows)
+
+
+def relay(store: Store, registry: JobRegistry, now: datetime, *, limit: int = 500) -> int:
+    """Create the deliveries of up to ``limit`` new outbox events; returns the number of events taken."""
+    with store.session() as session:
+        has_deliveries = exists().where(OutboxDelivery.event_id == OutboxEvent.event_id)
+        events = session.execute(
+            select(OutboxEvent.event_id, OutboxEvent.kind)
+            .where(OutboxEvent.processed_at.is_(None), ~has_deliveries)
+            .order_by(OutboxEvent.id)
+            .limit(limit)
+        ).all()
+        nobody_wants: list[str] = []
+        rows: list[dict[str, object]] = []
+        for event_id, kind in events:
+            handlers = registry.handlers_for(kind)
+            if not handlers:
+                nobody_wants.append(event_id)
+            rows.extend(
+                {
+                    "event_id": event_id,
+                    "handler": h.name,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for h in handlers
+            )
+        if rows:
+            _insert_ignoring_duplicates(session, rows)
+        if nobody_wants:
+            session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.event_id.in_(nobody_wants), OutboxEvent.processed_at.is_(None))
+                .values(processed_at=now)
+            )
+    return len(events)
+
+
+def mark_finished_events(store: Store, now: datetime) -> int:
+    """Set ``processed_at`` on events whose deliveries are all done.
+
+    :func:`deliver_one` does this itself; this sweep catches the case where the last two handlers
+    of an event finished at the same moment in two workers and neither saw the other's commit.
+    """
+    with store.session() as session:
+        any_delivery = exists().where(OutboxDelivery.event_id == OutboxEvent.event_id)
+        unfinished = exists().where(OutboxDelivery.event_id == OutboxEvent.event_id, OutboxDelivery.status != DONE)
+        result = session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.processed_at.is_(None), any_delivery, ~unfinished)
+            .values(processed_at=now)
+        )
+        count: int = result.rowcount  # type: ignore[attr-defined]
+        return count
+
+
+def _mark_processed_if_finished(session: Session, event_id: str, now: datetime) -> None:
+    left = session.scalar(
+        select(func.count())
+        .select_from(OutboxDelivery)
+        .where(OutboxDelivery.event_id == event_id, OutboxDelivery.status != DONE)
+    )
+    if left == 0:
+        session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.event_id == event_id, OutboxEvent.processed_at.is_(None))
+            .values(processed_at=now)
+        )
+
+
+def deliver_one(
+    store: Store, registry: JobRegistry, delivery_id: int, now: datetime, policy: RetryPolicy
+) -> str | None:
+    """Run one due delivery; returns its new status, or None if it was not due or not ours."""
+    with store.session() as session:
+        attempt = _lifecycle.claim(session, _DELIVERIES, delivery_id, now, policy)
+        if attempt is None:
+            return None
+        delivery = session.get_one(OutboxDelivery, delivery_id)
+        handler_name, event_id = delivery.handler, delivery.event_id
+    where = {"event_id": event_id, "handler": handler_name, "attempt": attempt}
+
+    if attempt > policy.max_attempts:
+        # The previous (last) attempt never reported back: its worker died, perhaps because of
+        # this very event. Park it rather than crash-loop.
+        with store.session() as session:
+            status = _lifecycle.fail(session, _DELIVERIES, delivery_id, attempt, now, policy, _lifecycle.INTERRUPTED)
+        log.error("outbox delivery parked after an interrupted last attempt", extra=where)
+        return status
+
+    spec = registry.handler_named(handler_name)
+    try:
+        if spec is None:
+            raise LookupError(f"no outbox handler named {handler_name!r} is registered")
+        with store.session() as session:
+            row = session.execute(select(OutboxEvent).where(OutboxEvent.event_id == event_id)).scalar_one()
+            event = Event(
+                event_id=row.event_id,
+                kind=row.kind,
+                therapist_id=row.therapist_id,
+                connection_id=row.connection_id,
+                occurrence_id=row.occurrence_id,
+                payload=dict(row.payload or {}),
+                created_at=row.created_at,
+                attempt=attempt,
+                session=session,
+            )
+            spec.fn(store, event)
+            _lifecycle.succeed(session, _DELIVERIES, delivery_id, attempt, now)
+            _mark_processed_if_finished(session, event_id, now)
+    except _lifecycle.LostClaim:
+        log.warning("outbox delivery was taken over by another worker; result discarded", extra=where)
+        return None
+    except Exception as exc:  # any handler failure is retried, never allowed to stop the worker
+        error = f"LookupError: {exc}" if spec is None else describe_error(exc)
+        with store.session() as session:
+            status = _lifecycle.fail(session, _DELIVERIES, delivery_id, attempt, now, policy, error)
+        level = logging.ERROR if status == PARKED else logging.WARNING
+        log.log(level, "outbox handler failed (%s); now %s", error, status, extra=where)
+        log.debug("outbox handler failure: %s", format_exception_safely(exc), extra=where)
+        return status
+    log.debug("outbox handler done", extra=where)
+    return DONE
+
+
+def deliver_due(store: Store, registry: JobRegistry, now: datetime, policy: RetryPolicy, *, limit: int = 100) -> int:
+    """Run up to ``limit`` due deliveries; returns how many handler runs were attempted."""
+    with store.session() as session:
+        ids = _lifecycle.due_ids(session, _DELIVERIES, now, limit)
+    return sum(1 for i in ids if deliver_one(store, registry, i, now, policy) is not None)

@@ -1,0 +1,95 @@
+"""Deferred jobs of the embedded runner: a durable table, so a deferred job survives a restart."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, exists, select
+from sqlalchemy.exc import IntegrityError
+
+from core.jobs import _lifecycle
+from core.jobs.models import DONE, PARKED, PENDING, QueuedJob
+from core.jobs.policy import RetryPolicy
+from core.jobs.registry import JobRegistry
+from core.redaction import describe_error, format_exception_safely
+from core.store import Store
+
+__all__ = ["defer_job", "run_job"]
+
+log = logging.getLogger(__name__)
+
+_JOBS: Table = QueuedJob.__table__  # type: ignore[assignment]
+
+
+def defer_job(
+    store: Store,
+    registry: JobRegistry,
+    job: str,
+    args: dict[str, Any],
+    *,
+    run_at: datetime,
+    queueing_lock: str | None = None,
+) -> bool:
+    """Queue ``job(store, **args)`` to run at ``run_at``.
+
+    With a ``queueing_lock``, a job already waiting under the same lock absorbs this one and
+    False is returned (a burst of "sync connection 7" becomes one run).
+    """
+    registry.job_named(job)  # an unknown name is a programming error: fail here, not in the worker
+    row = {
+        "job": job,
+        "args": args,
+        "queueing_lock": queueing_lock,
+        "status": PENDING,
+        "attempts": 0,
+        "next_attempt_at": run_at,
+        "created_at": run_at,
+        "updated_at": run_at,
+    }
+    try:
+        with store.session() as session:
+            if queueing_lock is not None:
+                waiting = session.scalar(
+                    select(exists().where(QueuedJob.queueing_lock == queueing_lock, QueuedJob.status == PENDING))
+                )
+                if waiting:
+                    return False
+            session.execute(_JOBS.insert(), [row])
+    except IntegrityError:  # another process queued the same lock between our check and insert
+        return False
+    return True
+
+
+def run_job(store: Store, registry: JobRegistry, job_id: int, now: datetime, policy: RetryPolicy) -> str | None:
+    """Run one due queued job; returns its new status, or None if it was not due or not ours."""
+    with store.session() as session:
+        attempt = _lifecycle.claim(session, _JOBS, job_id, now, policy)
+        if attempt is None:
+            return None
+        row = session.get_one(QueuedJob, job_id)
+        name, args = row.job, dict(row.args or {})
+    where = {"job": name, "job_id": job_id, "attempt": attempt}
+    if attempt > policy.max_attempts:
+        with store.session() as session:
+            status = _lifecycle.fail(session, _JOBS, job_id, attempt, now, policy, _lifecycle.INTERRUPTED)
+        log.error("job parked after an interrupted last attempt", extra=where)
+        return status
+    try:
+        registry.job_named(name)(store, **args)
+    except Exception as exc:  # a failing job is retried, never allowed to stop the worker
+        error = describe_error(exc)
+        with store.session() as session:
+            status = _lifecycle.fail(session, _JOBS, job_id, attempt, now, policy, error)
+        level = logging.ERROR if status == PARKED else logging.WARNING
+        log.log(level, "job failed (%s); now %s", error, status, extra=where)
+        log.debug("job failure: %s", format_exception_safely(exc), extra=where)
+        return status
+    try:
+        with store.session() as session:
+            _lifecycle.succeed(session, _JOBS, job_id, attempt, now)
+    except _lifecycle.LostClaim:
+        log.warning("job was taken over by another worker while it ran", extra=where)
+        return None
+    return DONE
