@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     default_therapist_email: str = "therapist@localhost"
     window_past_days: int = Field(default=60, ge=0, le=3650)
     window_future_days: int = Field(default=365, ge=1, le=3650)
+    # Where people reach the web service; links printed by the CLI (password setup) start with it.
+    base_url: str = "http://127.0.0.1:8000"
 
     @field_validator("timezone")
     @classmethod
@@ -45,6 +47,13 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown IANA time zone {value!r} (e.g. Europe/Madrid)") from None
         return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_base_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
 
     @field_validator("database_url")
     @classmethod
