@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from core.accounts import (
+    SESSION_TTL,
     AccountError,
     InvalidCredentials,
     InvalidLink,
@@ -24,7 +25,6 @@ from core.accounts import (
     start_session,
     use_setup_token,
 )
-from core.accounts.service import SESSION_TTL
 from core.mirror import list_connections
 from portal.cookies import (
     PRESESSION_COOKIE,

@@ -13,6 +13,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -145,6 +146,10 @@ def check_password_policy(password: str) -> None:
 def create_therapist(store: Store, email: str, *, display_name: str = "", timezone: str = "UTC") -> int:
     """Create a therapist account (without a password) and return its id."""
     address = normalize_email(email)
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise AccountError(f"unknown IANA time zone {timezone!r} (e.g. Europe/Madrid)") from None
     try:
         with store.session() as session:
             if session.scalar(select(Therapist.id).where(func.lower(Therapist.email) == address)) is not None:

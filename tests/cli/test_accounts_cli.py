@@ -100,6 +100,8 @@ async def test_therapists_add_prints_a_link_that_works_once(run: Run, env: dict[
     relink = run("therapists", "link", "nora@example.org").stdout
     assert "/setup-password/" in relink and token not in relink
     assert run("therapists", "add", "not-an-address", check=False).returncode == 1
+    bad_zone = run("therapists", "add", "zed@example.org", "--timezone", "Mars/Olympus", check=False)
+    assert bad_zone.returncode == 1 and "unknown IANA time zone" in bad_zone.stderr
 
 
 @pytest.mark.anyio
