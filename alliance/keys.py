@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from alliance.settings import Settings
-from core.crypto import MasterKeyError, MasterKeys
+from core.crypto import Keyring, MasterKeyError, MasterKeys
+from core.store import Store
 
 
 def load_master_keys(settings: Settings, *, create: bool = True) -> MasterKeys:
@@ -16,3 +17,10 @@ def load_master_keys(settings: Settings, *, create: bool = True) -> MasterKeys:
     if settings.env != "development" or not create:
         raise MasterKeyError(f"no master key: set ALLIANCE_MASTER_KEY (no key file at {path})")
     return MasterKeys.create_file(path)
+
+
+def open_store(settings: Settings, *, migrate: bool = True) -> Store:
+    """Open (and migrate) the configured store with the master keys, refusing keys that do not match the data."""
+    if settings.database_url is None:
+        settings.home.mkdir(parents=True, exist_ok=True)
+    return Store.open(settings.effective_database_url, migrate=migrate, keyring=Keyring(load_master_keys(settings)))

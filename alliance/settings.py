@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(default=2.0, gt=0, le=60)
     # Logs: "text" is one key=value line per record, "json" one JSON object per line.
     log_format: Literal["text", "json"] = "text"
+    # Where people reach the web service; links printed by the CLI (password setup) start with it.
+    base_url: str = "http://127.0.0.1:8000"
 
     @classmethod
     def settings_customise_sources(
@@ -81,6 +83,13 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown IANA time zone {value!r} (e.g. Europe/Madrid)") from None
         return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_base_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
 
     @field_validator("database_url")
     @classmethod

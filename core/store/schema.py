@@ -1,6 +1,7 @@
 """Every table of Alliance on one metadata (for migrations and tests)."""
 
 # Imported for their side effect: each registers its tables on the shared metadata.
+import core.accounts.models  # account tables
 import core.crypto.models  # keyring tables
 import core.jobs.models  # noqa: F401  (job runner tables)
 from core.store.models import Base

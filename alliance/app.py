@@ -1,0 +1,119 @@
+"""The FastAPI application factory (no module-level app, engine or settings)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+
+from alliance.keys import open_store
+from alliance.settings import Settings
+from alliance.worker import EmbeddedWorker
+from core.accounts import LoginPolicy
+from core.store import Store, pending_migrations
+from portal import api as api_routes
+from portal import pages
+from portal.deps import StoreDep
+from portal.errors import document_problems, install_error_handlers
+from portal.middleware import MAX_BODY_BYTES, BodySizeLimit, RequestLog, SecurityHeaders
+from portal.schemas import Readiness
+from webhooks.router import router as webhooks_router
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["create_app"]
+
+
+def _readiness(store: Store, worker: EmbeddedWorker | None) -> dict[str, str]:
+    checks: dict[str, str] = {}
+    try:
+        with store.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # any driver error means "not reachable"; the type is enough
+        logger.warning("readiness: database unreachable (%s)", type(exc).__name__)
+        checks["database"] = "unreachable"
+    if checks["database"] == "ok":
+        try:
+            checks["migrations"] = "pending" if pending_migrations(store.engine) else "ok"
+        except Exception as exc:
+            logger.warning("readiness: migration check failed (%s)", type(exc).__name__)
+            checks["migrations"] = "unknown"
+    else:
+        checks["migrations"] = "unknown"
+    # A web-only process (scale-out: workers run elsewhere) has no embedded worker to check.
+    if worker is not None:
+        checks["worker"] = "ok" if worker.is_alive() else "not running"
+    return checks
+
+
+def create_app(settings: Settings, *, store: Store | None = None, worker: EmbeddedWorker | None = None) -> FastAPI:
+    """Build the web app on ``store`` (opened from ``settings`` when not given; then the app closes it).
+
+    ``worker`` is the embedded worker ``alliance serve`` runs; ``/readyz`` reports whether it is alive.
+    The app never starts or stops it.
+    """
+    owns_store = store is None
+    app_store = store if store is not None else open_store(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_store:
+            app_store.close()
+
+    app = FastAPI(
+        title="Alliance",
+        version="0.1.0",
+        description="Calendar and video integration for psychotherapists.",
+        lifespan=lifespan,
+        # The interactive docs pages load scripts from a CDN; the schema itself is at /openapi.json.
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.store = app_store
+    app.state.worker = worker
+    app.state.templates = pages.build_templates()
+    app.state.login_policy = LoginPolicy()
+
+    install_error_handlers(app)
+    # Added innermost first: SecurityHeaders wraps RequestLog (so even its 500s get the headers),
+    # which wraps the body limit.
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(RequestLog)
+    app.add_middleware(SecurityHeaders, production=settings.env != "development")
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        """Liveness: 200 while the process serves requests."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], response_model=Readiness, responses={503: {"model": Readiness}})
+    def readyz(store: StoreDep) -> Any:
+        """Readiness: database reachable, migrations current, embedded worker alive; else 503."""
+        checks = _readiness(store, worker)
+        ready = all(value == "ok" for value in checks.values())
+        body = Readiness(status="ready" if ready else "unavailable", checks=checks)
+        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+    app.include_router(api_routes.router)
+    app.include_router(pages.router)
+    app.include_router(webhooks_router, prefix="/webhooks")
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            app.openapi_schema = document_problems(schema)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema
+    return app
