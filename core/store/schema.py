@@ -1,5 +1,6 @@
 """Every table of Alliance on one metadata (for migrations and tests)."""
 
+import core.clients.models
 import core.crypto.models  # noqa: F401  (registers the keyring tables)
 from core.store.models import Base
 
