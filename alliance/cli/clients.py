@@ -162,7 +162,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("assign")
     def assign(
-        uid: str = typer.Argument(..., help="The event's UID (``uid`` in 'alliance events --json')."),
+        uid: str = typer.Argument(..., help="The event's UID (uid in 'alliance events --json')."),
         client: str = typer.Option(..., "--client", help="The client's code."),
         occurrence: str | None = typer.Option(
             None,

@@ -681,12 +681,36 @@ def assign_series(
             )
             if exists is None:
                 raise UnknownEvent(f"no event with UID {uid!r}")
-            assignment = SeriesAssignment(
-                connection_id=connection_id, ical_uid=uid, client_id=client.id, from_start=from_start
+            # Assigning the same series to the same client again ("alliance assign" run twice)
+            # reuses the assignment in force instead of piling up rows.
+            in_force = session.scalar(
+                select(SeriesAssignment)
+                .where(
+                    SeriesAssignment.connection_id == connection_id,
+                    SeriesAssignment.ical_uid == uid,
+                    SeriesAssignment.from_start <= from_start,
+                )
+                .order_by(SeriesAssignment.from_start.desc(), SeriesAssignment.id.desc())
+                .limit(1)
             )
-            session.add(assignment)
-            session.flush()
-            log.info("series assignment %d: connection %d -> client %d", assignment.id, connection_id, client.id)
+            later = session.scalar(
+                select(SeriesAssignment.id)
+                .where(
+                    SeriesAssignment.connection_id == connection_id,
+                    SeriesAssignment.ical_uid == uid,
+                    SeriesAssignment.from_start > from_start,
+                )
+                .limit(1)
+            )
+            if in_force is not None and in_force.client_id == client.id and later is None:
+                assignment = in_force
+            else:
+                assignment = SeriesAssignment(
+                    connection_id=connection_id, ical_uid=uid, client_id=client.id, from_start=from_start
+                )
+                session.add(assignment)
+                session.flush()
+                log.info("series assignment %d: connection %d -> client %d", assignment.id, connection_id, client.id)
             occurrences = list(
                 session.scalars(
                     select(Occurrence).where(
@@ -714,7 +738,9 @@ def assign_series(
                     now,
                 )
                 assigned += 1
-            return SeriesAssignmentView(assignment.id, connection_id, uid, client.id, client.code, from_start, assigned)
+            return SeriesAssignmentView(
+                assignment.id, connection_id, uid, client.id, client.code, assignment.from_start, assigned
+            )
 
     return _retrying(run)
 

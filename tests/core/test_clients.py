@@ -18,6 +18,7 @@ from core.clients import (
     InvalidClientData,
     Modality,
     OccurrenceNotFound,
+    SeriesAssignment,
     SessionSource,
     UnknownClient,
     UnknownEvent,
@@ -184,7 +185,8 @@ def test_client_details_are_encrypted_at_rest_and_bound_to_their_row(store: Stor
     dump = _raw_dump(store)
     assert len(dump) > 1000
     for label, secret in SECRETS.items():
-        for fragment in {secret, secret.split()[-1], secret[-9:], secret.split("@")[0]}:
+        # Fragments long enough never to turn up by chance in ciphertext, hex ids or timestamps.
+        for fragment in {f for f in (secret, secret.split()[-1], secret[-9:], secret.split("@")[0]) if len(f) >= 7}:
             assert fragment.encode() not in dump, f"{label} fragment {fragment!r} found in the raw dump"
 
 
@@ -247,6 +249,14 @@ def test_a_newer_series_assignment_hands_the_slot_over_from_its_start(store: Sto
     world.deliver_outbox()
     codes = [s.client_code for s in list_sessions(store, world.therapist)]
     assert codes == [first.code, first.code, second.code, second.code, second.code]
+    # Assigning the same again (a command run twice) reuses the assignment in force.
+    again = assign_series(store, world.therapist, world.connection, "slot@test", second.code, from_start=handover)
+    later = assign_series(
+        store, world.therapist, world.connection, "slot@test", second.code, from_start=handover + timedelta(days=1)
+    )
+    assert again.id == later.id and later.from_start == handover
+    with store.session() as session:
+        assert len(session.scalars(select(SeriesAssignment)).all()) == 2
 
 
 def test_assign_event_resolves_uids_occurrences_and_single_events(store: Store) -> None:
