@@ -353,6 +353,7 @@ def create_client(
             raise InvalidClientData(
                 f"a client code has {DEFAULT_LENGTH} to {MAX_LENGTH} characters from 2-9 and A-Z without I, L, O"
             )
+    _ensure_therapist_key(store, therapist_id)
     length = DEFAULT_LENGTH
     attempts = 0
     while True:
@@ -373,6 +374,17 @@ def create_client(
             length += 1
             if length > MAX_LENGTH:
                 raise ClientsError("could not find a free client code")
+
+
+def _ensure_therapist_key(store: Store, therapist_id: int) -> None:
+    """Create (and commit) the therapist's data key before any transaction that may roll back.
+
+    The keyring caches a key as soon as it is created; were its row rolled back with a clashing
+    insert, later ciphertexts would be sealed under a key that was never stored.
+    """
+    with store.session() as session:
+        _require_therapist(session, therapist_id)
+        store.keyring.cipher(session, Owner("therapist", therapist_id))
 
 
 def _insert_client(store: Store, therapist_id: int, code: str, details: ClientDetails) -> ClientView | None:
@@ -425,6 +437,7 @@ def update_client(
 
     A new e-mail applies the attendee rule to the occurrences already mirrored.
     """
+    _ensure_therapist_key(store, therapist_id)
     with store.session() as session:
         client = _client_by_code(session, therapist_id, code)
         current = _open_details(store, session, client)
