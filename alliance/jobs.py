@@ -24,7 +24,8 @@ from datetime import timedelta
 
 from alliance.settings import Settings
 from alliance.syncing import sync_all
-from core.jobs import Handler, JobRegistry, RetryPolicy
+from core.clients import handle_outbox_event
+from core.jobs import Event, Handler, JobRegistry, RetryPolicy
 from core.store import Store
 
 __all__ = ["OCCURRENCE_KINDS", "OUTBOX_HANDLERS", "SYNC_ALL", "build_registry", "retry_policy"]
@@ -42,8 +43,18 @@ OCCURRENCE_KINDS = (
     "occurrence.restored",
 )
 
-# (name, outbox kinds, handler). Placeholder: the clients service's handler joins here.
-OUTBOX_HANDLERS: tuple[tuple[str, tuple[str, ...], Handler], ...] = ()
+
+def _assign_sessions(store: Store, event: Event) -> None:
+    # Series assignments and the attendee rule turn new or changed occurrences into sessions;
+    # idempotent (core.clients.service), so at-least-once delivery is fine.
+    if event.occurrence_id is not None:
+        handle_outbox_event(store, event.kind, event.occurrence_id)
+
+
+# (name, outbox kinds, handler)
+OUTBOX_HANDLERS: tuple[tuple[str, tuple[str, ...], Handler], ...] = (
+    ("clients.assign_sessions", OCCURRENCE_KINDS, _assign_sessions),
+)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:

@@ -253,6 +253,8 @@ def test_alliance_jobs_run_runs_one_tick_and_logs_json_lines(tmp_path: Path) -> 
     feed = tmp_path / "calendar.ics"
     feed.write_text(_ics(("a@test", _soon(2), "Session")))
     _alliance(home, "connect", "ics", str(feed))
+    # The connect's first sync wrote one occurrence.created event: the clients handler takes it.
+    assert json.loads(_alliance(home, "jobs", "run", "--json").stdout) == {"ran": 1}
     # First sight of the periodic sync: it is due within one interval, not at once.
     assert json.loads(_alliance(home, "jobs", "run", "--json").stdout) == {"ran": 0}
     env_json = {"ALLIANCE_LOG_FORMAT": "json"}

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from core.crypto.masterkey import MasterKeyError, MasterKeys
@@ -159,7 +159,17 @@ class Keyring:
             )
         session.add(row)
         session.flush()
-        return self._remember(OwnerCipher(owner, bytes.fromhex(kid), AESGCM(key), key))
+        cipher = self._remember(OwnerCipher(owner, bytes.fromhex(kid), AESGCM(key), key))
+        # A new key exists only once its row commits: if the transaction rolls back, forget it,
+        # or later data would be encrypted under a key that was never stored (and be lost).
+        event.listen(session, "after_soft_rollback", lambda *_: self._forget(cipher), once=True)
+        return cipher
+
+    def _forget(self, cipher: OwnerCipher) -> None:
+        if self._ciphers.get(cipher.kid) is cipher:
+            del self._ciphers[cipher.kid]
+        if self._by_owner.get(cipher.owner) is cipher:
+            del self._by_owner[cipher.owner]
 
     def _remember(self, cipher: OwnerCipher) -> OwnerCipher:
         self._ciphers[cipher.kid] = cipher

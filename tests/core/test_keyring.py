@@ -112,3 +112,14 @@ def test_master_key_parsing_and_key_file(tmp_path: Path) -> None:
     path.write_text("{broken")
     with pytest.raises(MasterKeyError, match="unreadable"):
         MasterKeys.load_file(path)
+
+
+def test_a_key_created_in_a_rolled_back_transaction_is_not_used_later(store: Store, master: MasterKeys) -> None:
+    keyring = Keyring(master)
+    with pytest.raises(RuntimeError), store.session() as session:
+        keyring.cipher(session, THERAPIST)
+        raise RuntimeError("the transaction that created the key fails")
+    with store.session() as session:
+        blob = keyring.cipher(session, THERAPIST).encrypt_text("kept", "ctx")
+    with store.session() as session:  # a fresh process can read it: the key really was stored
+        assert Keyring(master).decrypt(session, THERAPIST, blob, "ctx") == b"kept"
