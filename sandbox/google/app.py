@@ -85,8 +85,8 @@ class EmulatorMiddleware:
         headers = Headers(scope=scope)
         if state.base_url is None and headers.get("host"):
             state.base_url = f"{scope.get('scheme', 'http')}://{headers['host']}"
-        override = headers.get("x-http-method-override")
-        if scope["method"] == "POST" and override:
+        override = headers.get("x-http-method-override") if scope["method"] == "POST" else None
+        if override:
             body = await _read_body(receive)
             scope = dict(scope)
             scope["method"] = override.upper()
@@ -104,6 +104,7 @@ class EmulatorMiddleware:
             "authorization": bool(headers.get("authorization")),
             "status": None,
             "fault": None,
+            "method_override": bool(override),  # sent as POST + X-HTTP-Method-Override
             "at": time.time(),
         }
         state.log_request(entry)

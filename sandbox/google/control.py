@@ -16,6 +16,7 @@ directly). No authentication; these routes are neither logged nor subject to inj
 ``POST .../events/{eid}/cancel``            delete an event / series, or cancel one instance
 ``DELETE .../events/{eid}``                 same as cancel
 ``POST /_emulator/sync-tokens/expire``      ``{"calendarId"?}`` -> next incremental list is 410
+``POST /_emulator/tombstones/purge``        ``{"calendarId"?}`` drop cancelled events (and sync tokens)
 ``POST /_emulator/oauth/clients``           ``{"client_id", "client_secret", "redirect_uris"?}``
 ``POST /_emulator/oauth/tokens``            mint tokens without the consent dance
 ``POST /_emulator/oauth/revoke``            ``{"client_id"?}`` -> refresh answers invalid_grant
@@ -57,6 +58,14 @@ async def _body(request: Request) -> Any:
         raise bad_request("Parse Error", "parseError") from exc
 
 
+def _require(body: Any, *keys: str) -> None:
+    if not isinstance(body, dict):
+        raise bad_request("A JSON object is required.")
+    for key in keys:
+        if key not in body:
+            raise bad_request(f"Missing field {key}.", "required", location=key)
+
+
 def control_router(state: GoogleState) -> APIRouter:
     router = APIRouter(prefix=PREFIX)
 
@@ -66,28 +75,7 @@ def control_router(state: GoogleState) -> APIRouter:
 
     @router.post("/reset")
     async def reset() -> JSONResponse:
-        def run() -> None:
-            with state.lock:
-                fresh = GoogleState(time_zone=state.calendars[state.primary_id].time_zone, settings=state.settings)
-                fresh.push.close()  # never started; ours keeps running
-                for name in (
-                    "calendars",
-                    "clients",
-                    "_codes",
-                    "_grants",
-                    "_access",
-                    "_consented",
-                    "channels",
-                    "_sync_tokens",
-                    "_page_cursors",
-                    "_pending_conferences",
-                    "faults",
-                    "request_log",
-                ):
-                    setattr(state, name, getattr(fresh, name))  # fmt: skip
-                state.push_faults = {"drop": 0, "duplicate": 0}
-
-        await run_in_threadpool(run)
+        await run_in_threadpool(state.reset)
         return JSONResponse({})
 
     @router.put("/settings")
@@ -104,6 +92,7 @@ def control_router(state: GoogleState) -> APIRouter:
     @router.post("/calendars")
     async def add_calendar(request: Request) -> JSONResponse:
         body = await _body(request)
+        _require(body, "id")
         cid = state.add_calendar(
             body["id"], summary=body.get("summary"), time_zone=body.get("timeZone", "Europe/Madrid")
         )
@@ -128,12 +117,14 @@ def control_router(state: GoogleState) -> APIRouter:
     @router.post("/calendars/{calendar_id}/events/{event_id}/move")
     async def move(calendar_id: str, event_id: str, request: Request) -> JSONResponse:
         body = await _body(request)
+        _require(body, "start")
         result = await run_in_threadpool(state.move_event, calendar_id, event_id, body["start"], body.get("end"))
         return JSONResponse(result)
 
     @router.post("/calendars/{calendar_id}/events/{event_id}/retitle")
     async def retitle(calendar_id: str, event_id: str, request: Request) -> JSONResponse:
         body = await _body(request)
+        _require(body, "summary")
         return JSONResponse(await run_in_threadpool(state.retitle_event, calendar_id, event_id, body["summary"]))
 
     @router.post("/calendars/{calendar_id}/events/{event_id}/cancel")
@@ -146,9 +137,15 @@ def control_router(state: GoogleState) -> APIRouter:
         body = await _body(request)
         return JSONResponse({"expired": state.expire_sync_tokens(body.get("calendarId"))})
 
+    @router.post("/tombstones/purge")
+    async def purge_tombstones(request: Request) -> JSONResponse:
+        body = await _body(request)
+        return JSONResponse({"purged": state.purge_tombstones(body.get("calendarId"))})
+
     @router.post("/oauth/clients")
     async def add_client(request: Request) -> JSONResponse:
         body = await _body(request)
+        _require(body, "client_id", "client_secret")
         state.add_client(body["client_id"], body["client_secret"], body.get("redirect_uris"))
         return JSONResponse({"client_id": body["client_id"]})
 

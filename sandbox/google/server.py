@@ -54,6 +54,7 @@ def run_google_emulator(
     state: GoogleState | None = None, *, host: str = "127.0.0.1", port: int = 0
 ) -> Iterator[RunningEmulator]:
     state = state if state is not None else GoogleState()
+    state.reopen()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))

@@ -91,6 +91,7 @@ class Settings:
     meet_pending_requests: int = 1  # a Meet createRequest stays "pending" for this many later API requests
     meet_outcome: str = "success"  # "success" or "failure"
     max_page_size: int | None = None  # cap pages below maxResults (Google may return short pages)
+    empty_pages: bool = False  # True: an empty page (with nextPageToken) before every non-empty one
     channel_default_ttl: int = 3600  # seconds, when watch gives no expiration
     channel_max_ttl: int = 7 * 24 * 3600
     push_timeout: float = 5.0
@@ -226,6 +227,7 @@ class _PageCursor:
     items: list[dict[str, Any]]
     sync_seq: int | None  # the sequence the listing started at; None: no sync token at the end
     single_events: bool
+    after_empty: bool = False  # the previous page was an injected empty one
 
 
 def _now() -> datetime:
@@ -276,10 +278,15 @@ class GoogleState:
         self.rng = random.Random(seed)
         self.base_url: str | None = None  # set by the server helper, else from the first request
         self.closed = threading.Event()
-        self._seq = 0
-        self._last_stamp: datetime | None = None
-        self.calendars: dict[str, Calendar] = {}
         self.primary_id = PRIMARY_EMAIL
+        self.push = PushDispatcher(self)
+        self._seq = 0
+        self._fault_ids = 0
+        self._last_stamp: datetime | None = None
+        self._reset_data(time_zone)
+
+    def _reset_data(self, time_zone: str) -> None:
+        self.calendars: dict[str, Calendar] = {}
         self._sync_tokens: dict[str, tuple[str, int, bool]] = {}
         self._page_cursors: OrderedDict[str, _PageCursor] = OrderedDict()
         self._pending_conferences: dict[tuple[str, str], int] = {}
@@ -294,12 +301,22 @@ class GoogleState:
         self.pending_consents: dict[str, dict[str, str]] = {}
         # push, faults, request log
         self.channels: dict[str, Channel] = {}
-        self.push = PushDispatcher(self)
         self.push_faults: dict[str, int] = {"drop": 0, "duplicate": 0}
         self.faults: list[Fault] = []
-        self._fault_ids = 0
         self.request_log: list[dict[str, Any]] = []
         self.add_calendar(PRIMARY_EMAIL, summary=PRIMARY_EMAIL, time_zone=time_zone)
+
+    def reset(self) -> None:
+        """Forget calendars, events, tokens, channels, faults and the log (settings stay)."""
+        with self.lock:
+            self._reset_data(self.calendars[self.primary_id].time_zone)
+
+    def reopen(self) -> None:
+        """Make a closed state usable again (a second server run over the same world)."""
+        with self.lock:
+            if self.closed.is_set():
+                self.closed.clear()
+                self.push = PushDispatcher(self)
 
     # -----------------------------------------------------------------------------------------
     # plumbing
@@ -480,6 +497,9 @@ class GoogleState:
         if self.settings.max_page_size is not None:
             size = min(size, max(self.settings.max_page_size, 0))
         page, rest = cursor.items[:size], cursor.items[size:]
+        empty = self.settings.empty_pages and bool(cursor.items) and not cursor.after_empty
+        if empty:
+            page, rest = [], cursor.items
         out: dict[str, Any] = {
             "kind": "calendar#events",
             "etag": cal.etag,
@@ -493,7 +513,9 @@ class GoogleState:
         }
         if rest or (size == 0 and cursor.items):
             token = self._token("CiAK", 30)
-            self._page_cursors[token] = _PageCursor(cursor.calendar_id, rest, cursor.sync_seq, cursor.single_events)
+            self._page_cursors[token] = _PageCursor(
+                cursor.calendar_id, rest, cursor.sync_seq, cursor.single_events, after_empty=empty
+            )
             while len(self._page_cursors) > 2000:
                 self._page_cursors.popitem(last=False)
             out["nextPageToken"] = token
@@ -1052,6 +1074,20 @@ class GoogleState:
         with self.lock:
             cal = self.calendar(calendar_id)
             return [{**self._render_full(cal, ev), "_seq": ev.seq} for ev in cal.events.values()]
+
+    def purge_tombstones(self, calendar_id: str | None = None) -> int:
+        """Drop cancelled events for good (Google does after a while) and expire the sync tokens."""
+        with self.lock:
+            count = 0
+            for cal in self.calendars.values():
+                if calendar_id not in (None, cal.id):
+                    continue
+                for ev in list(cal.events.values()):
+                    if ev.cancelled and not (ev.is_exception and ev.data["recurringEventId"] in cal.events):
+                        del cal.events[ev.id]
+                        count += 1
+                self.expire_sync_tokens(cal.id)
+            return count
 
     def expire_sync_tokens(self, calendar_id: str | None = None) -> int:
         """Forget issued sync tokens: the next incremental list answers 410 ``fullSyncRequired``."""

@@ -291,3 +291,31 @@ def test_filters_and_time_zone_parameter(emulator: RunningEmulator, service: Any
     assert [i["summary"] for i in found["items"]] == ["Dentist"]
     in_utc = service.events().list(calendarId="primary", timeZone="UTC", q="dentist").execute()
     assert in_utc["items"][0]["start"]["dateTime"] == "2026-11-03T09:00:00Z"
+
+
+def test_empty_pages_with_a_page_token(emulator: RunningEmulator, service: Any) -> None:
+    _seed_sessions(emulator, 3)
+    emulator.state.settings.empty_pages = True  # "a page may hold no items even when more exist"
+    items, pages = list_all(service, maxResults=2)
+    assert [len(p["items"]) for p in pages] == [0, 2, 0, 1]
+    assert len(items) == 3 and "nextSyncToken" in pages[-1]
+
+
+def test_long_get_becomes_post_with_method_override(emulator: RunningEmulator, service: Any) -> None:
+    emulator.state.seed_event("primary", {"summary": "x" * 2100, **timed("2026-11-02T10:00", "2026-11-02T11:00")})
+    found = service.events().list(calendarId="primary", q="x" * 2100).execute()  # URI > 2048 characters
+    assert len(found["items"]) == 1
+    sent = emulator.state.requests("/calendar/v3/")[-1]
+    assert sent["method"] == "GET" and sent["method_override"] and sent["query"]["q"] == ["x" * 2100]
+
+
+def test_purged_tombstones_force_a_full_sync(emulator: RunningEmulator, service: Any) -> None:
+    seeded = _seed_sessions(emulator, 2)
+    emulator.state.cancel_event("primary", seeded[0]["id"])
+    _, pages = list_all(service, showDeleted=True)
+    assert emulator.state.purge_tombstones() == 1
+    with pytest.raises(HttpError) as caught:
+        service.events().list(calendarId="primary", syncToken=pages[-1]["nextSyncToken"]).execute()
+    assert caught.value.status_code == 410
+    items, _ = list_all(service, showDeleted=True)
+    assert [i["id"] for i in items] == [seeded[1]["id"]]
