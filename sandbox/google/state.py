@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import fnmatch
 import hashlib
 import random
 import re
@@ -215,8 +216,6 @@ class Fault:
         if self.count == 0 or (self.method and self.method.upper() != method.upper()):
             return False
         if "*" in self.path:
-            import fnmatch
-
             return fnmatch.fnmatchcase(path, self.path)
         return path.startswith(self.path)
 
@@ -947,6 +946,8 @@ class GoogleState:
             if key in ev.data:
                 data[key] = ev.data[key]
         data["sequence"] = int(ev.data.get("sequence", 0)) + (1 if significant else 0)
+        data["status"] = status
+        data.setdefault("reminders", {"useDefault": True})
         if not recurrence:
             data.pop("recurrence", None)
         data.pop("conferenceData", None)
@@ -1410,8 +1411,9 @@ class GoogleState:
         with self.lock:
             if reason is None:
                 fault = Fault(path=path, method=method, count=count, delay=delay)
-            elif reason in FAULTS and status is None:
+            elif reason in FAULTS:  # a canned error; ``status`` may move it (rateLimitExceeded as 429)
                 code, dom, why, text = FAULTS[reason]
+                code = status or code
                 fault = Fault(path, method, count, code, why, domain or dom, message or text, retry_after, delay)
             else:
                 if status is None:

@@ -187,6 +187,14 @@ def test_injected_errors_reach_the_client(
     assert [r["fault"] for r in emulator.state.requests()] == [wire_reason, wire_reason, None]
 
 
+def test_canned_fault_with_another_status(emulator: RunningEmulator, service: Any) -> None:
+    emulator.state.inject_fault("rateLimitExceeded", status=429, method="POST")
+    with pytest.raises(HttpError) as caught:
+        service.events().insert(calendarId="primary", body={}).execute()
+    assert caught.value.status_code == 429 and error_reason(caught.value) == "rateLimitExceeded"
+    assert json.loads(caught.value.content)["error"]["errors"][0]["domain"] == "usageLimits"
+
+
 def test_googleapiclient_retries_rate_limits_but_not_quota(emulator: RunningEmulator, service: Any) -> None:
     emulator.state.inject_fault("rateLimitExceeded", count=1)
     assert service.events().list(calendarId="primary").execute(num_retries=2)["items"] == []

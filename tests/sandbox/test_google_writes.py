@@ -43,6 +43,7 @@ def test_insert_patch_update_delete_with_etags(emulator: RunningEmulator, servic
         .execute()
     )
     assert replaced["summary"] == "Replaced" and "description" not in replaced  # update replaces
+    assert replaced["status"] == "confirmed" and replaced["reminders"] == {"useDefault": True}
     assert replaced["iCalUID"] == created["iCalUID"] and replaced["id"] == created["id"]
 
     # If-Match with a stale etag -> 412; with the current one the write goes through
