@@ -3,57 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from core.clients import ALPHABET
-
-Run = Callable[..., subprocess.CompletedProcess[str]]
+from tests.cli.helpers import Run, _ics, _soon
+from tests.cli.helpers import _event as event
 
 NAME = "Wilhelmina Zwanenburg"
 EMAIL = "wilhelmina@example.org"
 FMT = "%Y%m%dT%H%M%SZ"
 
 
-def _ics(events: str) -> str:
-    return "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Alliance tests//EN\r\n" + events + "END:VCALENDAR\r\n"
-
-
-def _event(uid: str, start: datetime, extra: str = "", minutes: int = 50) -> str:
-    end = start + timedelta(minutes=minutes)
-    return (
-        f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20260101T000000Z\r\n"
-        f"DTSTART:{start.strftime(FMT)}\r\nDTEND:{end.strftime(FMT)}\r\nSUMMARY:Appointment\r\n{extra}END:VEVENT\r\n"
-    )
-
-
-def _soon(days: int, hour: int = 9) -> datetime:
-    return (datetime.now(UTC) + timedelta(days=days)).replace(hour=hour, minute=0, second=0, microsecond=0)
-
-
-@pytest.fixture
-def run(tmp_path: Path) -> Run:
-    home = tmp_path / "home"
-
-    def _run(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("ALLIANCE_")}
-        full_env.update({"ALLIANCE_HOME": str(home), "ALLIANCE_TIMEZONE": "Europe/Madrid", "COLUMNS": "200"})
-        full_env.update(env or {})
-        result = subprocess.run(
-            [sys.executable, "-m", "alliance", *args], capture_output=True, text=True, env=full_env, timeout=120
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"alliance {' '.join(args)} failed ({result.returncode}): {result.stderr}")
-        return result
-
-    return _run
+def _event(uid: str, start: datetime, extra: str = "") -> str:
+    return event(uid, start, summary="Appointment", extra=extra)
 
 
 def _sessions(run: Run, *args: str) -> list[dict[str, object]]:
