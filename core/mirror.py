@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from core.crypto import Owner
 from core.store.db import Store
 from core.store.models import Connection, Occurrence, OccurrenceHistory, Therapist
-from core.sync.content import OccurrenceContent, content_context, parse_content, unseal
+from core.sync.content import OccurrenceContent, content_context_of, parse_content, unseal
 from core.sync.types import OccurrenceKey, Status
 
 
@@ -235,8 +235,24 @@ def list_occurrences(
     occurrence_id: int | None = None,
 ) -> list[OccurrenceView]:
     """Occurrences overlapping ``[start, end)``, ordered by start; those of removed connections never."""
+    # Plain columns, not ORM entities: a listing only reads, and building 100 tracked instances
+    # per request was most of the time of GET /api/v1/occurrences (benchmarks/api_occurrences.py).
     query = (
-        select(Occurrence, Connection.name, Connection.therapist_id)
+        select(
+            Occurrence.id,
+            Occurrence.connection_id,
+            Occurrence.ical_uid,
+            Occurrence.recurrence_id,
+            Occurrence.provider_id,
+            Occurrence.status,
+            Occurrence.all_day,
+            Occurrence.start_utc,
+            Occurrence.end_utc,
+            Occurrence.timezone,
+            Occurrence.content,
+            Connection.name,
+            Connection.therapist_id,
+        )
         .join(Connection, Connection.id == Occurrence.connection_id)
         .where(Connection.removed_at.is_(None))
     )
@@ -254,13 +270,33 @@ def list_occurrences(
     with store.session() as session:
         rows = session.execute(query).all()
         views = []
-        keyring = store.keyring
+        decrypt = store.keyring.decrypt
         owners: dict[int, Owner] = {}
-        for o, name, owner_id in rows:
-            owner = owners.setdefault(owner_id, Owner("therapist", owner_id))
-            context = content_context(o.connection_id, OccurrenceKey(o.ical_uid, o.recurrence_id))
-            content = parse_content(keyring.decrypt(session, owner, o.content, context))
-            views.append(_occurrence_view(o, name, content))
+        for oid, cid, uid, rid, pid, status, all_day, begins, ends, zone, blob, name, owner_id in rows:
+            owner = owners.get(owner_id)
+            if owner is None:
+                owner = owners[owner_id] = Owner("therapist", owner_id)
+            content = parse_content(decrypt(session, owner, blob, content_context_of(cid, uid, rid)))
+            views.append(
+                OccurrenceView(
+                    id=oid,
+                    connection_id=cid,
+                    connection=name,
+                    uid=uid,
+                    recurrence_id=rid,
+                    provider_id=pid,
+                    status=Status(status),
+                    all_day=all_day,
+                    start=begins,
+                    end=ends,
+                    timezone=zone,
+                    title=content.title,
+                    description=content.description,
+                    location=content.location,
+                    attendees=content.attendees,
+                    video_url=content.video_url,
+                )
+            )
         return views
 
 
@@ -268,27 +304,6 @@ def get_occurrence(store: Store, therapist_id: int, occurrence_id: int) -> Occur
     """One occurrence of this therapist (cancelled ones too), or None."""
     found = list_occurrences(store, therapist_id=therapist_id, occurrence_id=occurrence_id, include_cancelled=True)
     return found[0] if found else None
-
-
-def _occurrence_view(o: Occurrence, name: str, content: OccurrenceContent) -> OccurrenceView:
-    return OccurrenceView(
-        id=o.id,
-        connection_id=o.connection_id,
-        connection=name,
-        uid=o.ical_uid,
-        recurrence_id=o.recurrence_id,
-        provider_id=o.provider_id,
-        status=Status(o.status),
-        all_day=o.all_day,
-        start=o.start_utc,
-        end=o.end_utc,
-        timezone=o.timezone,
-        title=content.title,
-        description=content.description,
-        location=content.location,
-        attendees=content.attendees,
-        video_url=content.video_url,
-    )
 
 
 @dataclass(frozen=True)
