@@ -185,15 +185,6 @@ def test_no_title_or_secret_path_in_the_database(outcome: Outcome) -> None:
         assert needle.encode() not in outcome.database, needle
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="therapists.email is the login name and is stored in plain text (core.accounts); "
-    "encrypting it with a blind index for sign-in is not done yet",
-)
-def test_no_therapist_email_in_the_database(outcome: Outcome) -> None:
-    assert EMAIL.encode() not in outcome.database
-
-
 @pytest.mark.anyio
 async def test_a_connection_added_through_the_api_is_synced_by_the_schedule(
     store: Store, settings: Settings, therapist: int
