@@ -5,17 +5,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from alliance.providers import context_for, provider_for
 from alliance.settings import Settings
 from core.mirror import ConnectionView, list_connections, therapist_timezone
 from core.store import Store
-from core.sync import SourceError, SyncInProgress, SyncReport, sync_connection
+from core.sync import ConnectionGone, SourceError, SyncInProgress, SyncReport, sync_connection
 from integrations.base import InvalidSettings, ProviderError
 
 log = logging.getLogger(__name__)
 
 ProgressFactory = Callable[[ConnectionView], Callable[[int, int | None], None] | None]
+
+# Why a sync did not run to the end, for callers that answer differently (the API: 502 / 409 / 404):
+# "source": the calendar could not be read or used (recorded on the connection as its health);
+# "busy": another sync of the same connection holds it; "gone": the connection was removed.
+Failure = Literal["source", "busy", "gone"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,7 @@ class SyncOutcome:
     connection: ConnectionView
     report: SyncReport | None
     error: str | None
+    failure: Failure | None = None
 
     @property
     def ok(self) -> bool:
@@ -42,9 +49,16 @@ def sync_one(
     try:
         provider = provider_for(connection, context)
         report = sync_connection(store, connection.id, provider, force_empty=force_empty, progress=progress)
-    except (SourceError, SyncInProgress, InvalidSettings, ProviderError) as exc:
+    except SyncInProgress as exc:
+        log.info("sync of connection %s skipped: %s", connection.id, exc)
+        return SyncOutcome(connection, None, str(exc), "busy")
+    except ConnectionGone:
+        # Removed between listing and syncing (the API's DELETE while the periodic job runs).
+        log.info("sync of connection %s skipped: it was removed", connection.id)
+        return SyncOutcome(connection, None, "the connection was removed", "gone")
+    except (SourceError, InvalidSettings, ProviderError) as exc:
         log.info("sync of connection %s failed: %s", connection.id, exc)
-        return SyncOutcome(connection, None, str(exc))
+        return SyncOutcome(connection, None, str(exc), "source")
     return SyncOutcome(connection, report, None)
 
 
@@ -57,7 +71,10 @@ def sync_all(
     force_empty: bool = False,
     progress_factory: ProgressFactory | None = None,
 ) -> list[SyncOutcome]:
-    """Sync every connection (or the one named ``only``), each independently of the others."""
+    """Sync every connection (or the one named ``only``), each independently of the others.
+
+    Removed connections are not synced (``list_connections`` leaves them out).
+    """
     connections = list_connections(store, therapist_id)
     if only is not None:
         connections = [c for c in connections if only in (c.name, str(c.id))]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from core.crypto import Owner
 from core.store.db import Store
 from core.store.models import Connection, Occurrence, OccurrenceHistory, Therapist
-from core.sync.content import OccurrenceContent, content_context, parse_content, unseal
+from core.sync.content import OccurrenceContent, content_context_of, parse_content, unseal
 from core.sync.types import OccurrenceKey, Status
 
 
@@ -53,18 +53,29 @@ def therapist_timezone(store: Store, therapist_id: int) -> str:
         return session.get_one(Therapist, therapist_id).timezone
 
 
+class ConnectionNameTaken(ValueError):
+    """Another connection of the therapist (not removed) already has that name."""
+
+
+def _check_name_free(session: Session, therapist_id: int, name: str, *, except_id: int | None = None) -> None:
+    # A removed connection gives its name back: reconnecting "work" after removing it must work.
+    query = select(Connection.id).where(
+        Connection.therapist_id == therapist_id, Connection.name == name, Connection.removed_at.is_(None)
+    )
+    if except_id is not None:
+        query = query.where(Connection.id != except_id)
+    if session.scalar(query.limit(1)) is not None:
+        raise ConnectionNameTaken(f"a connection named {name!r} already exists")
+
+
 def add_connection(store: Store, therapist_id: int, provider: str, name: str, settings: dict[str, Any]) -> int:
     """Create a connection and return its id; names are unique per therapist.
 
     ``settings`` is what the provider needs to connect; it is stored encrypted (a feed URL can
-    embed a secret), bound to this connection.
+    embed a secret), bound to this connection. Raises :class:`ConnectionNameTaken`.
     """
     with store.session() as session:
-        clash = session.scalar(
-            select(Connection.id).where(Connection.therapist_id == therapist_id, Connection.name == name)
-        )
-        if clash is not None:
-            raise ValueError(f"a connection named {name!r} already exists")
+        _check_name_free(session, therapist_id, name)
         connection = Connection(therapist_id=therapist_id, provider=provider, name=name, settings={})
         session.add(connection)
         session.flush()
@@ -87,34 +98,111 @@ class ConnectionView:
     occurrences: int
 
 
-def list_connections(store: Store, therapist_id: int | None = None) -> list[ConnectionView]:
-    with store.session() as session:
-        counts = dict(
-            session.execute(
-                select(Occurrence.connection_id, func.count())
-                .where(Occurrence.status != Status.CANCELLED.value)
-                .group_by(Occurrence.connection_id)
-            ).all()
+def _connection_view(
+    store: Store, session: Session, c: Connection, occurrences: int, *, with_settings: bool
+) -> ConnectionView:
+    return ConnectionView(
+        id=c.id,
+        therapist_id=c.therapist_id,
+        provider=c.provider,
+        name=c.name,
+        settings=_open_config(store, session, c) if with_settings else {},
+        health=c.health,
+        last_error=c.last_error,
+        last_sync_at=c.last_sync_at,
+        last_success_at=c.last_success_at,
+        last_result=c.last_result,
+        occurrences=occurrences,
+    )
+
+
+def _occurrence_counts(session: Session, therapist_id: int | None, connection_id: int | None = None) -> dict[int, int]:
+    query = (
+        select(Occurrence.connection_id, func.count())
+        .where(Occurrence.status != Status.CANCELLED.value)
+        .group_by(Occurrence.connection_id)
+    )
+    if therapist_id is not None:
+        query = query.join(Connection, Connection.id == Occurrence.connection_id).where(
+            Connection.therapist_id == therapist_id
         )
-        query = select(Connection).order_by(Connection.id)
+    if connection_id is not None:
+        query = query.where(Occurrence.connection_id == connection_id)
+    return {connection: count for connection, count in session.execute(query)}
+
+
+def list_connections(
+    store: Store, therapist_id: int | None = None, *, with_settings: bool = True
+) -> list[ConnectionView]:
+    """The connections (of one therapist, or all), removed ones left out.
+
+    ``with_settings=False`` skips decrypting what the provider needs (``settings`` is then empty):
+    a listing for people never shows it.
+    """
+    with store.session() as session:
+        counts = _occurrence_counts(session, therapist_id)
+        query = select(Connection).where(Connection.removed_at.is_(None)).order_by(Connection.id)
         if therapist_id is not None:
             query = query.where(Connection.therapist_id == therapist_id)
         return [
-            ConnectionView(
-                id=c.id,
-                therapist_id=c.therapist_id,
-                provider=c.provider,
-                name=c.name,
-                settings=_open_config(store, session, c),
-                health=c.health,
-                last_error=c.last_error,
-                last_sync_at=c.last_sync_at,
-                last_success_at=c.last_success_at,
-                last_result=c.last_result,
-                occurrences=counts.get(c.id, 0),
-            )
+            _connection_view(store, session, c, counts.get(c.id, 0), with_settings=with_settings)
             for c in session.scalars(query)
         ]
+
+
+def _live_connection(session: Session, therapist_id: int, connection_id: int) -> Connection | None:
+    return session.scalar(
+        select(Connection).where(
+            Connection.id == connection_id,
+            Connection.therapist_id == therapist_id,
+            Connection.removed_at.is_(None),
+        )
+    )
+
+
+def get_connection(
+    store: Store, therapist_id: int, connection_id: int, *, with_settings: bool = True
+) -> ConnectionView | None:
+    """One connection of this therapist, or None (unknown, another therapist's, or removed)."""
+    with store.session() as session:
+        c = _live_connection(session, therapist_id, connection_id)
+        if c is None:
+            return None
+        count = _occurrence_counts(session, therapist_id, c.id).get(c.id, 0)
+        return _connection_view(store, session, c, count, with_settings=with_settings)
+
+
+def rename_connection(store: Store, therapist_id: int, connection_id: int, name: str) -> bool:
+    """Rename a connection of this therapist; False when there is no such connection.
+
+    Raises :class:`ConnectionNameTaken`.
+    """
+    with store.session() as session:
+        c = _live_connection(session, therapist_id, connection_id)
+        if c is None:
+            return False
+        _check_name_free(session, therapist_id, name, except_id=c.id)
+        c.name = name
+        return True
+
+
+def remove_connection(store: Store, therapist_id: int, connection_id: int, *, now: datetime | None = None) -> bool:
+    """Remove a connection of this therapist; False when there is no such connection (or it is gone).
+
+    A soft removal: the connection is no longer synced or listed and its occurrences no longer
+    appear in any listing, but the rows stay, because sessions (and the notes and ratings that
+    hang off them) point at occurrences and must survive the calendar that produced them. What
+    made the connection work (a secret feed URL, OAuth tokens) is forgotten at once: it is needed
+    only to sync, and a removed connection never syncs again.
+    """
+    with store.session() as session:
+        c = _live_connection(session, therapist_id, connection_id)
+        if c is None:
+            return False
+        c.removed_at = now or datetime.now(UTC)
+        c.credentials = None
+        c.cursor = None
+        return True
 
 
 @dataclass(frozen=True)
@@ -144,11 +232,32 @@ def list_occurrences(
     start: datetime | None = None,
     end: datetime | None = None,
     include_cancelled: bool = False,
+    occurrence_id: int | None = None,
 ) -> list[OccurrenceView]:
-    """Occurrences overlapping ``[start, end)``, ordered by start."""
-    query = select(Occurrence, Connection.name, Connection.therapist_id).join(
-        Connection, Connection.id == Occurrence.connection_id
+    """Occurrences overlapping ``[start, end)``, ordered by start; those of removed connections never."""
+    # Plain columns, not ORM entities: a listing only reads, and building 100 tracked instances
+    # per request was most of the time of GET /api/v1/occurrences (benchmarks/api_occurrences.py).
+    query = (
+        select(
+            Occurrence.id,
+            Occurrence.connection_id,
+            Occurrence.ical_uid,
+            Occurrence.recurrence_id,
+            Occurrence.provider_id,
+            Occurrence.status,
+            Occurrence.all_day,
+            Occurrence.start_utc,
+            Occurrence.end_utc,
+            Occurrence.timezone,
+            Occurrence.content,
+            Connection.name,
+            Connection.therapist_id,
+        )
+        .join(Connection, Connection.id == Occurrence.connection_id)
+        .where(Connection.removed_at.is_(None))
     )
+    if occurrence_id is not None:
+        query = query.where(Occurrence.id == occurrence_id)
     if therapist_id is not None:
         query = query.where(Connection.therapist_id == therapist_id)
     if start is not None:
@@ -161,35 +270,40 @@ def list_occurrences(
     with store.session() as session:
         rows = session.execute(query).all()
         views = []
-        keyring = store.keyring
+        decrypt = store.keyring.decrypt
         owners: dict[int, Owner] = {}
-        for o, name, owner_id in rows:
-            owner = owners.setdefault(owner_id, Owner("therapist", owner_id))
-            context = content_context(o.connection_id, OccurrenceKey(o.ical_uid, o.recurrence_id))
-            content = parse_content(keyring.decrypt(session, owner, o.content, context))
-            views.append(_occurrence_view(o, name, content))
+        for oid, cid, uid, rid, pid, status, all_day, begins, ends, zone, blob, name, owner_id in rows:
+            owner = owners.get(owner_id)
+            if owner is None:
+                owner = owners[owner_id] = Owner("therapist", owner_id)
+            content = parse_content(decrypt(session, owner, blob, content_context_of(cid, uid, rid)))
+            views.append(
+                OccurrenceView(
+                    id=oid,
+                    connection_id=cid,
+                    connection=name,
+                    uid=uid,
+                    recurrence_id=rid,
+                    provider_id=pid,
+                    status=Status(status),
+                    all_day=all_day,
+                    start=begins,
+                    end=ends,
+                    timezone=zone,
+                    title=content.title,
+                    description=content.description,
+                    location=content.location,
+                    attendees=content.attendees,
+                    video_url=content.video_url,
+                )
+            )
         return views
 
 
-def _occurrence_view(o: Occurrence, name: str, content: OccurrenceContent) -> OccurrenceView:
-    return OccurrenceView(
-        id=o.id,
-        connection_id=o.connection_id,
-        connection=name,
-        uid=o.ical_uid,
-        recurrence_id=o.recurrence_id,
-        provider_id=o.provider_id,
-        status=Status(o.status),
-        all_day=o.all_day,
-        start=o.start_utc,
-        end=o.end_utc,
-        timezone=o.timezone,
-        title=content.title,
-        description=content.description,
-        location=content.location,
-        attendees=content.attendees,
-        video_url=content.video_url,
-    )
+def get_occurrence(store: Store, therapist_id: int, occurrence_id: int) -> OccurrenceView | None:
+    """One occurrence of this therapist (cancelled ones too), or None."""
+    found = list_occurrences(store, therapist_id=therapist_id, occurrence_id=occurrence_id, include_cancelled=True)
+    return found[0] if found else None
 
 
 @dataclass(frozen=True)
@@ -203,6 +317,7 @@ class HistoryEntry:
 
 
 def occurrence_history(store: Store, occurrence_id: int) -> list[HistoryEntry]:
+    """What happened to an occurrence, oldest first (the caller checks whose it is)."""
     with store.session() as session:
         rows = session.scalars(
             select(OccurrenceHistory)

@@ -40,13 +40,15 @@ __all__ = [
 ]
 
 
-def get_store(request: Request) -> Store:
+# ``async def`` although nothing is awaited: FastAPI runs a plain ``def`` dependency in its thread
+# pool, and a hop there for a getattr costs more than the whole lookup.
+async def get_store(request: Request) -> Store:
     """The store the app was created with."""
     store: Store = request.app.state.store
     return store
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings

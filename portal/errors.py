@@ -47,6 +47,14 @@ class ValidationProblem(Problem):
     errors: list[FieldError]
 
 
+class ApiProblem(StarletteHTTPException):
+    """An HTTP error whose problem+json carries extra members (RFC 9457 extensions), e.g. choices."""
+
+    def __init__(self, status_code: int, detail: str, **extra: Any) -> None:
+        super().__init__(status_code=status_code, detail=detail)
+        self.extra = extra
+
+
 class LoginRequired(Exception):
     """Raised by page dependencies: the browser is sent to /login."""
 
@@ -125,7 +133,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) else ""
     if detail == _phrase(exc.status_code):  # starlette's default detail repeats the title
         detail = ""
-    return problem(exc.status_code, detail, headers)
+    extra = exc.extra if isinstance(exc, ApiProblem) else {}
+    return problem(exc.status_code, detail, headers, **extra)
 
 
 def _field_errors(exc: RequestValidationError) -> list[FieldError]:

@@ -200,7 +200,7 @@ def home(request: Request, store: StoreDep, therapist_id: SignedInTherapist, tem
         therapist = get_therapist(store, therapist_id)
     except AccountError:
         raise HTTPException(status_code=401) from None
-    connections = list_connections(store, therapist_id)
+    connections = list_connections(store, therapist_id, with_settings=False)  # a page never shows them
     secret = request.cookies.get(SESSION_COOKIE, "")
     return templates.TemplateResponse(
         request,

@@ -85,7 +85,15 @@ class UnknownSession(ClientsError, LookupError):
 
 
 class InvalidClientData(ClientsError, ValueError):
-    """A client field that is not valid (bad e-mail, zone, modality, code...)."""
+    """A client field that is not valid (bad e-mail, zone, modality, code...); ``field`` names it."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ClientCodeTaken(InvalidClientData):
+    """The code asked for is already another client's (of the same therapist)."""
 
 
 # -- views --------------------------------------------------------------------------------------
@@ -243,7 +251,7 @@ def parse_modality(value: str | Modality | None) -> Modality | None:
     try:
         return Modality(text)
     except ValueError:
-        raise InvalidClientData("modality must be 'online' or 'in_person'") from None
+        raise InvalidClientData("modality must be 'online' or 'in_person'", "modality") from None
 
 
 def _clean_text(value: str | None, field: str, limit: int) -> str | None:
@@ -251,7 +259,7 @@ def _clean_text(value: str | None, field: str, limit: int) -> str | None:
         return None
     text = " ".join(value.split())
     if len(text) > limit:
-        raise InvalidClientData(f"{field} is longer than {limit} characters")
+        raise InvalidClientData(f"the {field} is longer than {limit} characters", field)
     return text or None
 
 
@@ -261,7 +269,7 @@ def _clean_email(value: str | None) -> str | None:
     normalised = normalise_email(value)
     if normalised is None:
         # The value itself is not echoed: it may be a real person's address.
-        raise InvalidClientData("the e-mail address is not valid")
+        raise InvalidClientData("the e-mail address is not valid", "email")
     return normalised
 
 
@@ -270,7 +278,7 @@ def _clean_phone(value: str | None) -> str | None:
         return None
     text = value.strip()
     if not _PHONE.match(text) or sum(c.isdigit() for c in text) < 3:
-        raise InvalidClientData("the phone number may hold digits, spaces, + ( ) . / - only")
+        raise InvalidClientData("the phone number may hold digits, spaces, + ( ) . / - only", "phone")
     return text
 
 
@@ -280,7 +288,8 @@ def _clean_timezone(value: str | None) -> str | None:
     try:
         ZoneInfo(value.strip())
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidClientData(f"unknown IANA time zone {value.strip()!r} (e.g. Europe/Madrid)") from None
+        # Not echoed: API errors never repeat what was sent (portal.errors).
+        raise InvalidClientData("unknown IANA time zone (use a name such as Europe/Madrid)", "timezone") from None
     return value.strip()
 
 
@@ -340,7 +349,7 @@ def create_client(
     With an e-mail, occurrences already mirrored with it among their attendees become sessions.
     """
     details = ClientDetails(
-        name=_clean_text(name, "the name", 200),
+        name=_clean_text(name, "name", 200),
         email=_clean_email(email),
         phone=_clean_phone(phone),
         timezone=_clean_timezone(timezone),
@@ -351,7 +360,8 @@ def create_client(
         chosen = normalise_code(code)
         if chosen is None or len(chosen) < DEFAULT_LENGTH:
             raise InvalidClientData(
-                f"a client code has {DEFAULT_LENGTH} to {MAX_LENGTH} characters from 2-9 and A-Z without I, L, O"
+                f"a client code has {DEFAULT_LENGTH} to {MAX_LENGTH} characters from 2-9 and A-Z without I, L, O",
+                "code",
             )
     _ensure_therapist_key(store, therapist_id)
     length = DEFAULT_LENGTH
@@ -367,7 +377,7 @@ def create_client(
                 apply_rules_for_therapist(store, therapist_id)
             return view
         if chosen is not None:
-            raise InvalidClientData("that client code is already in use")
+            raise ClientCodeTaken("that client code is already in use", "code")
         attempts += 1
         if attempts % CODE_ATTEMPTS_PER_LENGTH == 0:
             # A therapist with many clients (or a very unlucky draw): widen the code space.
@@ -444,7 +454,7 @@ def update_client(
         if current is None:
             raise ClientsError("this client's details were erased")
         new = ClientDetails(
-            name=current.name if isinstance(name, EllipsisType) else _clean_text(name, "the name", 200),
+            name=current.name if isinstance(name, EllipsisType) else _clean_text(name, "name", 200),
             email=current.email if isinstance(email, EllipsisType) else _clean_email(email),
             phone=current.phone if isinstance(phone, EllipsisType) else _clean_phone(phone),
             timezone=current.timezone if isinstance(timezone, EllipsisType) else _clean_timezone(timezone),
@@ -484,7 +494,8 @@ def _connection_filter(connection: str | int | None) -> list[Any]:
     if connection is None:
         return []
     text = str(connection)
-    if text.isdigit():
+    # Ids are 32-bit integers; a longer run of digits can only be a name (and would overflow the driver).
+    if text.isdigit() and int(text) < 2**31:
         return [or_(Connection.name == text, Connection.id == int(text))]
     return [Connection.name == text]
 
@@ -494,7 +505,12 @@ def find_series(store: Store, therapist_id: int, uid: str, *, connection: str | 
     query = (
         select(Connection.id, Connection.name)
         .join(Occurrence, Occurrence.connection_id == Connection.id)
-        .where(Connection.therapist_id == therapist_id, Occurrence.ical_uid == uid, *_connection_filter(connection))
+        .where(
+            Connection.therapist_id == therapist_id,
+            Connection.removed_at.is_(None),
+            Occurrence.ical_uid == uid,
+            *_connection_filter(connection),
+        )
         .distinct()
         .order_by(Connection.name)
     )
@@ -620,7 +636,11 @@ def _therapist_occurrence(session: Session, therapist_id: int, occurrence_id: in
     occ = session.scalar(
         select(Occurrence)
         .join(Connection, Connection.id == Occurrence.connection_id)
-        .where(Occurrence.id == occurrence_id, Connection.therapist_id == therapist_id)
+        .where(
+            Occurrence.id == occurrence_id,
+            Connection.therapist_id == therapist_id,
+            Connection.removed_at.is_(None),
+        )
     )
     if occ is None:
         raise OccurrenceNotFound(f"no occurrence with id {occurrence_id}")
@@ -684,7 +704,9 @@ def assign_series(
     def run() -> SeriesAssignmentView:
         with store.session() as session:
             client = _active_client_by_code(session, therapist_id, client_code)
-            owner = session.scalar(select(Connection.therapist_id).where(Connection.id == connection_id))
+            owner = session.scalar(
+                select(Connection.therapist_id).where(Connection.id == connection_id, Connection.removed_at.is_(None))
+            )
             if owner != therapist_id:
                 raise UnknownEvent(f"no connection with id {connection_id}")
             exists = session.scalar(
@@ -803,7 +825,7 @@ def set_session_modality(store: Store, therapist_id: int, session_id: int, modal
     """Override the modality of one session."""
     chosen = parse_modality(modality)
     if chosen is None:
-        raise InvalidClientData("modality must be 'online' or 'in_person'")
+        raise InvalidClientData("modality must be 'online' or 'in_person'", "modality")
     with store.session() as session:
         query = _scoped_sessions(therapist_id).where(TherapySession.id == session_id)
         row: TherapySession | None = session.scalar(query)
@@ -974,7 +996,11 @@ def apply_rules_for_therapist(store: Store, therapist_id: int) -> int:
                 select(Occurrence.id)
                 .join(Connection, Connection.id == Occurrence.connection_id)
                 .outerjoin(TherapySession, TherapySession.occurrence_id == Occurrence.id)
-                .where(Connection.therapist_id == therapist_id, TherapySession.id.is_(None))
+                .where(
+                    Connection.therapist_id == therapist_id,
+                    Connection.removed_at.is_(None),
+                    TherapySession.id.is_(None),
+                )
             )
         )
     return apply_rules(store, ids, therapist_id=therapist_id)
@@ -1087,6 +1113,7 @@ __all__ = [
     "RULE_EVENTS",
     "AmbiguousEvent",
     "AssignResult",
+    "ClientCodeTaken",
     "ClientDetails",
     "ClientView",
     "ClientsError",

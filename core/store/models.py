@@ -103,6 +103,10 @@ class Connection(Base):
     lock_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lock_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Set when the therapist removes the connection: it is no longer synced or listed, and its
+    # occurrences are hidden, but the rows stay, because sessions (and what hangs off them) point
+    # at occurrences and a sync never hard-deletes (core.mirror.remove_connection).
+    removed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class Occurrence(Base):

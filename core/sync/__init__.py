@@ -1,6 +1,6 @@
 """The sync engine and the data contract sources speak."""
 
-from core.sync.engine import EmptySourceRefused, SyncInProgress, SyncReport, sync_connection
+from core.sync.engine import ConnectionGone, EmptySourceRefused, SyncInProgress, SyncReport, sync_connection
 from core.sync.types import (
     ChangePage,
     ChangeSource,
@@ -15,6 +15,7 @@ from core.sync.types import (
 __all__ = [
     "ChangePage",
     "ChangeSource",
+    "ConnectionGone",
     "CursorExpired",
     "EmptySourceRefused",
     "OccurrenceKey",

@@ -32,7 +32,12 @@ class OccurrenceContent:
 
 def content_context(connection_id: int, key: OccurrenceKey) -> str:
     """The associated data binding a content blob to its occurrence's identity."""
-    return f"occurrences.content|{connection_id}|{key.ical_uid}|{key.recurrence_id}"
+    return content_context_of(connection_id, key.ical_uid, key.recurrence_id)
+
+
+def content_context_of(connection_id: int, ical_uid: str, recurrence_id: str) -> str:
+    """:func:`content_context` from the identity's parts (listings read them as plain columns)."""
+    return f"occurrences.content|{connection_id}|{ical_uid}|{recurrence_id}"
 
 
 def seal(cipher: OwnerCipher, connection_id: int, key: OccurrenceKey, content: OccurrenceContent) -> bytes:

@@ -55,6 +55,10 @@ Progress = Callable[[int, int | None], None]
 Checkpoint = Callable[[str], None]
 
 
+class ConnectionGone(LookupError):
+    """The connection does not exist or was removed: there is nothing to sync."""
+
+
 class SyncInProgress(Exception):
     """Another sync of the same connection holds the lease."""
 
@@ -478,15 +482,20 @@ def _acquire_lease(store: Store, connection_id: int, owner: str) -> None:
             update(Connection)
             .where(
                 Connection.id == connection_id,
+                # A removed connection is never synced again (core.mirror.remove_connection).
+                Connection.removed_at.is_(None),
                 or_(Connection.lock_owner.is_(None), Connection.lock_expires_at < now),
             )
             .values(lock_owner=owner, lock_expires_at=now + LEASE_TTL)
         )
         if result.rowcount == 1:  # type: ignore[attr-defined]
             return
-        holder = session.scalar(select(Connection.lock_owner).where(Connection.id == connection_id))
-        if holder is None and session.get(Connection, connection_id) is None:
-            raise LookupError(f"no connection with id {connection_id}")
+        found = session.execute(
+            select(Connection.lock_owner, Connection.removed_at).where(Connection.id == connection_id)
+        ).first()
+        if found is None or found.removed_at is not None:
+            raise ConnectionGone(f"no connection with id {connection_id}")
+        holder = found.lock_owner
         if _holder_is_dead(holder):
             log.warning("taking over the sync lease of a process that no longer runs")
             taken = session.execute(

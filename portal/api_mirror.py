@@ -1,0 +1,257 @@
+"""JSON API of the mirror (``/api/v1``): calendar connections, syncing them, their occurrences.
+
+Every query is scoped to the signed-in therapist: another therapist's connection or occurrence
+is answered exactly like one that does not exist (404).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, HTTPException, Path, Query, Response
+
+from alliance.providers import registry
+from alliance.syncing import sync_one
+from core.clients import session_for_occurrence
+from core.mirror import (
+    ConnectionNameTaken,
+    ConnectionView,
+    HistoryEntry,
+    OccurrenceView,
+    add_connection,
+    get_connection,
+    get_occurrence,
+    list_connections,
+    list_occurrences,
+    occurrence_history,
+    remove_connection,
+    rename_connection,
+)
+from integrations.base import InvalidSettings
+from portal.deps import CurrentTherapist, SettingsDep, StoreDep
+from portal.params import field_error, window
+from portal.schemas import (
+    ConnectionCreate,
+    ConnectionPublic,
+    ConnectionUpdate,
+    HistoryEntryPublic,
+    OccurrenceDetail,
+    OccurrencePublic,
+    OccurrenceQuery,
+    SyncCounts,
+    SyncResult,
+)
+
+__all__ = ["connection_public", "occurrence_public", "router"]
+
+router = APIRouter(prefix="/api/v1")
+
+ConnectionId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The connection's id (see the listing).")]
+OccurrenceId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The occurrence's id (see the listing).")]
+
+# A therapist on the web may only point the server at remote feeds. A file path would let anyone
+# with an account make the server read its own files (the master key file, for one): files stay
+# the operator's, through ``alliance connect ics PATH``.
+_REMOTE_SCHEMES = frozenset({"http", "https", "webcal", "webcals"})
+_DEFAULT_WINDOW_DAYS = 30
+
+_NO_CONNECTION = {"description": "No such connection of yours"}
+_NO_OCCURRENCE = {"description": "No such occurrence of yours"}
+
+
+def connection_public(view: ConnectionView) -> ConnectionPublic:
+    """The public shape of a connection (never its settings)."""
+    return ConnectionPublic(
+        id=view.id,
+        name=view.name,
+        provider=view.provider,
+        health=view.health,
+        last_error=view.last_error,
+        last_sync_at=view.last_sync_at,
+        last_success_at=view.last_success_at,
+        last_result=SyncCounts.model_validate(view.last_result) if view.last_result else None,
+        occurrences=view.occurrences,
+    )
+
+
+def _iso(value: datetime, all_day: bool) -> str:
+    return value.date().isoformat() if all_day else value.astimezone(UTC).isoformat()
+
+
+def occurrence_public(o: OccurrenceView) -> dict[str, Any]:
+    """One occurrence as ``alliance events --json`` prints it, plus ``connection_id``.
+
+    A plain dict (validated by the route's response model once), not a model built here and
+    validated again: listings are the hot path (benchmarks/api_occurrences.py).
+    """
+    return {
+        "id": o.id,
+        "uid": o.uid,
+        "recurrence_id": o.recurrence_id or None,
+        "start": _iso(o.start, o.all_day),
+        "end": _iso(o.end, o.all_day),
+        "all_day": o.all_day,
+        "timezone": o.timezone,
+        "status": o.status.value,
+        "title": o.title,
+        "location": o.location,
+        "video_url": o.video_url,
+        "connection": o.connection,
+        "connection_id": o.connection_id,
+    }
+
+
+def _history_public(h: HistoryEntry) -> HistoryEntryPublic:
+    return HistoryEntryPublic(
+        kind=h.kind, at=h.at, old_start=h.old_start, old_end=h.old_end, new_start=h.new_start, new_end=h.new_end
+    )
+
+
+def _feed_settings(source: str) -> dict[str, Any]:
+    """The provider's clean settings for a remote feed; a 422 naming ``source`` otherwise."""
+    # Fixed messages: an error never repeats the address, whose path may be the feed's secret.
+    try:
+        scheme = urlsplit(source).scheme.lower()
+    except ValueError:
+        scheme = ""
+    if scheme not in _REMOTE_SCHEMES:
+        raise field_error("body", "source", "must be an https://, http:// or webcal:// feed address")
+    try:
+        return registry().get("ics").normalize_settings({"source": source})
+    except InvalidSettings:
+        raise field_error("body", "source", "is not a usable feed address (check the host name and port)") from None
+
+
+def _default_name(source: str) -> str:
+    # The host only: the path and query of a secret feed URL are the secret.
+    return (urlsplit(source).hostname or "ics feed")[:200]
+
+
+def _name_taken() -> HTTPException:
+    return HTTPException(status_code=409, detail="You already have a connection with that name; choose another.")
+
+
+@router.get("/connections", tags=["connections"])
+def connections(store: StoreDep, therapist_id: CurrentTherapist) -> list[ConnectionPublic]:
+    """Your calendar connections with their health and last sync, oldest first."""
+    return [connection_public(c) for c in list_connections(store, therapist_id, with_settings=False)]
+
+
+@router.post(
+    "/connections",
+    status_code=201,
+    tags=["connections"],
+    responses={409: {"description": "A connection with that name exists"}},
+)
+def create_connection(body: ConnectionCreate, store: StoreDep, therapist_id: CurrentTherapist) -> ConnectionPublic:
+    """Add an ICS feed. It is not fetched now: the periodic sync picks it up, or ``POST .../sync``."""
+    settings = _feed_settings(body.source)
+    name = body.name or _default_name(settings["source"])
+    try:
+        connection_id = add_connection(store, therapist_id, body.provider, name, settings)
+    except ConnectionNameTaken:
+        raise _name_taken() from None
+    view = get_connection(store, therapist_id, connection_id, with_settings=False)
+    if view is None:  # removed between the two calls by a concurrent DELETE
+        raise HTTPException(status_code=404, detail="No such connection.")
+    return connection_public(view)
+
+
+@router.get("/connections/{connection_id}", tags=["connections"], responses={404: _NO_CONNECTION})
+def connection(connection_id: ConnectionId, store: StoreDep, therapist_id: CurrentTherapist) -> ConnectionPublic:
+    """One of your connections."""
+    view = get_connection(store, therapist_id, connection_id, with_settings=False)
+    if view is None:
+        raise HTTPException(status_code=404, detail="No such connection.")
+    return connection_public(view)
+
+
+@router.patch(
+    "/connections/{connection_id}",
+    tags=["connections"],
+    responses={404: _NO_CONNECTION, 409: {"description": "A connection with that name exists"}},
+)
+def update_connection(
+    connection_id: ConnectionId, body: ConnectionUpdate, store: StoreDep, therapist_id: CurrentTherapist
+) -> ConnectionPublic:
+    """Rename one of your connections."""
+    if body.name is not None:
+        try:
+            found = rename_connection(store, therapist_id, connection_id, body.name)
+        except ConnectionNameTaken:
+            raise _name_taken() from None
+        if not found:
+            raise HTTPException(status_code=404, detail="No such connection.")
+    return connection(connection_id, store, therapist_id)
+
+
+@router.delete("/connections/{connection_id}", status_code=204, tags=["connections"], responses={404: _NO_CONNECTION})
+def delete_connection(connection_id: ConnectionId, store: StoreDep, therapist_id: CurrentTherapist) -> Response:
+    """Remove one of your connections: it stops syncing, and it and its occurrences leave every listing.
+
+    Nothing mirrored is deleted: sessions made from its occurrences stay (with their last known
+    times), as does their history. The feed address is forgotten at once. A second DELETE is a 404.
+    """
+    if not remove_connection(store, therapist_id, connection_id):
+        raise HTTPException(status_code=404, detail="No such connection.")
+    return Response(status_code=204)
+
+
+@router.post(
+    "/connections/{connection_id}/sync",
+    tags=["connections"],
+    responses={
+        404: _NO_CONNECTION,
+        409: {"description": "A sync of this connection is already running"},
+        502: {"description": "The calendar source could not be read; `detail` says why, on one line"},
+    },
+)
+def sync_connection_now(
+    connection_id: ConnectionId, store: StoreDep, settings: SettingsDep, therapist_id: CurrentTherapist
+) -> SyncResult:
+    """Sync one of your connections now and return what changed.
+
+    A plain ``def`` route: FastAPI runs it in its thread pool, so a slow feed never blocks the
+    event loop. The outcome is recorded on the connection as the periodic sync's would be.
+    """
+    view = get_connection(store, therapist_id, connection_id)
+    if view is None:
+        raise HTTPException(status_code=404, detail="No such connection.")
+    outcome = sync_one(store, settings, view)
+    if outcome.failure == "busy":
+        raise HTTPException(status_code=409, detail="A sync of this connection is already running; try again later.")
+    if outcome.failure == "gone":
+        raise HTTPException(status_code=404, detail="No such connection.")
+    if outcome.report is None:
+        # The engine's one line (the source named by scheme and host only, integrations.ics.settings).
+        raise HTTPException(status_code=502, detail=outcome.error or "The calendar source could not be read.")
+    counts = SyncCounts.model_validate(outcome.report.as_dict())
+    return SyncResult(connection_id=connection_id, **counts.model_dump())
+
+
+@router.get("/occurrences", tags=["occurrences"], response_model=list[OccurrencePublic])
+def occurrences(
+    query: Annotated[OccurrenceQuery, Query()], store: StoreDep, therapist_id: CurrentTherapist
+) -> list[dict[str, Any]]:
+    """Your occurrences overlapping ``[from, to)``, by start, with their titles."""
+    first, last = window(query.start, query.end, default_days=_DEFAULT_WINDOW_DAYS)
+    views = list_occurrences(
+        store, therapist_id=therapist_id, start=first, end=last, include_cancelled=query.include_cancelled
+    )
+    return [occurrence_public(o) for o in views]
+
+
+@router.get("/occurrences/{occurrence_id}", tags=["occurrences"], responses={404: _NO_OCCURRENCE})
+def occurrence(occurrence_id: OccurrenceId, store: StoreDep, therapist_id: CurrentTherapist) -> OccurrenceDetail:
+    """One of your occurrences (cancelled ones too) with its history and its session, if any."""
+    view = get_occurrence(store, therapist_id, occurrence_id)
+    if view is None:
+        raise HTTPException(status_code=404, detail="No such occurrence.")
+    session = session_for_occurrence(store, therapist_id, occurrence_id)
+    return OccurrenceDetail(
+        **occurrence_public(view),
+        session_id=session.id if session else None,
+        history=[_history_public(h) for h in occurrence_history(store, occurrence_id)],
+    )
