@@ -32,7 +32,7 @@ def check_provider(candidate: object, origin: str) -> type[CalendarProvider]:
     caps = getattr(candidate, "capabilities", None)
     if not isinstance(caps, frozenset) or not all(isinstance(c, Capability) for c in caps):
         raise ProviderError(f"{origin}: provider {name!r} must declare 'capabilities' as a frozenset of Capability")
-    params = list(inspect.signature(candidate.list_changes).parameters)
+    params = list(inspect.signature(candidate.list_changes).parameters)  # type: ignore[attr-defined]
     if params[:2] != ["self", "cursor"]:
         raise ProviderError(
             f"{origin}: provider {name!r} list_changes must take (self, cursor), got ({', '.join(params)})"
