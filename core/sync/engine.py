@@ -37,6 +37,7 @@ from core.sync.types import (
     ChangeSource,
     CursorExpired,
     OccurrenceKey,
+    ReauthorizationRequired,
     RemoteOccurrence,
     SourceError,
     Status,
@@ -553,7 +554,8 @@ def sync_connection(
                 except CursorExpired as exc:
                     raise SourceError("the source rejected a full listing as an expired cursor") from exc
         except SourceError as exc:
-            _record_outcome(store, connection_id, report, error=str(exc))
+            health = "needs_reconnect" if isinstance(exc, ReauthorizationRequired) else "error"
+            _record_outcome(store, connection_id, report, error=str(exc), health=health)
             raise
         _record_outcome(store, connection_id, report, error=None)
         return report
@@ -561,12 +563,15 @@ def sync_connection(
         _release_lease(store, connection_id, owner)
 
 
-def _record_outcome(store: Store, connection_id: int, report: SyncReport, *, error: str | None) -> None:
+def _record_outcome(
+    store: Store, connection_id: int, report: SyncReport, *, error: str | None, health: str = "error"
+) -> None:
     now = datetime.now(UTC)
     values: dict[str, Any] = {"last_sync_at": now, "last_result": report.as_dict()}
     if error is None:
         values.update(health="ok", last_error=None, last_success_at=now)
     else:
-        values.update(health="error", last_error=error)
+        # "needs_reconnect": retrying cannot help until the user connects again (the error says how).
+        values.update(health=health, last_error=error)
     with store.session() as session:
         session.execute(update(Connection).where(Connection.id == connection_id).values(**values))

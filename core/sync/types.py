@@ -103,6 +103,13 @@ class SourceError(Exception):
     """The source could not be read; the message is one clear line for the user."""
 
 
+class ReauthorizationRequired(SourceError):
+    """The source's grant was revoked or expired for good (OAuth ``invalid_grant``, 401 after a refresh).
+
+    Retrying cannot help: the user must connect the calendar again. The message says how.
+    """
+
+
 class ChangeSource(Protocol):
     """What the engine needs from a provider: changes since a cursor, page by page."""
 
