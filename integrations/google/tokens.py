@@ -95,10 +95,13 @@ class TokenManager:
             token_uri=token_uri,
             client_id=client_id,
             client_secret=client_secret,
-            scopes=list(scopes),
+            # No scopes on refresh: a refresh then gets exactly what was granted, whereas asking
+            # for a scope the grant lacks (an older token file) fails with invalid_scope.
+            scopes=None,
             expiry=_naive_utc(expiry),
         )
         credentials.manager = self
+        self.scopes = scopes
         self.credentials: Credentials = credentials
 
     @classmethod

@@ -17,6 +17,7 @@ from typing import Any
 from integrations.base.protocol import ProviderContext
 from integrations.google import GoogleProvider
 from integrations.google.client import RetryPolicy
+from integrations.google.settings import SCOPES
 from sandbox.google import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RunningEmulator
 from sandbox.google.state import Settings as EmulatorSettings
 
@@ -80,7 +81,7 @@ class GoogleWorld:
         defaults = EmulatorSettings()
         for f in dataclasses.fields(EmulatorSettings):
             setattr(self.state.settings, f.name, getattr(defaults, f.name))
-        self.tokens = self.state.issue_tokens()
+        self.tokens = self.state.issue_tokens(scopes=list(SCOPES))
         self.waits.clear()
         self.saved.clear()
 
