@@ -193,7 +193,9 @@ class _Run:
                 self._ensure_cipher(session)
                 mirror.ensure_loaded(
                     session,
-                    [o.key for o in page.upserts] + list(page.removals),
+                    [o.key for o in page.upserts]
+                    + list(page.removals)
+                    + [OccurrenceKey(u) for u in page.complete_uids],
                     everything=page.complete,
                 )
                 writes = _PageWrites()
@@ -209,6 +211,9 @@ class _Run:
                         seen.add(key)
                         if item.status is not Status.CANCELLED:
                             live_seen += 1
+                if page.complete_uids:
+                    listed = {key for key, item in latest.items() if item is not None}
+                    self._sweep_uids(mirror, set(page.complete_uids), listed, page.window, writes)
                 if page.is_last:
                     last_seen = True
                     if page.complete:
@@ -394,6 +399,25 @@ class _Run:
             )
         for key in missing:
             self._apply(mirror, key, None, writes)
+
+    def _sweep_uids(
+        self,
+        mirror: _Mirror,
+        uids: set[str],
+        listed: set[OccurrenceKey],
+        window: tuple[datetime, datetime] | None,
+        writes: _PageWrites,
+    ) -> None:
+        # A page complete for some UIDs: their live occurrences it did not list are gone (no
+        # empty-source guard: the source named these UIDs itself, nothing suggests a broken feed).
+        for key, row in list(mirror.rows.items()):
+            if (
+                key.ical_uid in uids
+                and key not in listed
+                and row.status is not Status.CANCELLED
+                and (window is None or window[0] <= row.start < window[1])
+            ):
+                self._apply(mirror, key, None, writes)
 
     def _flush(self, session: Session, mirror: _Mirror, writes: _PageWrites) -> None:
         # Plain multi-row inserts on the tables (not the ORM, not RETURNING): SQLite cannot batch

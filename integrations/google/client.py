@@ -36,6 +36,7 @@ from googleapiclient.errors import HttpError
 from integrations.google.errors import (
     RECONNECT_HINT,
     GoogleUnavailable,
+    NotFound,
     QuotaExceeded,
     ReauthorizationRequired,
     RequestRejected,
@@ -142,7 +143,7 @@ def _classify_http(exc: HttpError, calendar_id: str) -> _Failure:
         return _Failure(GoogleUnavailable(f"Google Calendar kept failing ({what})"), True, retry_after, what)
     if status == 404:
         return _Failure(
-            RequestRejected(
+            NotFound(
                 f"the Google calendar {calendar_id!r} was not found (deleted, or no longer shared with this account)"
             ),
             False,
@@ -194,6 +195,13 @@ class CalendarClient:
         """One page of ``events.list`` (``None``-valued parameters are left out)."""
         clean = {k: v for k, v in params.items() if v is not None}
         return self._call(calendar_id, lambda: self._service.events().list(calendarId=calendar_id, **clean))
+
+    def list_instances(self, calendar_id: str, event_id: str, **params: Any) -> dict[str, Any]:
+        """One page of ``events.instances`` of a recurring event."""
+        clean = {k: v for k, v in params.items() if v is not None}
+        return self._call(
+            calendar_id, lambda: self._service.events().instances(calendarId=calendar_id, eventId=event_id, **clean)
+        )
 
     def _call(self, calendar_id: str, make_request: Callable[[], Any]) -> dict[str, Any]:
         waited = 0.0

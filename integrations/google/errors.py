@@ -30,9 +30,14 @@ class RequestRejected(SourceError):
     """Google refused the request for a reason retrying cannot fix."""
 
 
+class NotFound(RequestRejected):
+    """The calendar (or event) does not exist, or this account cannot see it."""
+
+
 __all__ = [
     "RECONNECT_HINT",
     "GoogleUnavailable",
+    "NotFound",
     "QuotaExceeded",
     "ReauthorizationRequired",
     "RequestRejected",

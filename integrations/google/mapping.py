@@ -75,10 +75,6 @@ class IdentityIndex:
         )
 
 
-class SeriesDeleted(Exception):
-    """A whole series came back as one bare tombstone: its instances can only be named by a full listing."""
-
-
 def is_cancelled(item: Mapping[str, Any]) -> bool:
     return item.get("status") == "cancelled"
 
@@ -124,8 +120,8 @@ def _recurrence_id(item: Mapping[str, Any], fallback_zone: str) -> str | None:
 def removal_key(item: Mapping[str, Any], index: IdentityIndex, calendar_zone: str) -> OccurrenceKey | None:
     """The identity a cancelled item removes; None when it names nothing usable.
 
-    Raises :class:`SeriesDeleted` for a bare tombstone of a series seen before (with
-    ``singleEvents=true`` Google may report a deleted series by its master id alone).
+    A bare tombstone of a known series (with ``singleEvents=true`` Google may report a deleted
+    series by its master id alone) names no single occurrence either: see :func:`page_changes`.
     """
     event_id = item.get("id")
     series_id = item.get("recurringEventId")
@@ -139,7 +135,7 @@ def removal_key(item: Mapping[str, Any], index: IdentityIndex, calendar_zone: st
     if not isinstance(event_id, str) or not event_id:
         return None
     if event_id in index.series:
-        raise SeriesDeleted(event_id)
+        return None
     return OccurrenceKey(str(item.get("iCalUID") or index.uid_of(event_id)), "")
 
 
@@ -201,30 +197,50 @@ def to_occurrence(item: Mapping[str, Any], calendar_zone: str) -> RemoteOccurren
 class PageChanges:
     upserts: list[RemoteOccurrence] = field(default_factory=list)
     removals: list[OccurrenceKey] = field(default_factory=list)
+    # Series whose set of instances may have changed: id -> iCalUID (see page_changes).
+    series: dict[str, str] = field(default_factory=dict)
 
 
 def page_changes(items: Iterable[Mapping[str, Any]], calendar_zone: str, index: IdentityIndex) -> PageChanges:
     """The upserts and removals of one page of ``events.list``; ``index`` learns from the page.
 
-    Raises :class:`SeriesDeleted` when only a full listing can tell what a tombstone removed.
+    ``series`` names the series an incremental listing cannot fully describe. A live instance
+    may be one edited instance, or one of the instances of a series that was moved or cut short
+    ("this and following events"): then the instances whose original slot vanished are never
+    reported. A bare tombstone of a known series, or a series turned into a single event, says
+    even less. The provider lists those series' instances again.
     """
     changes = PageChanges()
     for item in items:
         if not isinstance(item, Mapping):
             continue
+        event_id = item.get("id")
+        series_id = item.get("recurringEventId")
         if is_cancelled(item):
             # A deleted event, a deleted series' instance or one cancelled instance of a live
             # series: all end as a cancelled occurrence (the engine never deletes rows).
             key = removal_key(item, index, calendar_zone)
             if key is not None:
                 changes.removals.append(key)
-            if not item.get("recurringEventId") and isinstance(item.get("id"), str):
-                index.forget(item["id"])
+                if isinstance(series_id, str) and series_id:
+                    # One cancelled instance, or the instances of a deleted series as they were
+                    # last: those it had at the previous sync may have been other slots.
+                    changes.series[series_id] = key.ical_uid
+            elif isinstance(event_id, str) and event_id in index.series:
+                changes.series[event_id] = index.uid_of(event_id)
+            if not series_id and isinstance(event_id, str):
+                index.forget(event_id)
             continue
         occurrence = to_occurrence(item, calendar_zone)
-        if occurrence is not None:
-            changes.upserts.append(occurrence)
-            index.remember(item)
+        if occurrence is None:
+            continue
+        changes.upserts.append(occurrence)
+        if isinstance(series_id, str) and series_id:
+            changes.series[series_id] = occurrence.key.ical_uid
+        elif isinstance(event_id, str) and event_id in index.series:  # a series became a single event
+            changes.series[event_id] = occurrence.key.ical_uid
+            index.series.discard(event_id)
+        index.remember(item)
     return changes
 
 
@@ -232,7 +248,6 @@ __all__ = [
     "APPOINTMENT_TYPES",
     "IdentityIndex",
     "PageChanges",
-    "SeriesDeleted",
     "conference_url",
     "default_uid",
     "is_cancelled",

@@ -7,6 +7,9 @@
 - With a cursor: the same parameters with ``syncToken`` and without ``timeMin``/``timeMax`` (not
   allowed together). Its pages hold upserts and removals; 410 raises ``CursorExpired`` and the
   engine falls back to a complete listing.
+- A delta never reports the instances a series loses when it is moved or cut short ("this and
+  following events"). Each series a delta touches is listed again (``events.instances`` over the
+  window) as a page complete for its UID, so the engine cancels the vanished instances.
 - A complete listing is also made again every :data:`RELIST_AFTER`, or when the window or the
   calendar changed: instances entering the far end of the window as time passes are not changes
   Google would report.
@@ -18,16 +21,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
 
-from core.sync.types import ChangePage, SourceError
+from core.sync.types import ChangePage, OccurrenceKey, RemoteOccurrence, SourceError
 from integrations.base.protocol import Capability, InvalidSettings, ProviderContext
 from integrations.google.client import TIMEOUT_SECONDS, CalendarClient, RetryPolicy
 from integrations.google.cursor import GoogleCursor
-from integrations.google.errors import SyncTokenExpired
-from integrations.google.mapping import IdentityIndex, SeriesDeleted, is_cancelled, page_changes
+from integrations.google.errors import NotFound, SyncTokenExpired
+from integrations.google.mapping import IdentityIndex, is_cancelled, page_changes
 from integrations.google.settings import GoogleOptions, GoogleSettings, parse_settings
 from integrations.google.tokens import TokenManager, Tokens
 
@@ -36,6 +40,8 @@ log = logging.getLogger(__name__)
 RELIST_AFTER = timedelta(days=7)
 EVENT_TYPES = ("default",)
 _MAX_PAGES = 100_000  # a listing that pages on beyond this is a loop, not a calendar
+# Relisting a changed series costs one request; beyond this many, one complete listing is cheaper.
+MAX_SERIES_RELISTS = 20
 
 
 def _rfc3339(moment: datetime, *, round_up: bool = False) -> str:
@@ -132,59 +138,23 @@ class GoogleProvider:
         if previous is not None and not self._continues(previous):
             log.info("Google cursor made for another calendar, window or week; listing everything")
             previous = None
-        yield from self._listing(previous)
-
-    def _listing(self, previous: GoogleCursor | None) -> Iterator[ChangePage]:
-        complete = previous is None
-        calendar_id = self.settings.calendar_id
         if previous is None:
-            params = self._params()
-            fixed: dict[str, Any] = {
-                "timeMin": _rfc3339(self.window[0]),
-                "timeMax": _rfc3339(self.window[1], round_up=True),
-            }
-            index = IdentityIndex()
-            listed_at = self.now
+            yield from self._complete_listing()
         else:
-            # The same parameters as the listing that produced the token; no timeMin/timeMax/orderBy.
-            params = dict(previous.params)
-            fixed = {"syncToken": previous.sync_token}
-            index = IdentityIndex.from_json(previous.index.as_json())  # a copy: committed with the last page
-            listed_at = previous.listed_at
+            yield from self._incremental_listing(previous)
+
+    def _window_params(self) -> dict[str, str]:
+        return {"timeMin": _rfc3339(self.window[0]), "timeMax": _rfc3339(self.window[1], round_up=True)}
+
+    def _pages(self, fetch: Callable[[str | None], dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Every page of one listing (``fetch`` gets the page token), guarding against loops."""
         page_token: str | None = None
         seen_tokens: set[str] = set()
         for _ in range(_MAX_PAGES):
-            page = self.client.list_events(calendar_id, **params, **fixed, pageToken=page_token)
-            items = page.get("items") or []
-            if complete:
-                # The sweep cancels whatever a complete listing leaves out; tombstones add nothing.
-                items = [i for i in items if isinstance(i, Mapping) and not is_cancelled(i)]
-            try:
-                changes = page_changes(items, page.get("timeZone") or "UTC", index)
-            except SeriesDeleted as exc:
-                raise SyncTokenExpired(
-                    f"a deleted Google series ({exc}) can only be resolved by a full listing"
-                ) from None
+            page = fetch(page_token)
+            yield page
             next_page = page.get("nextPageToken")
-            is_last = not next_page
-            next_cursor = None
-            if is_last:
-                sync_token = page.get("nextSyncToken")
-                if sync_token:
-                    next_cursor = GoogleCursor(
-                        str(sync_token), calendar_id, params, listed_at, self.span, index
-                    ).dumps()
-                else:
-                    log.warning("Google sent no nextSyncToken; the next sync lists everything again")
-            yield ChangePage(
-                upserts=tuple(changes.upserts),
-                removals=tuple(changes.removals),
-                is_last=is_last,
-                next_cursor=next_cursor,
-                complete=complete,
-                window=self.window if complete else None,
-            )
-            if is_last:
+            if not next_page:
                 return
             if next_page in seen_tokens:
                 raise SourceError("Google Calendar repeated a page token; the listing was stopped")
@@ -192,5 +162,93 @@ class GoogleProvider:
             page_token = str(next_page)
         raise SourceError("Google Calendar kept sending pages; the listing was stopped")
 
+    def _cursor(
+        self, page: dict[str, Any], params: dict[str, Any], listed_at: datetime, index: IdentityIndex
+    ) -> str | None:
+        sync_token = page.get("nextSyncToken")
+        if not sync_token:
+            log.warning("Google sent no nextSyncToken; the next sync lists everything again")
+            return None
+        return GoogleCursor(str(sync_token), self.settings.calendar_id, params, listed_at, self.span, index).dumps()
 
-__all__ = ["EVENT_TYPES", "RELIST_AFTER", "GoogleProvider"]
+    def _complete_listing(self) -> Iterator[ChangePage]:
+        calendar_id = self.settings.calendar_id
+        params = self._params()
+        index = IdentityIndex()
+        pages = self._pages(
+            lambda token: self.client.list_events(calendar_id, **params, **self._window_params(), pageToken=token)
+        )
+        for page in pages:
+            # The sweep cancels whatever a complete listing leaves out; tombstones add nothing.
+            items = [i for i in page.get("items") or [] if isinstance(i, Mapping) and not is_cancelled(i)]
+            changes = page_changes(items, page.get("timeZone") or "UTC", index)
+            is_last = not page.get("nextPageToken")
+            yield ChangePage(
+                upserts=tuple(changes.upserts),
+                is_last=is_last,
+                next_cursor=self._cursor(page, params, self.now, index) if is_last else None,
+                complete=True,
+                window=self.window,
+            )
+
+    def _incremental_listing(self, previous: GoogleCursor) -> Iterator[ChangePage]:
+        calendar_id = self.settings.calendar_id
+        # The same parameters as the listing that produced the token; no timeMin/timeMax/orderBy.
+        params = dict(previous.params)
+        index = IdentityIndex.from_json(previous.index.as_json())  # a copy: committed with the last page
+        pages = self._pages(
+            lambda token: self.client.list_events(calendar_id, **params, syncToken=previous.sync_token, pageToken=token)
+        )
+        # Read the whole delta first (it is small unless much changed): whether to relist some
+        # series, or everything, is known only at its end.
+        deltas: list[ChangePage] = []
+        touched: dict[str, str] = {}
+        zone = "UTC"
+        last: dict[str, Any] = {}
+        for page in pages:
+            zone = page.get("timeZone") or zone
+            changes = page_changes(page.get("items") or [], zone, index)
+            touched.update(changes.series)
+            deltas.append(ChangePage(upserts=tuple(changes.upserts), removals=tuple(changes.removals), is_last=False))
+            last = page
+        if len(touched) > MAX_SERIES_RELISTS:
+            log.info("%d Google series changed; listing everything instead", len(touched))
+            yield from self._complete_listing()
+            return
+        pieces = deltas + [self._series_page(series_id, uid, zone, index, deltas) for series_id, uid in touched.items()]
+        cursor = self._cursor(last, params, previous.listed_at, index)
+        for number, piece in enumerate(pieces, start=1):
+            yield replace(piece, is_last=True, next_cursor=cursor) if number == len(pieces) else piece
+
+    def _series_page(
+        self, series_id: str, uid: str, zone: str, index: IdentityIndex, deltas: list[ChangePage]
+    ) -> ChangePage:
+        """Every instance one series has in the window now, as a page complete for its UID."""
+        calendar_id = self.settings.calendar_id
+        listed: dict[OccurrenceKey, RemoteOccurrence] = {}
+        try:
+            for page in self._pages(
+                lambda token: self.client.list_instances(
+                    calendar_id,
+                    series_id,
+                    maxResults=self.settings.max_results,
+                    pageToken=token,
+                    **self._window_params(),
+                )
+            ):
+                for occurrence in page_changes(page.get("items") or [], page.get("timeZone") or zone, index).upserts:
+                    listed[occurrence.key] = occurrence
+        except (NotFound, SyncTokenExpired):
+            # 404 / 410 "deleted": the series is gone, so none of its instances remain.
+            index.forget(series_id)
+        # A series turned into a single event has no instances, only itself: the delta showed it.
+        # Instances come from events.instances alone: a delta may still show an exception whose
+        # original slot the series no longer has (moved after the exception was made).
+        for delta in deltas:
+            for occurrence in delta.upserts:
+                if occurrence.key.ical_uid == uid and not occurrence.key.recurrence_id:
+                    listed.setdefault(occurrence.key, occurrence)
+        return ChangePage(upserts=tuple(listed.values()), is_last=False, window=self.window, complete_uids=(uid,))
+
+
+__all__ = ["EVENT_TYPES", "MAX_SERIES_RELISTS", "RELIST_AFTER", "GoogleProvider"]

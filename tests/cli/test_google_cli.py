@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from integrations.google.settings import SCOPES
 from sandbox.google import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, GoogleState, RunningEmulator, run_google_emulator
 from tests.cli.helpers import Run
 from tests.integrations.google_world import EVENTS_PATH, MADRID, GoogleWorld, at, env_for, timed
@@ -152,7 +153,9 @@ def test_a_token_file_connects_and_a_second_process_reuses_the_refreshed_token(
     assert only["path"] == EVENTS_PATH and "syncToken" in only["query"]
 
 
-def test_a_connection_whose_grant_is_revoked_needs_reconnecting(google: GoogleWorld, run: Run, tmp_path: Path) -> None:
+def test_a_revoked_grant_needs_reconnecting_and_reconnecting_keeps_the_connection(
+    google: GoogleWorld, run: Run, tmp_path: Path
+) -> None:
     env = env_for(google.emu)
     token_file = _token_file(tmp_path, google, token=google.tokens["access_token"])
     run("connect", "google", "--token-file", str(token_file), env=env)
@@ -163,10 +166,15 @@ def test_a_connection_whose_grant_is_revoked_needs_reconnecting(google: GoogleWo
     assert result.returncode == 1 and "alliance connect google" in result.stderr
     (connection,) = _connections(run, env)
     assert connection["health"] == "needs_reconnect"
-    # The same file again cannot connect either, and adds nothing.
-    again = run("connect", "google", "--token-file", str(token_file), "--name", "again", env=env, check=False)
-    assert again.returncode == 1 and "nothing was added" in again.stderr
-    assert len(_connections(run, env)) == 1
+    # The revoked grant cannot reconnect: the connection keeps what it had.
+    again = run("connect", "google", "--token-file", str(token_file), env=env, check=False)
+    assert again.returncode == 1 and "nothing was changed" in again.stderr
+    # A new grant reconnects the same connection: its occurrences (and sessions) stay.
+    google.tokens = google.state.issue_tokens(scopes=list(SCOPES))
+    fresh = run("connect", "google", "--token-file", str(_token_file(tmp_path, google)), env=env)
+    assert "reconnected 'google'" in fresh.stdout and "0 created" in fresh.stdout
+    (after,) = _connections(run, env)
+    assert (after["id"], after["health"], after["occurrences"]) == (connection["id"], "ok", 4)
 
 
 def test_a_bad_token_file_is_refused(google: GoogleWorld, run: Run, tmp_path: Path) -> None:

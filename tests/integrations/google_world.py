@@ -9,6 +9,7 @@ retry policy whose ``sleep`` records the waits instead of sleeping.
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -76,8 +77,10 @@ class GoogleWorld:
     def state(self) -> Any:
         return self.emu.state
 
-    def reset(self) -> None:
+    def reset(self, seed: int | None = None) -> None:
+        """A fresh account; ``seed`` makes ids and tokens repeat (for replayed hypothesis examples)."""
         self.state.reset()
+        self.state.rng = random.Random(seed)
         defaults = EmulatorSettings()
         for f in dataclasses.fields(EmulatorSettings):
             setattr(self.state.settings, f.name, getattr(defaults, f.name))

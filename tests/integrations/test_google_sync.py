@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-
-import pytest
+from zoneinfo import ZoneInfo
 
 from core.mirror import add_connection, ensure_therapist, list_occurrences
 from core.store import Store
 from core.sync import OccurrenceKey, Status, sync_connection
 from integrations.google.cursor import GoogleCursor
-from integrations.google.errors import SyncTokenExpired
-from integrations.google.mapping import IdentityIndex, SeriesDeleted, page_changes, to_occurrence
-from tests.integrations.google_world import MADRID, GoogleWorld, at, timed
+from integrations.google.mapping import IdentityIndex, page_changes, to_occurrence
+from tests.integrations.google_world import EVENTS_PATH, MADRID, GoogleWorld, at, timed
 
 
 def _connect(store: Store) -> int:
@@ -330,15 +329,13 @@ def test_a_tombstone_is_named_through_the_identity_index() -> None:
     assert IdentityIndex.from_json(index.as_json()) == index
 
 
-def test_a_bare_tombstone_of_a_whole_series_asks_for_a_full_listing() -> None:
-    index = IdentityIndex(series={"ser"})
-    with pytest.raises(SeriesDeleted):
-        page_changes([{"id": "ser", "status": "cancelled"}], MADRID, index)
+def test_a_bare_tombstone_of_a_whole_series_marks_the_series_for_relisting() -> None:
+    index = IdentityIndex(series={"ser"}, uids={"ser": "series@other.app"})
+    changes = page_changes([{"id": "ser", "status": "cancelled"}], MADRID, index)
+    assert changes.removals == [] and changes.series == {"ser": "series@other.app"}
 
 
-def test_a_series_deleted_by_its_master_id_alone_is_resolved_by_a_full_listing(
-    google: GoogleWorld, sqlite_store: Store
-) -> None:
+def test_a_series_deleted_by_its_master_id_alone_is_cancelled(google: GoogleWorld, sqlite_store: Store) -> None:
     # With singleEvents=true Google's report of a deleted series is undocumented; the emulator
     # lists every instance as cancelled. Replaying the token with singleEvents=false makes it
     # answer with the master's bare tombstone instead: the other shape Google may send.
@@ -348,21 +345,57 @@ def test_a_series_deleted_by_its_master_id_alone_is_resolved_by_a_full_listing(
     sync_connection(sqlite_store, conn, google.provider())
     cursor = GoogleCursor.loads(_cursor(sqlite_store, conn))
     assert cursor is not None and cursor.index.series == {series["id"]}
-    from dataclasses import replace
-
     from core.store.models import Connection
 
-    bare = replace(cursor, params={**cursor.params, "singleEvents": False}).dumps()
     with sqlite_store.session() as session:
-        session.get_one(Connection, conn).cursor = bare
+        session.get_one(Connection, conn).cursor = replace(
+            cursor, params={**cursor.params, "singleEvents": False}
+        ).dumps()
     google.state.cancel_event("primary", series["id"])
+    google.state.clear_request_log()
 
-    with pytest.raises(SyncTokenExpired):
-        list(google.provider().list_changes(bare))
     report = sync_connection(sqlite_store, conn, google.provider())
 
-    assert report.full_resync and report.cancelled == 3
+    assert report.cancelled == 3 and not report.full_resync
     assert [o.title for o in list_occurrences(sqlite_store)] == ["Stays"]
+    paths = [r["path"] for r in google.state.requests()]
+    assert paths == [EVENTS_PATH, f"{EVENTS_PATH}/{series['id']}/instances"]
+
+
+def test_a_series_moved_or_cut_short_loses_the_instances_it_no_longer_has(
+    google: GoogleWorld, sqlite_store: Store
+) -> None:
+    moved = _weekly(google, _local(3), count=3, title="Moved")
+    cut = _weekly(google, _local(4), count=4, title="Cut")
+    conn = _connect(sqlite_store)
+    sync_connection(sqlite_store, conn, google.provider())
+
+    # The whole series two hours earlier: every original slot changes.
+    google.state.move_event("primary", moved["id"], {"dateTime": _local(3, 16), "timeZone": MADRID})
+    # "This and following events" from the third instance: the series ends after the second.
+    until = (datetime.now(UTC) + timedelta(days=4 + 8)).strftime("%Y%m%dT000000Z")
+    google.state.edit_event("primary", cut["id"], {"recurrence": [f"RRULE:FREQ=WEEKLY;UNTIL={until}"]})
+    report = sync_connection(sqlite_store, conn, google.provider())
+
+    assert (report.created, report.cancelled, report.full_resync) == (3, 5, False)
+    live = sorted((o.title, o.start) for o in list_occurrences(sqlite_store))
+    assert [t for t, _ in live].count("Moved") == 3 and [t for t, _ in live].count("Cut") == 2
+    assert all(s.astimezone(ZoneInfo(MADRID)).hour == 16 for t, s in live if t == "Moved")
+    again = sync_connection(sqlite_store, conn, google.provider())
+    assert again.changes == 0
+
+
+def test_a_series_turned_into_a_single_event_keeps_only_that_event(google: GoogleWorld, sqlite_store: Store) -> None:
+    series = _weekly(google, _local(3), count=3)
+    conn = _connect(sqlite_store)
+    sync_connection(sqlite_store, conn, google.provider())
+    google.state.edit_event("primary", series["id"], {"recurrence": None})
+
+    sync_connection(sqlite_store, conn, google.provider())
+
+    (single,) = list_occurrences(sqlite_store)
+    assert single.recurrence_id == "" and single.uid == series["iCalUID"]
+    assert len(list_occurrences(sqlite_store, include_cancelled=True)) == 4
 
 
 def test_an_all_day_original_start_is_a_date() -> None:
