@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from alliance.settings import Settings
 from core.mirror import ConnectionView
@@ -16,14 +19,37 @@ def registry() -> ProviderRegistry:
     return ProviderRegistry.from_entry_points()
 
 
+def provider_options(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Operator-level options each provider gets through its context (never from the environment)."""
+    secret = settings.google_client_secret
+    return {
+        "google": {
+            "api_url": settings.google_api_url,
+            "auth_url": settings.google_auth_url,
+            "token_url": settings.google_token_url,
+            "client_id": settings.google_client_id,
+            "client_secret": secret.get_secret_value() if secret is not None else None,
+        }
+    }
+
+
 def context_for(settings: Settings, therapist_timezone: str, now: datetime | None = None) -> ProviderContext:
     return ProviderContext(
         default_timezone=therapist_timezone,
         now=now or datetime.now(UTC),
         window_past=timedelta(days=settings.window_past_days),
         window_future=timedelta(days=settings.window_future_days),
+        options=provider_options(settings),
     )
 
 
-def provider_for(connection: ConnectionView, context: ProviderContext) -> CalendarProvider:
+def provider_for(
+    connection: ConnectionView,
+    context: ProviderContext,
+    *,
+    save_settings: Callable[[dict[str, Any]], None] | None = None,
+) -> CalendarProvider:
+    """The provider of one stored connection; ``save_settings`` persists settings it changes itself."""
+    if save_settings is not None:
+        context = dataclasses.replace(context, save_settings=save_settings)
     return registry().get(connection.provider).from_settings(connection.settings, context)

@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     # Where people reach the web service; links printed by the CLI (password setup) start with it.
     base_url: str = "http://127.0.0.1:8000"
+    # Google Calendar: API and OAuth endpoints (Google's by default; the sandbox emulator in tests)
+    # and the OAuth client ("Desktop app" type) that `alliance connect google` signs in with.
+    google_api_url: str = "https://www.googleapis.com/calendar/v3/"
+    google_auth_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    google_token_url: str = "https://oauth2.googleapis.com/token"
+    google_client_id: str | None = None
+    google_client_secret: SecretStr | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -90,6 +97,13 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("google_api_url", "google_auth_url", "google_token_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
 
     @field_validator("database_url")
     @classmethod

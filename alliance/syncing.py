@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from alliance.providers import context_for, provider_for
 from alliance.settings import Settings
-from core.mirror import ConnectionView, list_connections, therapist_timezone
+from core.mirror import ConnectionView, list_connections, therapist_timezone, update_connection_settings
 from core.store import Store
 from core.sync import ConnectionGone, SourceError, SyncInProgress, SyncReport, sync_connection
 from integrations.base import InvalidSettings, ProviderError
@@ -46,8 +46,12 @@ def sync_one(
 ) -> SyncOutcome:
     """Sync one connection; provider and source failures become the outcome's error."""
     context = context_for(settings, therapist_timezone(store, connection.therapist_id))
+
+    def save_settings(new_settings: dict[str, Any]) -> None:
+        update_connection_settings(store, connection.id, new_settings)
+
     try:
-        provider = provider_for(connection, context)
+        provider = provider_for(connection, context, save_settings=save_settings)
         report = sync_connection(store, connection.id, provider, force_empty=force_empty, progress=progress)
     except SyncInProgress as exc:
         log.info("sync of connection %s skipped: %s", connection.id, exc)

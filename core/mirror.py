@@ -83,6 +83,15 @@ def add_connection(store: Store, therapist_id: int, provider: str, name: str, se
         return connection.id
 
 
+def update_connection_settings(store: Store, connection_id: int, settings: dict[str, Any]) -> None:
+    """Replace a connection's settings (re-encrypted), e.g. after a provider refreshed its OAuth token."""
+    with store.session() as session:
+        connection = session.get(Connection, connection_id)
+        if connection is None:
+            raise LookupError(f"no connection with id {connection_id}")
+        _seal_config(store, session, connection, settings)
+
+
 @dataclass(frozen=True)
 class ConnectionView:
     id: int

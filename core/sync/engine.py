@@ -37,6 +37,7 @@ from core.sync.types import (
     ChangeSource,
     CursorExpired,
     OccurrenceKey,
+    ReauthorizationRequired,
     RemoteOccurrence,
     SourceError,
     Status,
@@ -196,7 +197,9 @@ class _Run:
                 self._ensure_cipher(session)
                 mirror.ensure_loaded(
                     session,
-                    [o.key for o in page.upserts] + list(page.removals),
+                    [o.key for o in page.upserts]
+                    + list(page.removals)
+                    + [OccurrenceKey(u) for u in page.complete_uids],
                     everything=page.complete,
                 )
                 writes = _PageWrites()
@@ -212,6 +215,9 @@ class _Run:
                         seen.add(key)
                         if item.status is not Status.CANCELLED:
                             live_seen += 1
+                if page.complete_uids:
+                    listed = {key for key, item in latest.items() if item is not None}
+                    self._sweep_uids(mirror, set(page.complete_uids), listed, page.window, writes)
                 if page.is_last:
                     last_seen = True
                     if page.complete:
@@ -398,6 +404,25 @@ class _Run:
         for key in missing:
             self._apply(mirror, key, None, writes)
 
+    def _sweep_uids(
+        self,
+        mirror: _Mirror,
+        uids: set[str],
+        listed: set[OccurrenceKey],
+        window: tuple[datetime, datetime] | None,
+        writes: _PageWrites,
+    ) -> None:
+        # A page complete for some UIDs: their live occurrences it did not list are gone (no
+        # empty-source guard: the source named these UIDs itself, nothing suggests a broken feed).
+        for key, row in list(mirror.rows.items()):
+            if (
+                key.ical_uid in uids
+                and key not in listed
+                and row.status is not Status.CANCELLED
+                and (window is None or window[0] <= row.start < window[1])
+            ):
+                self._apply(mirror, key, None, writes)
+
     def _flush(self, session: Session, mirror: _Mirror, writes: _PageWrites) -> None:
         # Plain multi-row inserts on the tables (not the ORM, not RETURNING): SQLite cannot batch
         # an INSERT ... RETURNING, and the ORM splits batches whenever NULL columns differ, which
@@ -562,7 +587,8 @@ def sync_connection(
                 except CursorExpired as exc:
                     raise SourceError("the source rejected a full listing as an expired cursor") from exc
         except SourceError as exc:
-            _record_outcome(store, connection_id, report, error=str(exc))
+            health = "needs_reconnect" if isinstance(exc, ReauthorizationRequired) else "error"
+            _record_outcome(store, connection_id, report, error=str(exc), health=health)
             raise
         _record_outcome(store, connection_id, report, error=None)
         return report
@@ -570,12 +596,15 @@ def sync_connection(
         _release_lease(store, connection_id, owner)
 
 
-def _record_outcome(store: Store, connection_id: int, report: SyncReport, *, error: str | None) -> None:
+def _record_outcome(
+    store: Store, connection_id: int, report: SyncReport, *, error: str | None, health: str = "error"
+) -> None:
     now = datetime.now(UTC)
     values: dict[str, Any] = {"last_sync_at": now, "last_result": report.as_dict()}
     if error is None:
         values.update(health="ok", last_error=None, last_success_at=now)
     else:
-        values.update(health="error", last_error=error)
+        # "needs_reconnect": retrying cannot help until the user connects again (the error says how).
+        values.update(health=health, last_error=error)
     with store.session() as session:
         session.execute(update(Connection).where(Connection.id == connection_id).values(**values))

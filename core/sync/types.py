@@ -84,6 +84,11 @@ class ChangePage:
     ``complete`` means the pages of this listing together enumerate every occurrence the source
     has inside ``window`` (or everywhere when ``window`` is None): the engine then sweeps what was
     not seen (mark-and-sweep). ``next_cursor`` is only meaningful on the last page.
+
+    ``complete_uids`` is the same promise for a few UIDs within one page: its upserts are every
+    occurrence those UIDs have inside ``window``, so the engine cancels their other occurrences
+    there. A delta source uses it when a whole series changed (moved, cut short) and the
+    instances whose original slot vanished are never reported one by one.
     """
 
     upserts: tuple[RemoteOccurrence, ...] = ()
@@ -92,6 +97,7 @@ class ChangePage:
     next_cursor: str | None = None
     complete: bool = False
     window: tuple[datetime, datetime] | None = None
+    complete_uids: tuple[str, ...] = ()
     total_hint: int | None = field(default=None, compare=False)
 
 
@@ -101,6 +107,13 @@ class CursorExpired(Exception):
 
 class SourceError(Exception):
     """The source could not be read; the message is one clear line for the user."""
+
+
+class ReauthorizationRequired(SourceError):
+    """The source's grant was revoked or expired for good (OAuth ``invalid_grant``, 401 after a refresh).
+
+    Retrying cannot help: the user must connect the calendar again. The message says how.
+    """
 
 
 class ChangeSource(Protocol):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
@@ -27,6 +27,15 @@ class ProviderContext:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     window_past: timedelta = timedelta(days=60)
     window_future: timedelta = timedelta(days=365)
+    # Operator-level options per provider name (API base URLs, the OAuth client), taken from the
+    # app's settings by the composition root: integrations never read the environment themselves.
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Stores a connection's settings again after the provider changed them itself (a refreshed
+    # OAuth token); None when nothing persists them (tests, one-off listings).
+    save_settings: Callable[[dict[str, Any]], None] | None = None
+
+    def options_for(self, provider: str) -> Mapping[str, Any]:
+        return self.options.get(provider, {})
 
     @property
     def window(self) -> tuple[datetime, datetime]:

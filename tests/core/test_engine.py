@@ -544,6 +544,37 @@ def test_a_complete_listing_over_several_pages_sweeps_once_at_the_end(
     assert snap.live() == {key(f"e{i}") for i in range(7) if i != 3} | {key("new")}
 
 
+def test_a_page_complete_for_some_uids_sweeps_only_those_inside_its_window(
+    store: Store, cid: int, run: Callable[..., SyncReport]
+) -> None:
+    w0, w1 = BASE, BASE + timedelta(days=30)
+    weekly = [occ("series", 24 * 7 * n, rid=f"r{n}") for n in range(6)]  # the last one is outside the window
+    other = occ("other", 2)
+    source = ScriptedSource(
+        [page(*weekly, other, cursor="c1")],
+        # The series moved: its remaining instances are the first two and a new one; other UIDs
+        # and the series' instance beyond the window are not the page's business.
+        [
+            ChangePage(
+                upserts=(weekly[0], weekly[1], occ("series", 5, rid="r-new")),
+                is_last=True,
+                next_cursor="c2",
+                window=(w0, w1),
+                complete_uids=("series",),
+            )
+        ],
+        # Complete for a UID with nothing listed: everything it had in the window goes.
+        [ChangePage(is_last=True, next_cursor="c3", window=(w0, w1), complete_uids=("series",))],
+    )
+    run(source)
+    report = run(source)
+    snap = snapshot(store, cid)
+    assert (report.created, report.cancelled, report.unchanged) == (1, 3, 2)
+    assert snap.live() == {weekly[0].key, weekly[1].key, weekly[5].key, key("series", "r-new"), other.key}
+    again = run(source)
+    assert again.cancelled == 3 and snapshot(store, cid).live() == {weekly[5].key, other.key}
+
+
 # --- the empty-source guard --------------------------------------------------------------------
 
 

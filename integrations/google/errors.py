@@ -1,0 +1,45 @@
+"""Typed errors at the Google client boundary: callers never look at HTTP status codes.
+
+- :class:`ReauthorizationRequired` (from ``core``): the grant is gone; the user must connect again.
+- :class:`SyncTokenExpired` (a ``CursorExpired``): Google wants a full listing (410).
+- :class:`QuotaExceeded`: Google's usage limits (403 ``quotaExceeded``); retrying now makes it worse.
+- :class:`GoogleUnavailable`: rate limits, 5xx or timeouts that outlasted the retries.
+- :class:`RequestRejected`: any other refusal (a calendar that no longer exists, a bad request).
+"""
+
+from __future__ import annotations
+
+from core.sync.types import CursorExpired, ReauthorizationRequired, SourceError
+
+RECONNECT_HINT = "run 'alliance connect google' again to reconnect this calendar"
+
+
+class SyncTokenExpired(CursorExpired):
+    """Google answered 410 (``fullSyncRequired``): the next listing must be a complete one."""
+
+
+class QuotaExceeded(SourceError):
+    """Google's usage limits are exhausted; syncing pauses until the next scheduled run."""
+
+
+class GoogleUnavailable(SourceError):
+    """Google kept failing (rate limits, server errors, timeouts) through every retry."""
+
+
+class RequestRejected(SourceError):
+    """Google refused the request for a reason retrying cannot fix."""
+
+
+class NotFound(RequestRejected):
+    """The calendar (or event) does not exist, or this account cannot see it."""
+
+
+__all__ = [
+    "RECONNECT_HINT",
+    "GoogleUnavailable",
+    "NotFound",
+    "QuotaExceeded",
+    "ReauthorizationRequired",
+    "RequestRejected",
+    "SyncTokenExpired",
+]
