@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,12 +57,20 @@ def upgrade(engine: Engine) -> None:
     command.upgrade(alembic_config(engine), "heads")
 
 
+@lru_cache(maxsize=1)
+def _script_heads() -> frozenset[str]:
+    # The migration scripts ship with the code and do not change while it runs; /readyz asks on
+    # every probe, so read them from disk once.
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return frozenset(ScriptDirectory.from_config(config).get_heads())
+
+
 def pending_migrations(engine: Engine) -> bool:
     """True when the database is behind the newest migration."""
-    script = ScriptDirectory.from_config(alembic_config(engine))
     with engine.connect() as conn:
         current = set(MigrationContext.configure(conn).get_current_heads())
-    return current != set(script.get_heads())
+    return current != _script_heads()
 
 
 class Store:
