@@ -234,6 +234,29 @@ class OccurrenceView:
     video_url: str | None
 
 
+def instant_text(value: datetime, all_day: bool) -> str:
+    """An occurrence's start or end as text: UTC ISO 8601 with offset, or the date when all-day."""
+    return value.date().isoformat() if all_day else value.astimezone(UTC).isoformat()
+
+
+def occurrence_record(o: OccurrenceView) -> dict[str, Any]:
+    """One occurrence as plain data: the shape ``alliance events --json`` and the API share."""
+    return {
+        "id": o.id,
+        "uid": o.uid,
+        "recurrence_id": o.recurrence_id or None,
+        "start": instant_text(o.start, o.all_day),
+        "end": instant_text(o.end, o.all_day),
+        "all_day": o.all_day,
+        "timezone": o.timezone,
+        "status": o.status.value,
+        "title": o.title,
+        "location": o.location,
+        "video_url": o.video_url,
+        "connection": o.connection,
+    }
+
+
 def list_occurrences(
     store: Store,
     *,

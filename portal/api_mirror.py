@@ -6,7 +6,6 @@ is answered exactly like one that does not exist (404).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -26,6 +25,7 @@ from core.mirror import (
     list_connections,
     list_occurrences,
     occurrence_history,
+    occurrence_record,
     remove_connection,
     rename_connection,
 )
@@ -76,31 +76,13 @@ def connection_public(view: ConnectionView) -> ConnectionPublic:
     )
 
 
-def _iso(value: datetime, all_day: bool) -> str:
-    return value.date().isoformat() if all_day else value.astimezone(UTC).isoformat()
-
-
 def occurrence_public(o: OccurrenceView) -> dict[str, Any]:
     """One occurrence as ``alliance events --json`` prints it, plus ``connection_id``.
 
     A plain dict (validated by the route's response model once), not a model built here and
     validated again: listings are the hot path (benchmarks/api_occurrences.py).
     """
-    return {
-        "id": o.id,
-        "uid": o.uid,
-        "recurrence_id": o.recurrence_id or None,
-        "start": _iso(o.start, o.all_day),
-        "end": _iso(o.end, o.all_day),
-        "all_day": o.all_day,
-        "timezone": o.timezone,
-        "status": o.status.value,
-        "title": o.title,
-        "location": o.location,
-        "video_url": o.video_url,
-        "connection": o.connection,
-        "connection_id": o.connection_id,
-    }
+    return {**occurrence_record(o), "connection_id": o.connection_id}
 
 
 def _history_public(h: HistoryEntry) -> HistoryEntryPublic:

@@ -7,7 +7,7 @@ buffer or a shared screen is exactly where a pseudonymous code should be enough.
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 import typer
@@ -25,6 +25,7 @@ from core.clients import (
     list_sessions,
 )
 from core.clients import archive_client as archive_client_service
+from core.mirror import instant_text
 
 clients_app = typer.Typer(help="Pseudonymous clients of the default therapist.", no_args_is_help=True)
 
@@ -40,10 +41,6 @@ def _occurrence_instant(value: str) -> datetime | date:
     return parse_instant(text, "--occurrence")
 
 
-def _iso(value: datetime, all_day: bool) -> str:
-    return value.date().isoformat() if all_day else value.astimezone(UTC).isoformat()
-
-
 def session_json(s: SessionView, show_names: bool = False) -> dict[str, Any]:
     """The JSON shape of one session (times like ``alliance events``)."""
     row: dict[str, Any] = {
@@ -51,8 +48,8 @@ def session_json(s: SessionView, show_names: bool = False) -> dict[str, Any]:
         "occurrence_id": s.occurrence_id,
         "uid": s.uid,
         "recurrence_id": s.recurrence_id or None,
-        "start": _iso(s.start, s.all_day),
-        "end": _iso(s.end, s.all_day),
+        "start": instant_text(s.start, s.all_day),
+        "end": instant_text(s.end, s.all_day),
         "all_day": s.all_day,
         "status": s.status.value,
         "client": s.client_code,
@@ -203,7 +200,8 @@ def register(app: typer.Typer) -> None:
                 console.print_json(json.dumps({"session": session_json(s)}))
             else:
                 console.print(
-                    f"session {s.id}: {_iso(s.start, s.all_day)} assigned to {s.client_code} ({s.modality.value})",
+                    f"session {s.id}: {instant_text(s.start, s.all_day)} "
+                    f"assigned to {s.client_code} ({s.modality.value})",
                     highlight=False,
                     markup=False,
                     soft_wrap=True,

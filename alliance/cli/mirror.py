@@ -23,6 +23,7 @@ from core.mirror import (
     add_connection,
     list_connections,
     list_occurrences,
+    occurrence_record,
     remove_unsynced_connection,
 )
 
@@ -203,21 +204,4 @@ def _connection_json(c: ConnectionView) -> dict[str, Any]:
 
 def occurrence_json(o: OccurrenceView) -> dict[str, Any]:
     """The JSON shape of one occurrence: UTC instants, or dates (end exclusive) when all-day."""
-    if o.all_day:
-        start, end = o.start.date().isoformat(), o.end.date().isoformat()
-    else:
-        start, end = o.start.astimezone(UTC).isoformat(), o.end.astimezone(UTC).isoformat()
-    return {
-        "id": o.id,
-        "uid": o.uid,
-        "recurrence_id": o.recurrence_id or None,
-        "start": start,
-        "end": end,
-        "all_day": o.all_day,
-        "timezone": o.timezone,
-        "status": o.status.value,
-        "title": o.title,
-        "location": o.location,
-        "video_url": o.video_url,
-        "connection": o.connection,
-    }
+    return occurrence_record(o)
