@@ -22,6 +22,7 @@ from portal import api as api_routes
 from portal import api_clients, api_mirror, pages
 from portal.deps import StoreDep
 from portal.errors import document_problems, install_error_handlers
+from portal.listing_cache import ListingCache
 from portal.middleware import MAX_BODY_BYTES, BodySizeLimit, RequestLog, SecurityHeaders
 from portal.schemas import Readiness
 from webhooks.router import router as webhooks_router
@@ -83,6 +84,7 @@ def create_app(settings: Settings, *, store: Store | None = None, worker: Embedd
     app.state.worker = worker
     app.state.templates = pages.build_templates()
     app.state.login_policy = LoginPolicy()
+    app.state.listing_cache = ListingCache(settings.api_cache_mb * 1024 * 1024)
 
     install_error_handlers(app)
     # Added innermost first: SecurityHeaders wraps RequestLog (so even its 500s get the headers),

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(default=2.0, gt=0, le=60)
     # Logs: "text" is one key=value line per record, "json" one JSON object per line.
     log_format: Literal["text", "json"] = "text"
+    # Encoded occurrence listings kept in the web process between requests, reused while the
+    # listing is unchanged (portal/listing_cache.py); 0 turns the cache off.
+    api_cache_mb: int = Field(default=32, ge=0, le=4096)
     # Where people reach the web service; links printed by the CLI (password setup) start with it.
     base_url: str = "http://127.0.0.1:8000"
     # Google Calendar: API and OAuth endpoints (Google's by default; the sandbox emulator in tests)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from pydantic import TypeAdapter
 
 from alliance.providers import registry
 from alliance.syncing import sync_one
@@ -18,19 +19,21 @@ from core.mirror import (
     ConnectionNameTaken,
     ConnectionView,
     HistoryEntry,
+    ListingVersion,
     OccurrenceView,
     add_connection,
     get_connection,
     get_occurrence,
     list_connections,
-    list_occurrences,
     occurrence_history,
+    occurrence_listing,
     occurrence_record,
     remove_connection,
     rename_connection,
 )
 from integrations.base import InvalidSettings
 from portal.deps import CurrentTherapist, SettingsDep, StoreDep
+from portal.listing_cache import ListingCache
 from portal.params import field_error, window
 from portal.schemas import (
     ConnectionCreate,
@@ -213,16 +216,33 @@ def sync_connection_now(
     return SyncResult(connection_id=connection_id, **counts.model_dump())
 
 
+_OCCURRENCE_LIST: TypeAdapter[list[OccurrencePublic]] = TypeAdapter(list[OccurrencePublic])
+
+
 @router.get("/occurrences", tags=["occurrences"], response_model=list[OccurrencePublic])
 def occurrences(
-    query: Annotated[OccurrenceQuery, Query()], store: StoreDep, therapist_id: CurrentTherapist
-) -> list[dict[str, Any]]:
+    query: Annotated[OccurrenceQuery, Query()], request: Request, store: StoreDep, therapist_id: CurrentTherapist
+) -> Response:
     """Your occurrences overlapping ``[from, to)``, by start, with their titles."""
     first, last = window(query.start, query.end, default_days=_DEFAULT_WINDOW_DAYS)
-    views = list_occurrences(
-        store, therapist_id=therapist_id, start=first, end=last, include_cancelled=query.include_cancelled
+    cache: ListingCache[ListingVersion] = request.app.state.listing_cache
+    key = (therapist_id, first, last, query.include_cancelled)
+    cached = cache.get(key)
+    version, views = occurrence_listing(
+        store,
+        therapist_id,
+        start=first,
+        end=last,
+        include_cancelled=query.include_cancelled,
+        unchanged_since=cached.version if cached is not None else None,
     )
-    return [occurrence_public(o) for o in views]
+    if views is None and cached is not None:
+        body = cached.body
+    else:
+        # Validated and encoded in one pass by pydantic-core (the body is what the schema says).
+        body = _OCCURRENCE_LIST.dump_json(_OCCURRENCE_LIST.validate_python([occurrence_public(o) for o in views or []]))
+        cache.put(key, version, body)
+    return Response(content=body, media_type="application/json")
 
 
 @router.get("/occurrences/{occurrence_id}", tags=["occurrences"], responses={404: _NO_OCCURRENCE})
