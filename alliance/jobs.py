@@ -26,13 +26,15 @@ from alliance.settings import Settings
 from alliance.syncing import sync_all
 from core.clients import handle_outbox_event
 from core.jobs import Event, Handler, JobRegistry, RetryPolicy
+from core.jobs.retention import prune_finished
 from core.store import Store
 
-__all__ = ["OCCURRENCE_KINDS", "OUTBOX_HANDLERS", "SYNC_ALL", "build_registry", "retry_policy"]
+__all__ = ["OCCURRENCE_KINDS", "OUTBOX_HANDLERS", "PRUNE_FINISHED", "SYNC_ALL", "build_registry", "retry_policy"]
 
 log = logging.getLogger(__name__)
 
 SYNC_ALL = "sync.all"
+PRUNE_FINISHED = "jobs.prune"
 
 # The outbox kinds the sync engine writes (core.sync.engine, ``occurrence.<history kind>``).
 OCCURRENCE_KINDS = (
@@ -83,4 +85,11 @@ def build_registry(settings: Settings, *, heartbeat: Callable[[], None] | None =
         log.info("periodic sync: %d connection(s), %d failed", len(outcomes), failed)
 
     registry.add_periodic(SYNC_ALL, timedelta(minutes=settings.sync_interval_minutes), sync_every_connection)
+
+    def prune(store: Store) -> None:
+        """Forget finished work older than the retention period (core.jobs.retention)."""
+        counts = prune_finished(store, timedelta(days=settings.job_retention_days))
+        log.info("pruned %d event(s), %d delivery(ies), %d job(s)", counts.events, counts.deliveries, counts.jobs)
+
+    registry.add_periodic(PRUNE_FINISHED, timedelta(days=1), prune)
     return registry

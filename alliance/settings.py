@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     sync_interval_minutes: int = Field(default=10, ge=1, le=24 * 60)
     job_max_attempts: int = Field(default=8, ge=1, le=100)
     worker_poll_seconds: float = Field(default=2.0, gt=0, le=60)
+    # Finished outbox events, deliveries and jobs are deleted this long after they finished (a
+    # daily job); parked ones stay until retried.
+    job_retention_days: int = Field(default=14, ge=1, le=3650)
     # Logs: "text" is one key=value line per record, "json" one JSON object per line.
     log_format: Literal["text", "json"] = "text"
     # Encoded occurrence listings kept in the web process between requests, reused while the
