@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     job_retention_days: int = Field(default=14, ge=1, le=3650)
     # Logs: "text" is one key=value line per record, "json" one JSON object per line.
     log_format: Literal["text", "json"] = "text"
+    # Feeds added through the web API may only be fetched from public internet addresses, so an
+    # account cannot make the server read its own network (integrations/ics/public_only.py).
+    # True lifts that, for a practice whose calendar server is on its own network.
+    allow_private_feeds: bool = False
     # Encoded occurrence listings kept in the web process between requests, reused while the
     # listing is unchanged (portal/listing_cache.py); 0 turns the cache off.
     api_cache_mb: int = Field(default=32, ge=0, le=4096)

@@ -32,6 +32,7 @@ from core.mirror import (
     rename_connection,
 )
 from integrations.base import InvalidSettings
+from integrations.ics.public_only import PrivateAddress, UnresolvableHost, check_public_host
 from portal.deps import CurrentTherapist, SettingsDep, StoreDep
 from portal.listing_cache import ListingCache
 from portal.params import field_error, window
@@ -94,8 +95,13 @@ def _history_public(h: HistoryEntry) -> HistoryEntryPublic:
     )
 
 
-def _feed_settings(source: str) -> dict[str, Any]:
-    """The provider's clean settings for a remote feed; a 422 naming ``source`` otherwise."""
+def _feed_settings(source: str, *, public_only: bool) -> dict[str, Any]:
+    """The provider's clean settings for a remote feed; a 422 naming ``source`` otherwise.
+
+    ``public_only``: the feed may only ever be fetched from public internet addresses
+    (integrations.ics.public_only); one that already resolves to a private or local address is
+    refused now, so the therapist learns it at once rather than at the first sync.
+    """
     # Fixed messages: an error never repeats the address, whose path may be the feed's secret.
     try:
         scheme = urlsplit(source).scheme.lower()
@@ -104,9 +110,18 @@ def _feed_settings(source: str) -> dict[str, Any]:
     if scheme not in _REMOTE_SCHEMES:
         raise field_error("body", "source", "must be an https://, http:// or webcal:// feed address")
     try:
-        return registry().get("ics").normalize_settings({"source": source})
+        clean = registry().get("ics").normalize_settings({"source": source, "public_only": public_only})
     except InvalidSettings:
         raise field_error("body", "source", "is not a usable feed address (check the host name and port)") from None
+    if public_only:
+        parts = urlsplit(clean["source"])
+        try:
+            check_public_host(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+        except PrivateAddress:
+            raise field_error("body", "source", "must be on the public internet, not a local address") from None
+        except UnresolvableHost:
+            pass  # a name that does not resolve yet is the sync's to report, like any unreachable feed
+    return clean
 
 
 def _default_name(source: str) -> str:
@@ -130,9 +145,11 @@ def connections(store: StoreDep, therapist_id: CurrentTherapist) -> list[Connect
     tags=["connections"],
     responses={409: {"description": "A connection with that name exists"}},
 )
-def create_connection(body: ConnectionCreate, store: StoreDep, therapist_id: CurrentTherapist) -> ConnectionPublic:
+def create_connection(
+    body: ConnectionCreate, store: StoreDep, app_settings: SettingsDep, therapist_id: CurrentTherapist
+) -> ConnectionPublic:
     """Add an ICS feed. It is not fetched now: the periodic sync picks it up, or ``POST .../sync``."""
-    settings = _feed_settings(body.source)
+    settings = _feed_settings(body.source, public_only=not app_settings.allow_private_feeds)
     name = body.name or _default_name(settings["source"])
     try:
         connection_id = add_connection(store, therapist_id, body.provider, name, settings)
