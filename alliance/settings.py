@@ -60,6 +60,15 @@ class Settings(BaseSettings):
     job_retention_days: int = Field(default=14, ge=1, le=3650)
     # Logs: "text" is one key=value line per record, "json" one JSON object per line.
     log_format: Literal["text", "json"] = "text"
+    # Outgoing mail (alliance/mail.py): SMTP when a host is set, else .eml files in ALLIANCE_HOME/mail.
+    # The sender's name is neutral on purpose: a client's inbox should not announce therapy.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    mail_from: str = "Appointments <appointments@localhost>"
     # Feeds added through the web API may only be fetched from public internet addresses, so an
     # account cannot make the server read its own network (integrations/ics/public_only.py).
     # True lifts that, for a practice whose calendar server is on its own network.
