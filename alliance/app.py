@@ -25,6 +25,7 @@ from portal.errors import document_problems, install_error_handlers
 from portal.listing_cache import ListingCache
 from portal.middleware import MAX_BODY_BYTES, BodySizeLimit, RequestLog, SecurityHeaders
 from portal.schemas import Readiness
+from portal.token_cache import TokenCache
 from webhooks.router import router as webhooks_router
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ def create_app(settings: Settings, *, store: Store | None = None, worker: Embedd
     app.state.templates = pages.build_templates()
     app.state.login_policy = LoginPolicy()
     app.state.listing_cache = ListingCache(settings.api_cache_mb * 1024 * 1024)
+    app.state.token_cache = TokenCache(settings.api_token_cache_seconds)
 
     install_error_handlers(app)
     # Added innermost first: SecurityHeaders wraps RequestLog (so even its 500s get the headers),

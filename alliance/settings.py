@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # Encoded occurrence listings kept in the web process between requests, reused while the
     # listing is unchanged (portal/listing_cache.py); 0 turns the cache off.
     api_cache_mb: int = Field(default=32, ge=0, le=4096)
+    # A verified API token is trusted this many seconds before it is checked again; a revocation
+    # made in another process (the CLI) reaches this one within that time (portal/token_cache.py).
+    api_token_cache_seconds: float = Field(default=10.0, ge=0, le=300)
     # Where people reach the web service; links printed by the CLI (password setup) start with it.
     base_url: str = "http://127.0.0.1:8000"
     # Google Calendar: API and OAuth endpoints (Google's by default; the sandbox emulator in tests)

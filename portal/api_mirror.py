@@ -31,6 +31,7 @@ from core.mirror import (
     remove_connection,
     rename_connection,
 )
+from core.store import Store
 from integrations.base import InvalidSettings
 from integrations.ics.public_only import PrivateAddress, UnresolvableHost, check_public_host
 from portal.deps import CurrentTherapist, SettingsDep, StoreDep
@@ -238,9 +239,10 @@ _OCCURRENCE_LIST: TypeAdapter[list[OccurrencePublic]] = TypeAdapter(list[Occurre
 
 @router.get("/occurrences", tags=["occurrences"], response_model=list[OccurrencePublic])
 def occurrences(
-    query: Annotated[OccurrenceQuery, Query()], request: Request, store: StoreDep, therapist_id: CurrentTherapist
+    query: Annotated[OccurrenceQuery, Query()], request: Request, therapist_id: CurrentTherapist
 ) -> Response:
     """Your occurrences overlapping ``[from, to)``, by start, with their titles."""
+    store: Store = request.app.state.store  # not StoreDep: one dependency less on the hot path
     first, last = window(query.start, query.end, default_days=_DEFAULT_WINDOW_DAYS)
     cache: ListingCache[ListingVersion] = request.app.state.listing_cache
     key = (therapist_id, first, last, query.include_cancelled)
