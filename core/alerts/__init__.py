@@ -2,9 +2,11 @@
 
 from core.alerts.records import ITEM_LABELS, ITEM_NAMES, Attendance, RatingState, Scores, SessionRecord
 from core.alerts.rules import RULES, Flag, Severity, evaluate, session_numbers
+from core.alerts.series import DEFAULT_RATING_WINDOW, records_from_sessions
 from core.alerts.thresholds import AlertThresholds
 
 __all__ = [
+    "DEFAULT_RATING_WINDOW",
     "ITEM_LABELS",
     "ITEM_NAMES",
     "RULES",
@@ -16,5 +18,6 @@ __all__ = [
     "SessionRecord",
     "Severity",
     "evaluate",
+    "records_from_sessions",
     "session_numbers",
 ]
