@@ -33,6 +33,7 @@ from portal.checklist_schemas import (
     AnswersCreate,
     ChecklistItemBody,
     FlagPublic,
+    FlagQuery,
     ItemStatePublic,
     PhaseName,
     RunPublic,
@@ -42,7 +43,7 @@ from portal.checklist_schemas import (
     TemplateQuery,
 )
 from portal.deps import CurrentTherapist, StoreDep
-from portal.params import field_error
+from portal.params import field_error, window
 
 __all__ = ["router"]
 
@@ -178,9 +179,11 @@ def create_template(body: TemplateCreate, store: StoreDep, therapist_id: Current
 
 
 @router.get("/checklists/flags")
-def flags(store: StoreDep, therapist_id: CurrentTherapist) -> list[FlagPublic]:
-    """Open flags over all your sessions that are not cancelled: blocking items (S2) not done yet."""
-    found = open_flags(store, therapist_id)
+def flags(query: Annotated[FlagQuery, Query()], store: StoreDep, therapist_id: CurrentTherapist) -> list[FlagPublic]:
+    """Open flags of your sessions that are not cancelled (those overlapping ``[from, to)`` if given):
+    blocking items (S2 on online sessions) not done yet."""
+    first, last = window(query.start, query.end, default_days=None)
+    found = open_flags(store, therapist_id, start=first, end=last)
     return [flag_public(f) for session_id in sorted(found) for f in found[session_id]]
 
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.checklists.items import MAX_ITEMS, MAX_TEXT
 from core.checklists.service import MAX_ANSWER_TEXT
+from portal.schemas import INSTANT_HELP, INSTANT_PATTERN
 
 # No control characters (PostgreSQL refuses NUL in text; a label has no use for the others).
 _TEXT = r"^[^\x00-\x1f\x7f]*$"
@@ -41,6 +42,15 @@ class TemplateQuery(BaseModel):
 
     phase: PhaseName | None = Field(default=None, description="Only this list.")
     all_versions: bool = Field(default=False, description="Every version, not only the current ones.")
+
+
+class FlagQuery(BaseModel):
+    """The window of the flag listing: sessions overlapping ``[from, to)``; default all of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: str | None = Field(default=None, alias="from", pattern=INSTANT_PATTERN, description=INSTANT_HELP)
+    end: str | None = Field(default=None, alias="to", pattern=INSTANT_PATTERN, description=INSTANT_HELP)
 
 
 class TemplateCreate(BaseModel):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -369,22 +369,32 @@ def _run_view(
     )
 
 
-def _flags(view: SessionView, online: bool, runs: Iterable[RunView]) -> tuple[OpenFlag, ...]:
+def _open_blocking(
+    session_id: int,
+    phase: Phase,
+    items: Iterable[ChecklistItem],
+    statuses: Mapping[str, AnswerStatus],
+    *,
+    online: bool,
+    first: bool,
+) -> list[OpenFlag]:
+    """The one rule behind every flag: a blocking item that applies and whose newest answer is not done."""
+    return [
+        OpenFlag(session_id=session_id, phase=phase, key=item.key, text=item.text, skipped=item.key in statuses)
+        for item in items
+        if item.blocking
+        and item.applies_to(online=online, first_session=first)
+        and statuses.get(item.key) is not AnswerStatus.DONE
+    ]
+
+
+def _flags(view: SessionView, online: bool, first: bool, runs: Iterable[RunView]) -> tuple[OpenFlag, ...]:
     if view.status is Status.CANCELLED or not online:
-        return ()
-    flags = []
+        return ()  # nothing blocks an in-person or a cancelled session
+    flags: list[OpenFlag] = []
     for run in runs:
-        for state in run.items:
-            if state.item.blocking and (state.answer is None or state.answer.status is not AnswerStatus.DONE):
-                flags.append(
-                    OpenFlag(
-                        session_id=view.id,
-                        phase=run.phase,
-                        key=state.item.key,
-                        text=state.item.text,
-                        skipped=state.answer is not None,
-                    )
-                )
+        statuses = {s.item.key: s.answer.status for s in run.items if s.answer is not None}
+        flags += _open_blocking(view.id, run.phase, run.template.items, statuses, online=online, first=first)
     return tuple(flags)
 
 
@@ -409,7 +419,7 @@ def _session_checklists(store: Store, therapist_id: int, view: SessionView) -> S
             for phase in Phase
         )
     return SessionChecklists(
-        session=view, online=online, first_session=first, runs=run_views, flags=_flags(view, online, run_views)
+        session=view, online=online, first_session=first, runs=run_views, flags=_flags(view, online, first, run_views)
     )
 
 
@@ -420,18 +430,84 @@ def session_checklists(store: Store, therapist_id: int, session_id: int) -> Sess
     return _session_checklists(store, therapist_id, view)
 
 
-def open_flags(store: Store, therapist_id: int, session_ids: Sequence[int] | None = None) -> dict[int, list[OpenFlag]]:
-    """Open flags per session (only sessions with at least one), for the given sessions or all of them."""
+def open_flags(
+    store: Store,
+    therapist_id: int,
+    session_ids: Sequence[int] | None = None,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> dict[int, list[OpenFlag]]:
+    """Open flags per session (only sessions with at least one): the given sessions, those overlapping
+    ``[start, end)``, or all of them. A handful of queries however many sessions there are."""
     _seed_defaults(store, therapist_id)
-    views = list_sessions(store, therapist_id, session_ids=session_ids, include_cancelled=False)
+    views = [
+        v
+        for v in list_sessions(
+            store, therapist_id, session_ids=session_ids, start=start, end=end, include_cancelled=False
+        )
+        if v.modality.value == "online"  # nothing blocks an in-person session
+    ]
+    if not views:
+        return {}
+    ids = [v.id for v in views]
+    with store.session() as session:
+        current = {phase: _current_row(session, therapist_id, phase) for phase in Phase}
+        runs: dict[tuple[int, str], ChecklistRun] = {}
+        for chunk in _chunks(ids):
+            for row in session.scalars(select(ChecklistRun).where(ChecklistRun.session_id.in_(chunk))):
+                runs[(row.session_id, row.phase)] = row
+        template_ids = {r.template_id for r in runs.values()} - {t.id for t in current.values()}
+        templates = {t.id: t for t in current.values()}
+        for chunk in _chunks(sorted(template_ids)):
+            templates.update(
+                {t.id: t for t in session.scalars(select(ChecklistTemplate).where(ChecklistTemplate.id.in_(chunk)))}
+            )
+        statuses: dict[int, dict[str, AnswerStatus]] = {}
+        run_ids = sorted(r.id for r in runs.values())
+        for chunk in _chunks(run_ids):
+            rows = session.execute(
+                select(ChecklistAnswer.run_id, ChecklistAnswer.item_key, ChecklistAnswer.status)
+                .where(ChecklistAnswer.run_id.in_(chunk))
+                .order_by(ChecklistAnswer.id)
+            )
+            for run_id, key, status in rows:
+                statuses.setdefault(run_id, {})[key] = AnswerStatus(status)  # the newest wins
+        firsts = _first_sessions(session, {v.client_id for v in views})
+    items = {tid: _items_of(t) for tid, t in templates.items()}
     found: dict[int, list[OpenFlag]] = {}
     for view in views:
-        if view.modality.value != "online":
-            continue  # nothing blocks an in-person session
-        flags = _session_checklists(store, therapist_id, view).flags
+        flags: list[OpenFlag] = []
+        for phase in Phase:
+            run = runs.get((view.id, phase.value))
+            template_id = run.template_id if run is not None else current[phase].id
+            answered = statuses.get(run.id, {}) if run is not None else {}
+            flags += _open_blocking(
+                view.id, phase, items[template_id], answered, online=True, first=firsts.get(view.client_id) == view.id
+            )
         if flags:
-            found[view.id] = list(flags)
+            found[view.id] = flags
     return found
+
+
+def _chunks(ids: Sequence[int], size: int = 500) -> Iterable[Sequence[int]]:
+    for i in range(0, len(ids), size):
+        yield ids[i : i + size]
+
+
+def _first_sessions(session: Session, client_ids: Iterable[int]) -> dict[int, int]:
+    """Client id -> id of its first session that is not cancelled (by start, then id), as _first_session."""
+    firsts: dict[int, int] = {}
+    for chunk in _chunks(sorted(client_ids)):
+        rows = session.execute(
+            select(TherapySession.client_id, TherapySession.id)
+            .join(Occurrence, Occurrence.id == TherapySession.occurrence_id)
+            .where(TherapySession.client_id.in_(chunk), Occurrence.status != Status.CANCELLED.value)
+            .order_by(Occurrence.start_utc, TherapySession.id)
+        )
+        for client_id, session_id in rows:
+            firsts.setdefault(client_id, session_id)
+    return firsts
 
 
 def _clean_answer(item: ChecklistItem, answer: AnswerInput, index: int) -> tuple[AnswerStatus, str | None, str | None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -241,3 +242,37 @@ def test_defaults_are_worded_in_our_own_words_with_sources() -> None:
         for item in items:
             assert item.text and item.text[0].isupper() and item.text.endswith(".")
     assert all(i.refs for i in DEFAULTS[Phase.START])
+
+
+def test_the_batched_flag_listing_agrees_with_each_sessions_own_flags(store: Store) -> None:
+    world, ids = _sessions(store, count=5)
+    first, second, third, fourth, fifth = ids
+    # A therapist-made blocking item in the pre list (version 2), and a run of the first session
+    # started on version 1 (without it).
+    record_answers(store, world.therapist, first, "pre", [AnswerInput("T2", "done")])
+    pre = next(t for t in list_templates(store, world.therapist) if t.phase is Phase.PRE).items
+    new_template_version(
+        store,
+        world.therapist,
+        "pre",
+        [*pre, ChecklistItem("T12", "Crisis line for the client's area noted.", blocking=True)],
+    )
+    record_answers(store, world.therapist, second, "start", [AnswerInput("S2", "done", text=LOCATION)])
+    record_answers(store, world.therapist, third, "pre", [AnswerInput("T12", "skipped", reason="no signal")])
+    set_session_modality(store, world.therapist, fourth, "in_person")
+    key = OccurrenceKey("weekly@test", recurrence_id_for(MONDAY + timedelta(weeks=4)))
+    world.calendar.put(_occ(key, MONDAY + timedelta(weeks=4), status=Status.CANCELLED))
+    world.sync()
+
+    batched = open_flags(store, world.therapist)
+    one_by_one = {sid: list(f) for sid in ids if (f := session_checklists(store, world.therapist, sid).flags)}
+    assert batched == one_by_one
+    assert {sid: [(f.phase.value, f.key, f.skipped) for f in flags] for sid, flags in batched.items()} == {
+        first: [("start", "S2", False)],  # its pre run is on version 1: no T12
+        second: [("pre", "T12", False)],
+        third: [("pre", "T12", True), ("start", "S2", False)],
+    }
+    # A window picks the sessions overlapping it.
+    window = open_flags(store, world.therapist, start=MONDAY + timedelta(weeks=1), end=MONDAY + timedelta(weeks=2))
+    assert set(window) == {second}
+    assert fifth not in batched and fourth not in batched

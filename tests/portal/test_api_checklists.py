@@ -101,6 +101,12 @@ async def test_answering_a_session_list_and_the_location_flag(
 
     flags = (await client.get("/api/v1/checklists/flags", headers=auth)).json()
     assert {f["session_id"] for f in flags} >= {first, second}
+    before = await client.get("/api/v1/checklists/flags", params={"to": "2001-01-01"}, headers=auth)
+    assert before.status_code == 200 and before.json() == []
+    backwards = await client.get(
+        "/api/v1/checklists/flags", params={"from": "2030-01-02", "to": "2030-01-01"}, headers=auth
+    )
+    assert backwards.status_code == 422 and backwards.json()["errors"][0]["name"] == "to"
 
     missing_text = await client.post(
         f"/api/v1/sessions/{first}/checklists/start", json={"answers": [{"key": "S2", "status": "done"}]}, headers=auth
