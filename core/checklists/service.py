@@ -34,10 +34,10 @@ from core.checklists.items import (
     clean_items,
 )
 from core.checklists.models import ChecklistAnswer, ChecklistRun, ChecklistTemplate
-from core.clients import SessionView, TherapySession, UnknownSession, get_session, list_sessions
+from core.clients import Client, Modality, SessionView, TherapySession, UnknownSession, get_session
 from core.crypto import KeyDestroyed, Owner
 from core.store.db import Store
-from core.store.models import Occurrence
+from core.store.models import Connection, Occurrence
 from core.sync.types import Status
 
 log = logging.getLogger(__name__)
@@ -203,6 +203,18 @@ def _current_versions(session: Session, therapist_id: int) -> dict[str, int]:
         .group_by(ChecklistTemplate.phase)
     ).all()
     return {phase: int(version) for phase, version in rows}
+
+
+def _current_templates(session: Session, therapist_id: int) -> dict[Phase, ChecklistTemplate]:
+    """The newest version of each of the therapist's lists, in one query (versions are few)."""
+    newest: dict[Phase, ChecklistTemplate] = {}
+    for row in session.scalars(
+        select(ChecklistTemplate)
+        .where(ChecklistTemplate.therapist_id == therapist_id)
+        .order_by(ChecklistTemplate.version)
+    ):
+        newest[Phase(row.phase)] = row
+    return newest
 
 
 def _current_row(session: Session, therapist_id: int, phase: Phase) -> ChecklistTemplate:
@@ -439,54 +451,81 @@ def open_flags(
     end: datetime | None = None,
 ) -> dict[int, list[OpenFlag]]:
     """Open flags per session (only sessions with at least one): the given sessions, those overlapping
-    ``[start, end)``, or all of them. A handful of queries however many sessions there are."""
-    _seed_defaults(store, therapist_id)
-    views = [
-        v
-        for v in list_sessions(
-            store, therapist_id, session_ids=session_ids, start=start, end=end, include_cancelled=False
-        )
-        if v.modality.value == "online"  # nothing blocks an in-person session
-    ]
-    if not views:
-        return {}
-    ids = [v.id for v in views]
+    ``[start, end)``, or all of them.
+
+    A handful of column queries however many sessions there are (no ORM entities, no decryption:
+    a flag needs only answer statuses); the rule itself is :func:`_open_blocking`, as for one session.
+    """
     with store.session() as session:
-        current = {phase: _current_row(session, therapist_id, phase) for phase in Phase}
-        runs: dict[tuple[int, str], ChecklistRun] = {}
-        for chunk in _chunks(ids):
-            for row in session.scalars(select(ChecklistRun).where(ChecklistRun.session_id.in_(chunk))):
-                runs[(row.session_id, row.phase)] = row
-        template_ids = {r.template_id for r in runs.values()} - {t.id for t in current.values()}
+        seeded = len(_current_templates(session, therapist_id)) == len(Phase)
+    if not seeded:
+        _seed_defaults(store, therapist_id)
+    query = (
+        select(TherapySession.id, TherapySession.client_id)
+        .join(Occurrence, Occurrence.id == TherapySession.occurrence_id)
+        .join(Client, Client.id == TherapySession.client_id)
+        .join(Connection, Connection.id == Occurrence.connection_id)
+        .where(
+            Client.therapist_id == therapist_id,
+            Connection.therapist_id == therapist_id,
+            TherapySession.modality == Modality.ONLINE.value,  # nothing blocks an in-person session
+            Occurrence.status != Status.CANCELLED.value,
+        )
+        .order_by(Occurrence.start_utc, TherapySession.id)
+    )
+    if start is not None:
+        query = query.where(Occurrence.end_utc > start)
+    if end is not None:
+        query = query.where(Occurrence.start_utc < end)
+    if session_ids is not None:
+        query = query.where(TherapySession.id.in_(list(session_ids)))
+    with store.session() as session:
+        sessions = [(sid, cid) for sid, cid in session.execute(query)]
+        if not sessions:
+            return {}
+        current = _current_templates(session, therapist_id)
+        runs: dict[tuple[int, str], tuple[int, int]] = {}  # (session, phase) -> (run id, template id)
+        for chunk in _chunks([sid for sid, _ in sessions]):
+            rows = session.execute(
+                select(ChecklistRun.id, ChecklistRun.session_id, ChecklistRun.phase, ChecklistRun.template_id).where(
+                    ChecklistRun.session_id.in_(chunk)
+                )
+            )
+            for run_id, sid, phase, template_id in rows:
+                runs[(sid, phase)] = (run_id, template_id)
         templates = {t.id: t for t in current.values()}
-        for chunk in _chunks(sorted(template_ids)):
+        missing = sorted({tid for _, tid in runs.values()} - set(templates))
+        for chunk in _chunks(missing):
             templates.update(
                 {t.id: t for t in session.scalars(select(ChecklistTemplate).where(ChecklistTemplate.id.in_(chunk)))}
             )
         statuses: dict[int, dict[str, AnswerStatus]] = {}
-        run_ids = sorted(r.id for r in runs.values())
-        for chunk in _chunks(run_ids):
-            rows = session.execute(
+        for chunk in _chunks(sorted(run_id for run_id, _ in runs.values())):
+            answers = session.execute(
                 select(ChecklistAnswer.run_id, ChecklistAnswer.item_key, ChecklistAnswer.status)
                 .where(ChecklistAnswer.run_id.in_(chunk))
                 .order_by(ChecklistAnswer.id)
             )
-            for run_id, key, status in rows:
+            for run_id, key, status in answers:
                 statuses.setdefault(run_id, {})[key] = AnswerStatus(status)  # the newest wins
-        firsts = _first_sessions(session, {v.client_id for v in views})
-    items = {tid: _items_of(t) for tid, t in templates.items()}
+        # Only blocking items can flag: most lists have one (S2) or none.
+        blocking = {tid: [i for i in _items_of(t) if i.blocking] for tid, t in templates.items()}
+        needs_first = any(i.applies is Applies.FIRST_SESSION for items in blocking.values() for i in items)
+        firsts = _first_sessions(session, {cid for _, cid in sessions}) if needs_first else {}
     found: dict[int, list[OpenFlag]] = {}
-    for view in views:
+    for sid, cid in sessions:
         flags: list[OpenFlag] = []
         for phase in Phase:
-            run = runs.get((view.id, phase.value))
-            template_id = run.template_id if run is not None else current[phase].id
-            answered = statuses.get(run.id, {}) if run is not None else {}
+            run = runs.get((sid, phase.value))
+            template_id = run[1] if run is not None else current[phase].id
+            if not blocking[template_id]:
+                continue
+            answered = statuses.get(run[0], {}) if run is not None else {}
             flags += _open_blocking(
-                view.id, phase, items[template_id], answered, online=True, first=firsts.get(view.client_id) == view.id
+                sid, phase, blocking[template_id], answered, online=True, first=firsts.get(cid) == sid
             )
         if flags:
-            found[view.id] = flags
+            found[sid] = flags
     return found
 
 

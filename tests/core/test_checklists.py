@@ -257,6 +257,9 @@ def test_the_batched_flag_listing_agrees_with_each_sessions_own_flags(store: Sto
         "pre",
         [*pre, ChecklistItem("T12", "Crisis line for the client's area noted.", blocking=True)],
     )
+    post = next(t for t in list_templates(store, world.therapist) if t.phase is Phase.POST).items
+    welcome = ChecklistItem("P8", "Welcome letter sent.", Applies.FIRST_SESSION, blocking=True)
+    new_template_version(store, world.therapist, "post", [*post, welcome])
     record_answers(store, world.therapist, second, "start", [AnswerInput("S2", "done", text=LOCATION)])
     record_answers(store, world.therapist, third, "pre", [AnswerInput("T12", "skipped", reason="no signal")])
     set_session_modality(store, world.therapist, fourth, "in_person")
@@ -268,7 +271,7 @@ def test_the_batched_flag_listing_agrees_with_each_sessions_own_flags(store: Sto
     one_by_one = {sid: list(f) for sid in ids if (f := session_checklists(store, world.therapist, sid).flags)}
     assert batched == one_by_one
     assert {sid: [(f.phase.value, f.key, f.skipped) for f in flags] for sid, flags in batched.items()} == {
-        first: [("start", "S2", False)],  # its pre run is on version 1: no T12
+        first: [("start", "S2", False), ("post", "P8", False)],  # its pre run is on version 1: no T12
         second: [("pre", "T12", False)],
         third: [("pre", "T12", True), ("start", "S2", False)],
     }
