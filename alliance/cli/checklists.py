@@ -1,4 +1,4 @@
-"""``alliance checklists show / run / templates / flags``: the therapist's frame checklists of a session.
+"""``alliance checklists show / run / templates / edit / flags``: the therapist's frame checklists of a session.
 
 Output names the client by code only. ``run`` asks item by item (Enter leaves an item open), or
 takes the answers from a JSON file::
@@ -21,12 +21,14 @@ from core.checklists import (
     AnswerInput,
     AnswerStatus,
     ChecklistError,
+    ChecklistItem,
     InvalidChecklist,
     Phase,
     Response,
     RunView,
     SessionChecklists,
     list_templates,
+    new_template_version,
     open_flags,
     parse_phase,
     record_answers,
@@ -221,6 +223,43 @@ def templates(
         console.print(f"{v.phase.value} v{v.version}{' (current)' if v.current else ''}", highlight=False)
         for item in v.items:
             console.print(f"  {item.key}  {item.text}", highlight=False, markup=False)
+
+
+def _items_from_file(path: Path) -> list[ChecklistItem]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CliError(f"no such file {path}") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CliError(f"{path} is not valid JSON ({exc})") from None
+    if isinstance(data, dict):  # one entry of 'templates --json' as it is
+        data = data.get("items")
+    if not isinstance(data, list) or not all(isinstance(i, dict) for i in data):
+        raise CliError(f"{path}: expected a list of items ({{key, text, ...}}) or a template with 'items'")
+    items = []
+    for index, raw in enumerate(data):
+        if not isinstance(raw.get("key"), str) or not isinstance(raw.get("text"), str):
+            raise CliError(f"{path}: item {index} needs a 'key' and a 'text'")
+        try:
+            items.append(ChecklistItem.from_json(raw))
+        except ValueError:
+            raise CliError(f"{path}: item {index}: 'applies' or 'response' has an unknown value") from None
+    return items
+
+
+@app.command("edit")
+def edit(
+    which: str = typer.Option(..., "--list", help="pre, start or post."),
+    items_file: Path = typer.Option(..., "--file", help="JSON: the whole list (as 'templates --json' prints it)."),
+) -> None:
+    """Save an edited list as its next version; sessions already started keep theirs."""
+    env = open_env()
+    try:
+        view = new_template_version(env.store, env.therapist_id, which, _items_from_file(items_file))
+    except InvalidChecklist as exc:
+        where = f" ({exc.field})" if exc.field else ""
+        raise CliError(f"{exc}{where}") from None
+    console.print(f"{view.phase.value} list: version {view.version} saved, {len(view.items)} item(s)", highlight=False)
 
 
 @app.command("flags")

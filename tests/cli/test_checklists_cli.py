@@ -91,3 +91,40 @@ def test_interactive_run_asks_item_by_item(run: Run, home: Path, tmp_path: Path)
         "S2": ("done", "Library room 4; callback +34 600 000 001", None),
         "S3": ("skipped", None, "client on a bus, rescheduled"),
     }
+
+
+def test_export_edit_and_import_a_list_as_a_new_version(run: Run, tmp_path: Path) -> None:
+    first, second = _session_ids(run, tmp_path)
+    run("checklists", "run", str(first), "--list", "pre", "--answers", str(_write(tmp_path, {"T2": "done"})))
+    exported = json.loads(run("checklists", "templates", "--json").stdout)
+    pre = next(t for t in exported if t["phase"] == "pre")
+    pre["items"] = [i for i in pre["items"] if i["key"] != "T11"] + [{"key": "T12", "text": "Tissues and water."}]
+    edited = tmp_path / "pre.json"
+    edited.write_text(json.dumps(pre))
+    saved = run("checklists", "edit", "--list", "pre", "--file", str(edited))
+    assert "pre list: version 2 saved, 11 item(s)" in saved.stdout
+    versions = [
+        (t["phase"], t["version"], t["current"])
+        for t in json.loads(run("checklists", "templates", "--all", "--json").stdout)
+    ]
+    assert ("pre", 1, False) in versions and ("pre", 2, True) in versions
+    lists = {s: json.loads(run("checklists", "show", str(s), "--json").stdout)["lists"][0] for s in (first, second)}
+    assert lists[first]["template_version"] == 1  # started before the edit
+    assert lists[second]["template_version"] == 2 and lists[second]["items"][-1]["key"] == "T12"
+
+    start = next(t for t in exported if t["phase"] == "start")
+    start["items"] = [i for i in start["items"] if i["key"] != "S2"]
+    edited.write_text(json.dumps(start))
+    refused = run("checklists", "edit", "--list", "start", "--file", str(edited), check=False)
+    assert refused.returncode == 1 and "keeps item S2" in refused.stderr
+    edited.write_text(json.dumps([{"key": "A1"}]))
+    assert (
+        "needs a 'key' and a 'text'"
+        in run("checklists", "edit", "--list", "post", "--file", str(edited), check=False).stderr
+    )
+
+
+def _write(tmp_path: Path, answers: dict[str, object]) -> Path:
+    path = tmp_path / "answers-pre.json"
+    path.write_text(json.dumps(answers))
+    return path
