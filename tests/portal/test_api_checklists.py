@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import httpx
@@ -84,8 +85,9 @@ async def test_a_bad_template_is_a_422_naming_the_field(
 
 
 async def test_answering_a_session_list_and_the_location_flag(
-    client: httpx.AsyncClient, auth: dict[str, str], feed: Feed
+    client: httpx.AsyncClient, auth: dict[str, str], feed: Feed, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     first, second, _ = await _sessions(client, auth, feed)
     lists = (await client.get(f"/api/v1/sessions/{first}/checklists", headers=auth)).json()
     assert lists["online"] and lists["first_session"]
@@ -135,6 +137,9 @@ async def test_answering_a_session_list_and_the_location_flag(
     assert answers["S2"]["text"] == LOCATION and answers["S7"]["reason"] == "Consent signed on paper last week"
     after = (await client.get(f"/api/v1/sessions/{first}/checklists", headers=auth)).json()
     assert after["flags"] == []
+    # The place, the number and the reason never reach a log line.
+    assert "Porto" not in caplog.text and "912 000 111" not in caplog.text and "paper" not in caplog.text
+    assert "checklist run" in caplog.text  # the run was logged, by id
     assert first not in {f["session_id"] for f in (await client.get("/api/v1/checklists/flags", headers=auth)).json()}
 
 
