@@ -19,7 +19,9 @@ from alliance.worker import EmbeddedWorker
 from core.accounts import LoginPolicy
 from core.store import Store, pending_migrations
 from portal import api as api_routes
+from portal import api_checklists as checklists_api
 from portal import api_clients, api_mirror, pages
+from portal import checklist_pages as checklists_pages
 from portal.deps import StoreDep
 from portal.errors import document_problems, install_error_handlers
 from portal.listing_cache import ListingCache
@@ -111,6 +113,8 @@ def create_app(settings: Settings, *, store: Store | None = None, worker: Embedd
     app.include_router(api_routes.router)
     app.include_router(api_mirror.router)
     app.include_router(api_clients.router)
+    app.include_router(checklists_api.router)
+    app.include_router(checklists_pages.router)
     app.include_router(pages.router)
     app.include_router(webhooks_router, prefix="/webhooks")
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")

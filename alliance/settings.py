@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -88,6 +89,18 @@ class Settings(BaseSettings):
     google_token_url: str = "https://oauth2.googleapis.com/token"
     google_client_id: str | None = None
     google_client_secret: SecretStr | None = None
+    # Alliance-rating alerts (core.alerts, rules R1-R8 of reference/clinical.md section H): the
+    # defaults are the reference's; a practice with its own norms (e.g. 34) overrides them here.
+    alert_cutoff: Decimal = Field(default=Decimal(36), ge=0, le=40, decimal_places=1)
+    alert_item_low: Decimal = Field(default=Decimal(9), ge=0, le=10, decimal_places=1)
+    alert_drop_from_previous: Decimal = Field(default=Decimal(1), gt=0, le=40, decimal_places=1)
+    alert_drop_from_max: Decimal = Field(default=Decimal(2), gt=0, le=40, decimal_places=1)
+    alert_high_previous: Decimal = Field(default=Decimal(39), ge=0, le=40, decimal_places=1)
+    alert_early_sessions: int = Field(default=3, ge=1, le=50)
+    alert_missing_run: int = Field(default=2, ge=1, le=50)
+    alert_no_show_priority_before: int = Field(default=3, ge=1, le=50)
+    alert_cancellations: int = Field(default=2, ge=1, le=50)
+    alert_cancellation_window: int = Field(default=4, ge=1, le=50)
 
     @classmethod
     def settings_customise_sources(
