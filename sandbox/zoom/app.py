@@ -8,6 +8,7 @@ tolerates them, and a malformed body gets Zoom's 300 error rather than FastAPI's
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import urllib.parse
@@ -91,6 +92,8 @@ def meetings_router(state: ZoomState) -> APIRouter:
     async def create(user_id: str, request: Request) -> JSONResponse:
         token = auth(request)
         meeting = state.create_meeting(token, user_id, _json_body(await request.body()))
+        if state.settings.create_delay:
+            await asyncio.sleep(state.settings.create_delay)
         return JSONResponse(meeting.public(state.base_url), status_code=201)
 
     @router.get("/users/{user_id}/meetings")

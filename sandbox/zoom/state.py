@@ -78,6 +78,9 @@ class Settings:
     # Zoom retries an unanswered delivery after 5, 20 and 60 minutes; compressible for tests.
     webhook_retry_delays: tuple[float, ...] = (300.0, 1200.0, 3600.0)
     webhook_timeout: float = 3.0
+    # Seconds a create waits AFTER the meeting exists and before it answers: the window in which a
+    # crash test kills the client ("create sent, id not stored").
+    create_delay: float = 0.0
 
 
 @dataclass
