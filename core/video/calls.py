@@ -66,9 +66,9 @@ def record_call_event(store: Store, ev: IncomingCallEvent, now: datetime | None 
     }
     with store.session() as session:
         dialect = session.get_bind().dialect.name
-        stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(CallEvent)
+        stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(CallEvent).values(**row)
         result = session.execute(
-            stmt.on_conflict_do_nothing(index_elements=["provider", "event", "meeting_uuid", "event_ts"]), [row]
+            stmt.on_conflict_do_nothing(index_elements=["provider", "event", "meeting_uuid", "event_ts"])
         )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
