@@ -41,14 +41,23 @@ def soon(days: int = 2, hour: int = 17) -> datetime:
 
 
 class VideoWorld:
-    def __init__(self, store: Store, zoom: RunningZoom, tmp_path: Path, **config: Any) -> None:
+    def __init__(
+        self,
+        store: Store,
+        zoom: RunningZoom,
+        tmp_path: Path,
+        *,
+        email: str = "therapist@alliance.test",
+        settings: Settings | None = None,
+        **config: Any,
+    ) -> None:
         self.store = store
         self.zoom = zoom
-        self.therapist = ensure_therapist(store, "therapist@alliance.test", timezone="Europe/Madrid")
+        self.therapist = ensure_therapist(store, email, timezone="Europe/Madrid")
         self.calendar = MemoryCalendar()
         self.connection = add_connection(store, self.therapist, "memory", "work", {"calendar": "work"})
         self.client = create_client(store, self.therapist, name=CLIENT_NAME, modality="online").code
-        self.settings = Settings(home=tmp_path, zoom_api_url=zoom.api_url, zoom_oauth_url=zoom.base_url)
+        self.settings = settings or Settings(home=tmp_path, zoom_api_url=zoom.api_url, zoom_oauth_url=zoom.base_url)
         self.factory = provider_factory(self.settings)
         base = video_config(self.settings)
         self.config: VideoConfig = dataclasses.replace(base, **config)
