@@ -18,9 +18,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 
-from core.video.calls import record_call_event
+from core.video.calls import IncomingCallEvent, record_call_events
 from integrations.zoom.webhook import (
     URL_VALIDATION,
     InvalidDelivery,
@@ -29,6 +28,7 @@ from integrations.zoom.webhook import (
     url_validation_answer,
     verify_signature,
 )
+from webhooks.batch import GroupCommit
 
 __all__ = ["router"]
 
@@ -71,5 +71,15 @@ async def zoom_webhook(request: Request) -> Response:
         log.warning("zoom webhook malformed: %s", type(exc).__name__)
         return _problem(400, "Malformed Zoom event")
     if event is not None:
-        await run_in_threadpool(record_call_event, request.app.state.store, event)
+        await _writer(request).submit(event)
     return Response(status_code=200)
+
+
+def _writer(request: Request) -> GroupCommit[IncomingCallEvent]:
+    # One per app (its store); created on first use, on the app's event loop.
+    writer: GroupCommit[IncomingCallEvent] | None = getattr(request.app.state, "zoom_event_writer", None)
+    if writer is None:
+        store = request.app.state.store
+        writer = GroupCommit(lambda batch: record_call_events(store, batch))
+        request.app.state.zoom_event_writer = writer
+    return writer

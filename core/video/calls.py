@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +24,14 @@ from core.store.models import Connection, Occurrence
 from core.video.decide import Status
 from core.video.models import CallEvent, SessionVideo
 
-__all__ = ["SESSION_ENDED", "CallKind", "IncomingCallEvent", "apply_call_events", "record_call_event"]
+__all__ = [
+    "SESSION_ENDED",
+    "CallKind",
+    "IncomingCallEvent",
+    "apply_call_events",
+    "record_call_event",
+    "record_call_events",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,24 +61,41 @@ class IncomingCallEvent:
     role: str | None = None  # "host" or "client" for joins and leaves
 
 
-def record_call_event(store: Store, ev: IncomingCallEvent, now: datetime | None = None) -> bool:
-    """Store the event unless it was stored before; True when it is new."""
-    row = {
+def _row(ev: IncomingCallEvent, now: datetime) -> dict[str, Any]:
+    return {
         "provider": ev.provider,
         "event": ev.event,
         "meeting_id": ev.meeting_id,
         "meeting_uuid": ev.meeting_uuid,
         "event_ts": ev.event_ts,
         "data": {"kind": ev.kind.value, "at": ev.at.isoformat() if ev.at else None, "role": ev.role},
-        "received_at": now or datetime.now(UTC),
+        "received_at": now,
     }
+
+
+def record_call_events(store: Store, events: Sequence[IncomingCallEvent], now: datetime | None = None) -> list[bool]:
+    """Store each event unless it was stored before, in ONE transaction; True for each new one.
+
+    The webhook endpoint groups concurrent deliveries into one call (group commit): one writer
+    and one commit for many events instead of many writers queueing on the database lock.
+    """
+    now = now or datetime.now(UTC)
+    out: list[bool] = []
     with store.session() as session:
         dialect = session.get_bind().dialect.name
-        stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(CallEvent).values(**row)
-        result = session.execute(
-            stmt.on_conflict_do_nothing(index_elements=["provider", "event", "meeting_uuid", "event_ts"])
-        )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        for ev in events:
+            stmt = insert(CallEvent).values(**_row(ev, now))
+            result = session.execute(
+                stmt.on_conflict_do_nothing(index_elements=["provider", "event", "meeting_uuid", "event_ts"])
+            )
+            out.append(bool(result.rowcount == 1))  # type: ignore[attr-defined]
+    return out
+
+
+def record_call_event(store: Store, ev: IncomingCallEvent, now: datetime | None = None) -> bool:
+    """Store the event unless it was stored before; True when it is new."""
+    return record_call_events(store, [ev], now)[0]
 
 
 def _at(data: dict[str, Any], fallback: datetime) -> datetime:
@@ -131,7 +156,27 @@ def _apply(session: Any, video: SessionVideo, kind: CallKind, role: str | None, 
     return "deleted_outside"
 
 
-def apply_call_events(store: Store, now: datetime | None = None, limit: int = 500) -> dict[str, int]:
+def _apply_one(session: Any, event_id: int, now: datetime) -> str | None:
+    claimed = session.execute(
+        update(CallEvent).where(CallEvent.id == event_id, CallEvent.processed_at.is_(None)).values(processed_at=now)
+    )
+    if claimed.rowcount != 1:
+        return None  # another worker applied it
+    row = session.get_one(CallEvent, event_id)
+    video = session.scalar(
+        select(SessionVideo).where(SessionVideo.provider == row.provider, SessionVideo.meeting_id == row.meeting_id)
+    )
+    if video is None:
+        outcome = "unknown_meeting"  # acknowledged and ignored
+    else:
+        data = dict(row.data or {})
+        outcome = _apply(session, video, CallKind(str(data["kind"])), data.get("role"), _at(data, row.received_at))
+        video.updated_at = now
+    row.outcome = outcome
+    return outcome
+
+
+def apply_call_events(store: Store, now: datetime | None = None, limit: int = 2000, chunk: int = 200) -> dict[str, int]:
     """Apply stored, unprocessed call events in arrival order; returns a count per outcome."""
     now = now or datetime.now(UTC)
     with store.session() as session:
@@ -141,32 +186,14 @@ def apply_call_events(store: Store, now: datetime | None = None, limit: int = 50
             )
         )
     outcomes: dict[str, int] = {}
-    for event_id in ids:
+    # A chunk per transaction: few commits (the webhook's writer shares the database), and each
+    # event's "processed" mark still commits together with its effects.
+    for first in range(0, len(ids), chunk):
         with store.session() as session:
-            # The claim and the effects commit together: applied exactly once.
-            claimed = session.execute(
-                update(CallEvent)
-                .where(CallEvent.id == event_id, CallEvent.processed_at.is_(None))
-                .values(processed_at=now)
-            )
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                continue
-            row = session.get_one(CallEvent, event_id)
-            video = session.scalar(
-                select(SessionVideo).where(
-                    SessionVideo.provider == row.provider, SessionVideo.meeting_id == row.meeting_id
-                )
-            )
-            if video is None:
-                outcome = "unknown_meeting"  # acknowledged and ignored
-            else:
-                data = dict(row.data or {})
-                outcome = _apply(
-                    session, video, CallKind(str(data["kind"])), data.get("role"), _at(data, row.received_at)
-                )
-                video.updated_at = now
-            row.outcome = outcome
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            for event_id in ids[first : first + chunk]:
+                outcome = _apply_one(session, event_id, now)
+                if outcome is not None:
+                    outcomes[outcome] = outcomes.get(outcome, 0) + 1
     if outcomes:
         log.info("call events applied: %s", outcomes)
     return outcomes
