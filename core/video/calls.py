@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core.clients.models import TherapySession
@@ -73,29 +73,33 @@ def _row(ev: IncomingCallEvent, now: datetime) -> dict[str, Any]:
     }
 
 
-def record_call_events(store: Store, events: Sequence[IncomingCallEvent], now: datetime | None = None) -> list[bool]:
-    """Store each event unless it was stored before, in ONE transaction; True for each new one.
+_CALL_EVENTS: Table = CallEvent.__table__  # type: ignore[assignment]
+
+
+def _insert_ignoring_duplicates(dialect: str) -> Any:
+    table = _CALL_EVENTS
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    # No .values(): one compiled (and cached) statement, executed with many parameter sets.
+    return insert(table).on_conflict_do_nothing(index_elements=["provider", "event", "meeting_uuid", "event_ts"])
+
+
+def record_call_events(store: Store, events: Sequence[IncomingCallEvent], now: datetime | None = None) -> int:
+    """Store the events not stored before, in ONE transaction; returns how many were new.
 
     The webhook endpoint groups concurrent deliveries into one call (group commit): one writer
     and one commit for many events instead of many writers queueing on the database lock.
     """
+    if not events:
+        return 0
     now = now or datetime.now(UTC)
-    out: list[bool] = []
-    with store.session() as session:
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        for ev in events:
-            stmt = insert(CallEvent).values(**_row(ev, now))
-            result = session.execute(
-                stmt.on_conflict_do_nothing(index_elements=["provider", "event", "meeting_uuid", "event_ts"])
-            )
-            out.append(bool(result.rowcount == 1))  # type: ignore[attr-defined]
-    return out
+    with store.engine.begin() as conn:
+        result = conn.execute(_insert_ignoring_duplicates(conn.dialect.name), [_row(ev, now) for ev in events])
+        return max(int(result.rowcount), 0)
 
 
 def record_call_event(store: Store, ev: IncomingCallEvent, now: datetime | None = None) -> bool:
     """Store the event unless it was stored before; True when it is new."""
-    return record_call_events(store, [ev], now)[0]
+    return record_call_events(store, [ev], now) == 1
 
 
 def _at(data: dict[str, Any], fallback: datetime) -> datetime:
