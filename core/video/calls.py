@@ -160,27 +160,39 @@ def _apply(session: Any, video: SessionVideo, kind: CallKind, role: str | None, 
     return "deleted_outside"
 
 
-def _apply_one(session: Any, event_id: int, now: datetime) -> str | None:
-    claimed = session.execute(
-        update(CallEvent).where(CallEvent.id == event_id, CallEvent.processed_at.is_(None)).values(processed_at=now)
+def _apply_chunk(session: Any, ids: Sequence[int], now: datetime, outcomes: dict[str, int]) -> None:
+    # Claim first (another worker may hold some of them): only what this UPDATE marked is ours,
+    # and the mark commits together with the effects below.
+    claimed = list(
+        session.scalars(
+            update(CallEvent)
+            .where(CallEvent.id.in_(list(ids)), CallEvent.processed_at.is_(None))
+            .values(processed_at=now)
+            .returning(CallEvent.id)
+        )
     )
-    if claimed.rowcount != 1:
-        return None  # another worker applied it
-    row = session.get_one(CallEvent, event_id)
-    video = session.scalar(
-        select(SessionVideo).where(SessionVideo.provider == row.provider, SessionVideo.meeting_id == row.meeting_id)
-    )
-    if video is None:
-        outcome = "unknown_meeting"  # acknowledged and ignored
-    else:
-        data = dict(row.data or {})
-        outcome = _apply(session, video, CallKind(str(data["kind"])), data.get("role"), _at(data, row.received_at))
-        video.updated_at = now
-    row.outcome = outcome
-    return outcome
+    if not claimed:
+        return
+    rows = session.scalars(select(CallEvent).where(CallEvent.id.in_(claimed)).order_by(CallEvent.id)).all()
+    videos = {
+        (v.provider, v.meeting_id): v
+        for v in session.scalars(select(SessionVideo).where(SessionVideo.meeting_id.in_({r.meeting_id for r in rows})))
+    }
+    for row in rows:
+        video = videos.get((row.provider, row.meeting_id))
+        if video is None:
+            outcome = "unknown_meeting"  # acknowledged and ignored
+        else:
+            data = dict(row.data or {})
+            outcome = _apply(session, video, CallKind(str(data["kind"])), data.get("role"), _at(data, row.received_at))
+            video.updated_at = now
+            if video.meeting_id is None:  # deleted outside: later events of this chunk find nothing
+                videos.pop((row.provider, row.meeting_id), None)
+        row.outcome = outcome
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
 
-def apply_call_events(store: Store, now: datetime | None = None, limit: int = 2000, chunk: int = 200) -> dict[str, int]:
+def apply_call_events(store: Store, now: datetime | None = None, limit: int = 2000, chunk: int = 100) -> dict[str, int]:
     """Apply stored, unprocessed call events in arrival order; returns a count per outcome."""
     now = now or datetime.now(UTC)
     with store.session() as session:
@@ -194,10 +206,7 @@ def apply_call_events(store: Store, now: datetime | None = None, limit: int = 20
     # event's "processed" mark still commits together with its effects.
     for first in range(0, len(ids), chunk):
         with store.session() as session:
-            for event_id in ids[first : first + chunk]:
-                outcome = _apply_one(session, event_id, now)
-                if outcome is not None:
-                    outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            _apply_chunk(session, ids[first : first + chunk], now, outcomes)
     if outcomes:
         log.info("call events applied: %s", outcomes)
     return outcomes
