@@ -114,4 +114,37 @@ def build_registry(settings: Settings, *, heartbeat: Callable[[], None] | None =
             log.info("mail: %d sent, %d deferred, %d failed", counts.sent, counts.deferred, counts.failed)
 
     registry.add_periodic(DELIVER_MAIL, timedelta(seconds=30), deliver_mail)
+    _add_video_jobs(registry, settings)
     return registry
+
+
+# --- Video links (issue 6): outbox handler + periodic sweep + Zoom call events -----------------
+VIDEO_LIFECYCLE = "video.lifecycle"
+VIDEO_SWEEP = "video.sweep"
+VIDEO_CALL_EVENTS = "video.call_events"
+
+
+def _add_video_jobs(registry: JobRegistry, settings: Settings) -> None:
+    # Imported here so that the registry of a deployment without video links stays importable.
+    from alliance.video import provider_factory, video_config
+    from core.clients.events import SESSION_KINDS
+    from core.video.calls import apply_call_events
+    from core.video.service import handle_event, sweep
+
+    factory, config = provider_factory(settings), video_config(settings)
+
+    def lifecycle(store: Store, event: Event) -> None:
+        handle_event(store, event.occurrence_id, event.payload, factory, config)
+
+    def sweep_sessions(store: Store) -> None:
+        outcomes = sweep(store, factory, config)
+        if outcomes:
+            log.info("video sweep: %s", outcomes)
+
+    registry.add_handler(VIDEO_LIFECYCLE, (*OCCURRENCE_KINDS, *SESSION_KINDS), lifecycle)
+    registry.add_periodic(VIDEO_SWEEP, timedelta(seconds=settings.video_sweep_seconds), sweep_sessions)
+
+    def call_events(store: Store) -> None:
+        apply_call_events(store)
+
+    registry.add_periodic(VIDEO_CALL_EVENTS, timedelta(seconds=settings.video_events_seconds), call_events)

@@ -101,6 +101,25 @@ class Settings(BaseSettings):
     alert_no_show_priority_before: int = Field(default=3, ge=1, le=50)
     alert_cancellations: int = Field(default=2, ge=1, le=50)
     alert_cancellation_window: int = Field(default=4, ge=1, le=50)
+    # --- Zoom and video links (issue 6) ---
+    # Zoom's REST API (v2) and OAuth host (token at <oauth_url>/oauth/token, consent at
+    # <oauth_url>/oauth/authorize); the sandbox emulator in tests.
+    zoom_api_url: str = "https://api.zoom.us/v2"
+    zoom_oauth_url: str = "https://zoom.us"
+    # Secret token of the Zoom app's event subscription: verifies x-zm-signature on /webhooks/zoom.
+    zoom_webhook_secret: SecretStr | None = None
+    # A user-level Zoom OAuth app for /connect/zoom (optional; `alliance connect zoom` needs none).
+    zoom_client_id: str | None = None
+    zoom_client_secret: SecretStr | None = None
+    # Meetings are created this many days ahead, never for the whole mirrored year.
+    video_window_days: int = Field(default=14, ge=1, le=60)
+    # Meeting create/update requests per Zoom host per UTC day (Zoom allows 100).
+    video_daily_budget: int = Field(default=100, ge=1, le=100)
+    video_max_attempts: int = Field(default=6, ge=1, le=50)
+    # How often the worker sweeps sessions entering the window / due for a retry.
+    video_sweep_seconds: int = Field(default=300, ge=5, le=24 * 3600)
+    # How often the worker applies stored Zoom webhook events (meeting.ended -> session.ended).
+    video_events_seconds: int = Field(default=5, ge=1, le=3600)
 
     @classmethod
     def settings_customise_sources(
@@ -133,7 +152,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
-    @field_validator("google_api_url", "google_auth_url", "google_token_url")
+    @field_validator("google_api_url", "google_auth_url", "google_token_url", "zoom_api_url", "zoom_oauth_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from webhooks.zoom import router as zoom_router
+
 router = APIRouter(tags=["webhooks"])
+router.include_router(zoom_router)
 
 __all__ = ["router"]

@@ -17,6 +17,7 @@ from alliance.cli import jobs as job_commands
 from alliance.cli import keys as key_commands
 from alliance.cli import mirror as mirror_commands
 from alliance.cli import serve as serve_commands
+from alliance.cli import video as video_commands
 from alliance.cli.common import CliError, err_console
 from alliance.logging import configure_logging
 from alliance.settings import ConfigFileError, Settings
@@ -53,6 +54,7 @@ job_commands.register(app)
 checklist_commands.register(app)
 app.add_typer(db_commands.app, name="db")
 app.add_typer(key_commands.app, name="keys")
+video_commands.register(app, mirror_commands.connect_app)
 
 
 def _setting_problem(loc: tuple[int | str, ...], message: str) -> str:

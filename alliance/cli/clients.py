@@ -26,6 +26,7 @@ from core.clients import (
 )
 from core.clients import archive_client as archive_client_service
 from core.mirror import instant_text
+from core.video.views import video_links, video_record
 
 clients_app = typer.Typer(help="Pseudonymous clients of the default therapist.", no_args_is_help=True)
 
@@ -258,14 +259,17 @@ def register(app: typer.Typer) -> None:
             )
         except ClientsError as exc:
             raise CliError(str(exc)) from None
+        videos = video_links(env.store, env.therapist_id, [s.id for s in views])
         if as_json:
-            console.print_json(json.dumps([session_json(s, show_names) for s in views]))
+            console.print_json(
+                json.dumps([session_json(s, show_names) | {"video": video_record(videos.get(s.id))} for s in views])
+            )
             return
         columns = ["start", "end", "status", "client", "modality", "source", "uid"]
-        table = Table(*(columns + (["name"] if show_names else [])))
+        table = Table(*(columns + ["video"] + (["name"] if show_names else [])))
         for s in views:
             row = session_json(s, show_names)
-            cells = [row[c] for c in columns]
+            cells = [row[c] for c in columns] + [video_record(videos.get(s.id))["link_status"]]
             if show_names:
                 cells.append(row["client_name"] or "")
             table.add_row(*cells)

@@ -6,7 +6,8 @@ import core.checklists.models  # checklist templates, runs, answers
 import core.clients.models  # clients, series assignments, sessions
 import core.crypto.models  # keyring tables
 import core.jobs.models  # job runner tables
-import core.mail.models  # noqa: F401  (the mail outbox)
+import core.mail.models  # the mail outbox
+import core.video.models  # noqa: F401  (video connections, session video links, call events)
 from core.store.models import Base
 
 metadata = Base.metadata

@@ -1,0 +1,1 @@
+"""Video links of sessions: provisioning through a meeting provider, and what the call really did."""
