@@ -113,7 +113,7 @@ def build_registry(settings: Settings, *, heartbeat: Callable[[], None] | None =
         if counts.sent or counts.deferred or counts.failed:
             log.info("mail: %d sent, %d deferred, %d failed", counts.sent, counts.deferred, counts.failed)
 
-    registry.add_periodic(DELIVER_MAIL, timedelta(seconds=30), deliver_mail)
+    registry.add_periodic(DELIVER_MAIL, timedelta(seconds=settings.mail_poll_seconds), deliver_mail)
     _add_video_jobs(registry, settings)
     return registry
 

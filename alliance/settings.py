@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     mail_from: str = "Appointments <appointments@localhost>"
+    # How often the worker sends the mail that is due.
+    mail_poll_seconds: int = Field(default=30, ge=1, le=3600)
     # Feeds added through the web API may only be fetched from public internet addresses, so an
     # account cannot make the server read its own network (integrations/ics/public_only.py).
     # True lifts that, for a practice whose calendar server is on its own network.

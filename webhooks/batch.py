@@ -6,10 +6,11 @@ transaction, instead of each request taking its own thread and waiting on the da
 (SQLite allows one writer; its busy handler sleeps in growing steps, which showed as a p99 of
 over a second under load).
 
-The batch is written on the event loop itself, not in the thread pool: a batch is one INSERT of
-a few rows (about 1 ms on SQLite), and under load the hop to a pool thread and back cost ten times
-that (measured: ~500 vs ~1,000 deliveries/s on the benchmark machine); meanwhile requests queue
-up for the next batch rather than waiting on a lock.
+The batch is written in a worker thread, one hop per batch rather than per request: a batch is
+one INSERT of a few rows, but on SQLite it may have to wait for the lock while a sync or the job
+worker writes, and waiting on the event loop would stall every other request of the process
+(pages, the API, health checks) for that long. Meanwhile new deliveries queue up for the next
+batch.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class GroupCommit(Generic[T]):
             while self._pending:
                 batch, self._pending = self._pending[: self._max], self._pending[self._max :]
                 try:
-                    self._write([item for item, _ in batch])
+                    await asyncio.to_thread(self._write, [item for item, _ in batch])
                 except Exception as exc:  # every waiter of the batch gets the failure (-> 500, Zoom retries)
                     for _, future in batch:
                         if not future.done():

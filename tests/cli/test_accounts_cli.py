@@ -54,11 +54,16 @@ def run(env: dict[str, str]) -> Run:
 
 
 def _web_client(env: dict[str, str]) -> httpx.AsyncClient:
-    """The real app on the database the CLI wrote (the app opens and migrates it itself)."""
+    """The real app on the database the CLI wrote (the app opens and migrates it itself).
+
+    Verified tokens are not remembered (ALLIANCE_API_TOKEN_CACHE_SECONDS=0), so a revocation from
+    the CLI shows at once; tests/portal/test_api_tokens.py covers the default window.
+    """
     settings = Settings(
         home=Path(env["ALLIANCE_HOME"]),
         master_key=env["ALLIANCE_MASTER_KEY"],  # type: ignore[arg-type]
         timezone="UTC",
+        api_token_cache_seconds=0,
     )
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(settings)), base_url="http://testserver")
 
