@@ -25,6 +25,7 @@ from core.clients import (
     list_sessions,
 )
 from core.clients import archive_client as archive_client_service
+from core.links import link_url, live_tokens
 from core.mirror import instant_text
 
 clients_app = typer.Typer(help="Pseudonymous clients of the default therapist.", no_args_is_help=True)
@@ -259,7 +260,15 @@ def register(app: typer.Typer) -> None:
         except ClientsError as exc:
             raise CliError(str(exc)) from None
         if as_json:
-            console.print_json(json.dumps([session_json(s, show_names) for s in views]))
+            # client_url: the client's link (issue 7), or null before one was issued (or after a revocation).
+            tokens = live_tokens(env.store, env.therapist_id, [s.id for s in views])
+            rows = [
+                {**session_json(s, show_names), "client_url": link_url(env.settings.base_url, tokens[s.id])}
+                if s.id in tokens
+                else {**session_json(s, show_names), "client_url": None}
+                for s in views
+            ]
+            console.print_json(json.dumps(rows))
             return
         columns = ["start", "end", "status", "client", "modality", "source", "uid"]
         table = Table(*(columns + (["name"] if show_names else [])))

@@ -4,7 +4,9 @@
 import core.accounts.models  # account tables
 import core.clients.models  # clients, series assignments, sessions
 import core.crypto.models  # keyring tables
-import core.jobs.models  # noqa: F401  (job runner tables)
+import core.jobs.models  # job runner tables
+import core.links.models  # client links, join clicks, check-ins, contact lines
+import core.ratings.models  # noqa: F401  (call ends, alliance ratings, licensed measure text)
 from core.store.models import Base
 
 metadata = Base.metadata
