@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,10 +29,11 @@ from core.clients.models import Client, TherapySession
 from core.crypto import DecryptionError, Owner
 from core.links.models import ClientCheckin, ClientLink, JoinClick, TherapistContact
 from core.links.policy import CallTimes, LinkPolicy, expires_at
-from core.mirror import read_content
-from core.ratings.service import call_times, get_rating
+from core.ratings.models import Rating, SessionEnd
 from core.store.db import Store
-from core.store.models import Connection, Occurrence
+from core.store.models import Occurrence
+from core.sync.content import unseal
+from core.sync.types import OccurrenceKey, Status
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ class LinkPage:
     call: CallTimes | None
     rated: bool
     expires_at: datetime
+    # Checklist items the client already ticked (never location or number: a shared device).
+    checked: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,64 +218,124 @@ def handle_session_assigned(store: Store, therapist_id: int, session_id: int) ->
 # -- the client's side --------------------------------------------------------------------------
 
 
+# Built once: constructing this statement costs more than running it (SQLAlchemy caches the compiled form).
+_OPEN_QUERY = (
+    select(
+        ClientLink.revoked_at,
+        ClientLink.client_id,
+        TherapySession.id,
+        TherapySession.client_id,
+        Occurrence.connection_id,
+        Occurrence.ical_uid,
+        Occurrence.recurrence_id,
+        Occurrence.status,
+        Occurrence.all_day,
+        Occurrence.start_utc,
+        Occurrence.end_utc,
+        Occurrence.timezone,
+        Occurrence.content,
+        Client.therapist_id,
+        Client.details,
+        TherapistContact.contact_line,
+        SessionEnd.session_id,
+        SessionEnd.started_at,
+        SessionEnd.ended_at,
+        SessionEnd.no_show,
+        Rating.id,
+        ClientCheckin.client_id,
+        ClientCheckin.answers,
+    )
+    .join(TherapySession, TherapySession.id == ClientLink.session_id)
+    .join(Occurrence, Occurrence.id == TherapySession.occurrence_id)
+    .join(Client, Client.id == TherapySession.client_id)
+    .outerjoin(TherapistContact, TherapistContact.therapist_id == Client.therapist_id)
+    .outerjoin(SessionEnd, SessionEnd.session_id == TherapySession.id)
+    .outerjoin(Rating, Rating.session_id == TherapySession.id)
+    .outerjoin(ClientCheckin, ClientCheckin.session_id == TherapySession.id)
+    .where(ClientLink.token_hash == bindparam("token_hash"))
+)
+
+
 def open_link(store: Store, token: str, *, policy: LinkPolicy, now: datetime | None = None) -> LinkPage | None:
     """The page data of a valid token; None for an unknown, revoked, expired or reassigned one.
 
     The caller answers every None the same way (one plain 404), so nobody learns which it was.
+    Every client page load runs this: one query of plain columns (no ORM entities), outer-joined
+    to the contact line, the call's end, the rating and the check-in (benchmarks/client_pages.py).
     """
     if not plausible_token(token):
         return None
     at = now or datetime.now(UTC)
     with store.session() as session:
-        found = session.execute(
-            select(ClientLink, TherapySession, Occurrence, Client)
-            .join(TherapySession, TherapySession.id == ClientLink.session_id)
-            .join(Occurrence, Occurrence.id == TherapySession.occurrence_id)
-            .join(Client, Client.id == TherapySession.client_id)
-            .where(ClientLink.token_hash == token_hash(token))
-        ).first()
-        if found is None:
+        row = session.execute(_OPEN_QUERY, {"token_hash": token_hash(token)}).first()
+        if row is None:
             return None
-        link, ts, occ, client = found
-        if link.revoked_at is not None or link.client_id != ts.client_id:
+        (
+            revoked_at,
+            link_client,
+            session_id,
+            client_id,
+            connection_id,
+            uid,
+            recurrence_id,
+            status,
+            all_day,
+            start,
+            end,
+            event_zone,
+            content_blob,
+            therapist_id,
+            details_blob,
+            contact_line,
+            end_row,
+            call_started,
+            call_ended,
+            no_show,
+            rating_id,
+            checkin_client,
+            checkin_blob,
+        ) = row
+        if revoked_at is not None or link_client != client_id:
             return None
-        expiry = expires_at(occ.end_utc, policy)
+        expiry = expires_at(end, policy)
         if at >= expiry:
             return None
-        therapist_id = client.therapist_id
+        keyring = store.keyring
         try:
-            content = read_content(store, session, occ)
-            details = _client_details(store, session, client)
-        except (DecryptionError, LookupError):
-            # A destroyed key (the client was erased) or a removed connection: the link is dead.
+            # A session's occurrence is always in a connection of its client's therapist.
+            cipher = keyring.cipher_for_blob(session, Owner("therapist", therapist_id), content_blob)
+            content = unseal(cipher, connection_id, OccurrenceKey(uid, recurrence_id), content_blob)
+            details: dict[str, Any] = json.loads(
+                keyring.decrypt(
+                    session, Owner("client", client_id), details_blob, f"clients.details|{client_id}|{therapist_id}"
+                )
+            )
+            checked: tuple[str, ...] = ()
+            if checkin_blob is not None and checkin_client == client_id:
+                answers = keyring.decrypt(
+                    session, Owner("client", client_id), checkin_blob, _checkin_context(session_id, client_id)
+                )
+                checked = tuple(json.loads(answers).get("checked", []))
+        except DecryptionError:
+            # A destroyed key (the client was erased): the link is dead.
             return None
-        contact = session.get(TherapistContact, therapist_id)
-        call = call_times(session, ts.id)
-    rated = get_rating(store, ts.id) is not None
     return LinkPage(
-        session_id=ts.id,
-        client_id=client.id,
+        session_id=session_id,
+        client_id=client_id,
         therapist_id=therapist_id,
-        start=occ.start_utc,
-        end=occ.end_utc,
-        all_day=occ.all_day,
-        cancelled=occ.status == "cancelled",
-        event_timezone=occ.timezone,
+        start=start,
+        end=end,
+        all_day=all_day,
+        cancelled=status == Status.CANCELLED.value,
+        event_timezone=event_zone,
         client_timezone=details.get("timezone"),
         video_url=content.video_url,
-        contact_line=contact.contact_line if contact else None,
-        call=call,
-        rated=rated,
+        contact_line=contact_line,
+        call=CallTimes(call_started, call_ended, no_show) if end_row is not None else None,
+        rated=rating_id is not None,
         expires_at=expiry,
+        checked=checked,
     )
-
-
-def _client_details(store: Store, session: Session, client: Client) -> dict[str, Any]:
-    raw = store.keyring.decrypt(
-        session, Owner("client", client.id), client.details, f"clients.details|{client.id}|{client.therapist_id}"
-    )
-    data: dict[str, Any] = json.loads(raw)
-    return data
 
 
 def record_join(store: Store, session_id: int, *, now: datetime | None = None) -> None:
@@ -370,21 +433,6 @@ def get_checkin(store: Store, therapist_id: int, session_id: int) -> CheckinView
         )
 
 
-def client_checkin_state(store: Store, page: LinkPage) -> tuple[str, ...]:
-    """Which checklist items the client already ticked (to show the form as they left it).
-
-    Location and callback are not returned: the page never shows them back (a shared device).
-    """
-    with store.session() as session:
-        row = session.get(ClientCheckin, page.session_id)
-        if row is None or row.client_id != page.client_id:
-            return ()
-        raw = store.keyring.decrypt(
-            session, Owner("client", page.client_id), row.answers, _checkin_context(page.session_id, page.client_id)
-        )
-    return tuple(json.loads(raw).get("checked", []))
-
-
 # -- the therapist's contact line ----------------------------------------------------------------
 
 
@@ -414,10 +462,6 @@ def get_contact_line(store: Store, therapist_id: int) -> str | None:
         return row.contact_line if row else None
 
 
-def therapist_of_connection(session: Session, connection_id: int) -> int | None:
-    return session.scalar(select(Connection.therapist_id).where(Connection.id == connection_id))
-
-
 __all__ = [
     "CLIENT_CHECKLIST",
     "CheckinView",
@@ -425,7 +469,6 @@ __all__ = [
     "LinkError",
     "LinkPage",
     "UnknownSessionForLink",
-    "client_checkin_state",
     "get_checkin",
     "get_contact_line",
     "handle_session_assigned",
