@@ -201,3 +201,19 @@ async def test_the_connection_check_endpoint(client: httpx.AsyncClient, pages: P
     assert (len(small.content), len(big.content)) == (0, 64 * 1024)
     assert big.headers["cache-control"] == "no-store"
     assert (await client.get("/c/unknown-token-0123456789abcdef/ping")).status_code == 404
+
+
+async def test_no_token_place_or_number_reaches_the_logs(
+    client: httpx.AsyncClient, pages: Pages, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    session_id, token = pages.link(datetime.now(UTC) + timedelta(minutes=5))
+    await client.get(f"/c/{token}", headers=HTML)
+    await client.post(f"/c/{token}/checkin", data={"location": "Calle Mayor 12", "callback": "+34 600 111 222"})
+    await client.get(f"/c/{token}/join")
+    await client.get(f"/c/{token}x", headers=HTML)
+    # The server's records (the test's own HTTP client logs its URLs under httpx).
+    text = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore")))
+    assert f"session {session_id}" in text  # the events are logged, by session id
+    for secret in (token, "Calle Mayor", "600 111 222", ZOOM, "Anna"):
+        assert secret not in text
