@@ -82,9 +82,13 @@ def live_server(tmp_path: Path, sqlite_template: Path) -> Iterator[LiveServer]:
         store.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
-    """One headless Chromium for the session (the system binary)."""
+    """One headless Chromium per test module (the system binary).
+
+    Not per session: Playwright's sync API keeps an event loop running in this thread while it is
+    open, and the async tests of later modules (anyio) could not start their own.
+    """
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing under CI: .ci/run must 'apt-get install -y chromium'")
