@@ -19,6 +19,13 @@
     }
   }
 
+  // A Join button that is not open yet: reload the page when it opens (the server decides).
+  var waiting = document.querySelector("#join[data-opens]");
+  if (waiting) {
+    var wait = new Date(waiting.dataset.opens).getTime() - Date.now() + 1000;
+    if (wait > 0 && wait < 24 * 3600 * 1000) { window.setTimeout(function () { window.location.reload(); }, wait); }
+  }
+
   // Sliders: show the value with one decimal next to each.
   document.querySelectorAll("input[type=range]").forEach(function (input) {
     var out = document.getElementById(input.id + "-value");

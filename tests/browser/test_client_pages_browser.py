@@ -88,3 +88,21 @@ def test_the_rating_works_without_javascript(live_server: LiveServer, chromium: 
         context.close()
     rating = get_rating(store, session_id)
     assert rating is not None and (rating.bond, rating.goals, rating.total) == (7.0, 5.0, 22.0)
+
+
+def test_the_join_button_appears_by_itself_when_it_opens(live_server: LiveServer, chromium: Any) -> None:
+    store = live_server.store
+    world = LinkWorld(store)
+    # Join opens 15 minutes before the start: here, a few seconds after the page is loaded.
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=15, seconds=10)
+    session_id = world.session("soon", start, world.client())
+    url = link_url(live_server.base_url, issue_link(store, world.therapist, session_id))
+    context = chromium.new_context(**PHONE, locale="en-US")
+    page = context.new_page()
+    try:
+        page.goto(url)
+        assert page.get_attribute("#join", "aria-disabled") == "true"
+        page.wait_for_selector("a#join", timeout=30_000)  # the page reloaded itself; the server opened Join
+        assert page.get_attribute("a#join", "href") == f"/c/{url.rsplit('/', 1)[1]}/join"
+    finally:
+        context.close()
