@@ -54,15 +54,17 @@ FormField = Annotated[str | None, Form()]
 PING_BYTES = 64 * 1024
 _PING_BODY = bytes(range(256)) * (PING_BYTES // 256)
 
-# Built-in wording of the four items (ours, not the licensed SRS text): prompt, low and high anchor.
+# Built-in wording of the four items: prompt, low and high anchor. Deliberately our own (after the
+# neutral prompts in the shared clinical reference, section A), not a paraphrase of the licensed SRS
+# text: a practice with a licence loads that with `alliance measures load --attest-license`.
 BUILTIN_ITEMS: dict[str, tuple[str, str, str]] = {
     "bond": (
-        "How heard, understood and respected did you feel today?",
+        "How connected to and respected by your therapist did you feel today?",
         "Not at all",
         "Completely",
     ),
     "goals": (
-        "How much did we work on what you wanted to work on today?",
+        "How much did today's session centre on what matters most to you?",
         "Not at all",
         "Completely",
     ),
@@ -72,7 +74,7 @@ BUILTIN_ITEMS: dict[str, tuple[str, str, str]] = {
         "Completely",
     ),
     "overall": (
-        "All in all, how right was today's session for you?",
+        "All things considered, how helpful was today's session for you?",
         "Not at all",
         "Completely",
     ),

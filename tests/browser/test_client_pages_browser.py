@@ -60,7 +60,7 @@ def test_the_other_pages_are_accessible(live_server: LiveServer, chromium: Any) 
         page.evaluate("() => { const i = document.getElementById('goals'); i.type = 'text'; i.value = '7.55'; }")
         page.get_by_role("button", name="Send").click()
         page.wait_for_selector("#form-error")
-        assert "work on what you wanted" in page.inner_text("#form-error")
+        assert "matters most to you" in page.inner_text("#form-error")
         assert page.get_attribute("#goals", "aria-invalid") == "true"
         page.screenshot(path=shots / "pages-invalid-rating.png", full_page=True)
         _axe(page, "invalid rating")
