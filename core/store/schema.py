@@ -2,10 +2,12 @@
 
 # Imported for their side effect: each registers its tables on the shared metadata.
 import core.accounts.models  # account tables
+import core.checklists.models  # checklist templates, runs, answers
 import core.clients.models  # clients, series assignments, sessions
 import core.crypto.models  # keyring tables
 import core.jobs.models  # job runner tables
 import core.links.models  # client links, join clicks, check-ins, contact lines
+import core.mail.models  # the mail outbox
 import core.ratings.models  # noqa: F401  (call ends, alliance ratings, licensed measure text)
 from core.store.models import Base
 
