@@ -231,6 +231,22 @@ def record_session_end(
     log.info("session %d: call end recorded (no_show=%s)", session_id, no_show)
 
 
+def no_show_sessions(store: Store, therapist_id: int, client_id: int) -> set[int]:
+    """Ids of this therapist's client's sessions the video platform reported as no-shows (alert rule R7)."""
+    with store.session() as session:
+        rows = session.scalars(
+            select(SessionEnd.session_id)
+            .join(TherapySession, TherapySession.id == SessionEnd.session_id)
+            .join(Client, Client.id == TherapySession.client_id)
+            .where(
+                SessionEnd.no_show.is_(True),
+                TherapySession.client_id == client_id,
+                Client.therapist_id == therapist_id,
+            )
+        )
+        return set(rows)
+
+
 def call_times(session: Session, session_id: int) -> CallTimes | None:
     """The recorded call of a session, inside the caller's transaction."""
     row = session.get(SessionEnd, session_id)
@@ -249,6 +265,7 @@ __all__ = [
     "call_times",
     "get_rating",
     "list_client_ratings",
+    "no_show_sessions",
     "parse_score",
     "read_comment",
     "record_session_end",
