@@ -20,15 +20,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from alliance.mail import build_transport, mail_policy
 from alliance.settings import Settings
 from alliance.syncing import sync_all
 from core.clients import handle_outbox_event
+from core.clients.events import SESSION_ASSIGNED
 from core.jobs import Event, Handler, JobRegistry, RetryPolicy
 from core.jobs.retention import prune_finished
+from core.links import handle_session_assigned
 from core.mail import deliver_due
+from core.ratings import record_session_end
 from core.store import Store
 
 __all__ = [
@@ -64,9 +67,41 @@ def _assign_sessions(store: Store, event: Event) -> None:
         handle_outbox_event(store, event.kind, event.occurrence_id)
 
 
+def _issue_client_link(store: Store, event: Event) -> None:
+    # Client links (issue 7): every newly assigned session gets its link; idempotent (a live link
+    # is kept, a link of the session's previous client is replaced).
+    session_id = event.payload.get("session_id")
+    if isinstance(session_id, int):
+        handle_session_assigned(store, event.therapist_id, session_id)
+
+
+SESSION_ENDED = "session.ended"
+"""The video platform reported a session's call (payload: session_id, ended_at, started_at, no_show)."""
+
+
+def _record_session_end(store: Store, event: Event) -> None:
+    # Client links (issue 7): the rating opens at the real end of the call. Payload instants are
+    # ISO 8601 with an offset; "started_at" and "no_show" are optional. Idempotent (latest wins).
+    payload = event.payload
+    session_id = payload.get("session_id")
+    if not isinstance(session_id, int):
+        return
+    ended = payload.get("ended_at")
+    started = payload.get("started_at")
+    record_session_end(
+        store,
+        session_id,
+        ended_at=datetime.fromisoformat(ended) if isinstance(ended, str) else None,
+        started_at=datetime.fromisoformat(started) if isinstance(started, str) else None,
+        no_show=bool(payload.get("no_show", False)),
+    )
+
+
 # (name, outbox kinds, handler)
 OUTBOX_HANDLERS: tuple[tuple[str, tuple[str, ...], Handler], ...] = (
     ("clients.assign_sessions", OCCURRENCE_KINDS, _assign_sessions),
+    ("links.issue", (SESSION_ASSIGNED,), _issue_client_link),
+    ("ratings.session_ended", (SESSION_ENDED,), _record_session_end),
 )
 
 

@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     google_token_url: str = "https://oauth2.googleapis.com/token"
     google_client_id: str | None = None
     google_client_secret: SecretStr | None = None
+    # Client links and pages (issue 7, clientlink): how long a link lives after its session, when
+    # Join opens, when the rating opens after the scheduled end (no call signal), the shortest call
+    # that is rated (when the real times are known), failed link look-ups allowed per address.
+    link_valid_days: int = Field(default=7, ge=0, le=365)
+    join_opens_minutes: int = Field(default=15, ge=0, le=24 * 60)
+    rating_delay_minutes: int = Field(default=5, ge=0, le=24 * 60)
+    rating_min_call_minutes: int = Field(default=10, ge=0, le=24 * 60)
+    link_failures_per_minute: int = Field(default=10, ge=1, le=10_000)
     # Alliance-rating alerts (core.alerts, rules R1-R8 of reference/clinical.md section H): the
     # defaults are the reference's; a practice with its own norms (e.g. 34) overrides them here.
     alert_cutoff: Decimal = Field(default=Decimal(36), ge=0, le=40, decimal_places=1)

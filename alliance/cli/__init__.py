@@ -15,6 +15,7 @@ from alliance.cli import db as db_commands
 from alliance.cli import demo as demo_commands
 from alliance.cli import jobs as job_commands
 from alliance.cli import keys as key_commands
+from alliance.cli import links as link_commands
 from alliance.cli import mirror as mirror_commands
 from alliance.cli import serve as serve_commands
 from alliance.cli import video as video_commands
@@ -55,6 +56,7 @@ checklist_commands.register(app)
 app.add_typer(db_commands.app, name="db")
 app.add_typer(key_commands.app, name="keys")
 video_commands.register(app, mirror_commands.connect_app)
+link_commands.register(app)
 
 
 def _setting_problem(loc: tuple[int | str, ...], message: str) -> str:

@@ -25,6 +25,7 @@ from core.clients import (
     list_sessions,
 )
 from core.clients import archive_client as archive_client_service
+from core.links import link_url, live_tokens
 from core.mirror import instant_text
 from core.video.views import video_links, video_record
 
@@ -261,9 +262,17 @@ def register(app: typer.Typer) -> None:
             raise CliError(str(exc)) from None
         videos = video_links(env.store, env.therapist_id, [s.id for s in views])
         if as_json:
-            console.print_json(
-                json.dumps([session_json(s, show_names) | {"video": video_record(videos.get(s.id))} for s in views])
-            )
+            # client_url: the client's link (issue 7), or null before one was issued (or after a revocation).
+            tokens = live_tokens(env.store, env.therapist_id, [s.id for s in views])
+            rows = [
+                {
+                    **session_json(s, show_names),
+                    "client_url": link_url(env.settings.base_url, tokens[s.id]) if s.id in tokens else None,
+                    "video": video_record(videos.get(s.id)),
+                }
+                for s in views
+            ]
+            console.print_json(json.dumps(rows))
             return
         columns = ["start", "end", "status", "client", "modality", "source", "uid"]
         table = Table(*(columns + ["video"] + (["name"] if show_names else [])))
