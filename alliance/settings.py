@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     google_token_url: str = "https://oauth2.googleapis.com/token"
     google_client_id: str | None = None
     google_client_secret: SecretStr | None = None
+    # Google push (issue 4): where providers reach this service from the internet (HTTPS, no
+    # trailing slash), e.g. https://alliance.example.org. Unset: no push channels are opened and
+    # connections are kept up by the reconciliation sync alone.
+    public_url: str | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -96,6 +100,15 @@ class Settings(BaseSettings):
     def _http_base_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (http:// only for local tests)")
         return value.rstrip("/")
 
     @field_validator("google_api_url", "google_auth_url", "google_token_url")

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from webhooks import google
+
 router = APIRouter(tags=["webhooks"])
+router.include_router(google.router)
 
 __all__ = ["router"]

@@ -4,7 +4,8 @@
 import core.accounts.models  # account tables
 import core.clients.models  # clients, series assignments, sessions
 import core.crypto.models  # keyring tables
-import core.jobs.models  # noqa: F401  (job runner tables)
+import core.jobs.models  # job runner tables
+import core.push.models  # noqa: F401  (push channels)
 from core.store.models import Base
 
 metadata = Base.metadata

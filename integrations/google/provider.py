@@ -28,6 +28,8 @@ from typing import Any, ClassVar, Self
 
 from core.sync.types import ChangePage, OccurrenceKey, RemoteOccurrence, SourceError
 from integrations.base.protocol import Capability, InvalidSettings, ProviderContext
+from integrations.base.push import OpenedChannel
+from integrations.google import push
 from integrations.google.client import TIMEOUT_SECONDS, CalendarClient, RetryPolicy
 from integrations.google.cursor import GoogleCursor
 from integrations.google.errors import NotFound, SyncTokenExpired
@@ -56,9 +58,9 @@ class GoogleProvider:
     """Mirrors one Google calendar (read-only for now: push and write-back come later)."""
 
     name: ClassVar[str] = "google"
-    # Only what is implemented: PUSH (events.watch) and WRITE_BACK (the join link) are declared
-    # when they land, since capabilities are acted upon, never probed.
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.READ_ONLY})
+    # Only what is implemented, since capabilities are acted upon, never probed. PUSH: events.watch
+    # channels (integrations.google.push).
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.READ_ONLY, Capability.PUSH})
 
     def __init__(
         self,
@@ -120,6 +122,23 @@ class GoogleProvider:
         self.settings = self.settings.with_tokens(tokens.token, tokens.expiry, tokens.refresh_token)
         if self._save_settings is not None:
             self._save_settings(self.settings.as_dict())
+
+    # -- push (PushSource) -----------------------------------------------------------------------
+    def open_channel(self, *, channel_id: str, address: str, token: str, expires_at: datetime) -> OpenedChannel:
+        """Open an ``events.watch`` channel on this connection's calendar."""
+        return push.open_channel(
+            self.client,
+            self.settings.calendar_id,
+            channel_id=channel_id,
+            address=address,
+            token=token,
+            expires_at=expires_at,
+            event_types=EVENT_TYPES,
+        )
+
+    def close_channel(self, channel_id: str, resource_id: str) -> None:
+        """``channels.stop``."""
+        push.close_channel(self.client, channel_id, resource_id)
 
     def _params(self) -> dict[str, Any]:
         return {"singleEvents": True, "maxResults": self.settings.max_results, "eventTypes": list(EVENT_TYPES)}

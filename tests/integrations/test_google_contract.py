@@ -8,6 +8,7 @@ import pytest
 
 from integrations.base import Capability, ProviderRegistry
 from integrations.base.contract import CalendarProviderContract
+from integrations.base.push import PushSource
 from integrations.google import GoogleProvider
 from tests.integrations.google_world import GoogleWorld
 
@@ -59,5 +60,6 @@ def test_google_is_discovered_through_its_entry_point() -> None:
 
 
 def test_only_implemented_capabilities_are_declared() -> None:
-    # Push (events.watch) and write-back arrive with their own slices; until then the mirror only reads.
-    assert GoogleProvider.capabilities == frozenset({Capability.READ_ONLY})
+    # Push: events.watch channels (tests/integrations/test_google_push.py), the PushSource role.
+    assert GoogleProvider.capabilities == frozenset({Capability.READ_ONLY, Capability.PUSH})
+    assert issubclass(GoogleProvider, PushSource)
