@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Self
 from core.sync.types import ChangePage, OccurrenceKey, RemoteOccurrence, SourceError
 from integrations.base.protocol import Capability, InvalidSettings, ProviderContext
 from integrations.base.push import OpenedChannel
-from integrations.google import push
+from integrations.google import push, writeback
 from integrations.google.client import TIMEOUT_SECONDS, CalendarClient, RetryPolicy
 from integrations.google.cursor import GoogleCursor
 from integrations.google.errors import NotFound, SyncTokenExpired
@@ -55,12 +55,13 @@ def _rfc3339(moment: datetime, *, round_up: bool = False) -> str:
 
 
 class GoogleProvider:
-    """Mirrors one Google calendar (read-only for now: push and write-back come later)."""
+    """Mirrors one Google calendar, keeps a push channel on it, and writes back join links."""
 
     name: ClassVar[str] = "google"
     # Only what is implemented, since capabilities are acted upon, never probed. PUSH: events.watch
-    # channels (integrations.google.push).
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.READ_ONLY, Capability.PUSH})
+    # channels (integrations.google.push). WRITE_BACK: a session's join link on its event
+    # (integrations.google.writeback); so not READ_ONLY any more.
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.PUSH, Capability.WRITE_BACK})
 
     def __init__(
         self,
@@ -139,6 +140,11 @@ class GoogleProvider:
     def close_channel(self, channel_id: str, resource_id: str) -> None:
         """``channels.stop``."""
         push.close_channel(self.client, channel_id, resource_id)
+
+    # -- write-back (JoinLinkWriter) --------------------------------------------------------------
+    def write_join_link(self, provider_id: str, link: str) -> bool:
+        """Put a session's join link on its event (If-Match, 412 re-read; see integrations.google.writeback)."""
+        return writeback.write_join_link(self.client, self.settings.calendar_id, provider_id, link).changed
 
     def _params(self) -> dict[str, Any]:
         return {"singleEvents": True, "maxResults": self.settings.max_results, "eventTypes": list(EVENT_TYPES)}

@@ -9,6 +9,7 @@ import pytest
 from integrations.base import Capability, ProviderRegistry
 from integrations.base.contract import CalendarProviderContract
 from integrations.base.push import PushSource
+from integrations.base.writeback import JoinLinkWriter
 from integrations.google import GoogleProvider
 from tests.integrations.google_world import GoogleWorld
 
@@ -61,5 +62,6 @@ def test_google_is_discovered_through_its_entry_point() -> None:
 
 def test_only_implemented_capabilities_are_declared() -> None:
     # Push: events.watch channels (tests/integrations/test_google_push.py), the PushSource role.
-    assert GoogleProvider.capabilities == frozenset({Capability.READ_ONLY, Capability.PUSH})
-    assert issubclass(GoogleProvider, PushSource)
+    # Write-back: join links (tests/integrations/test_google_writeback.py), the JoinLinkWriter role.
+    assert GoogleProvider.capabilities == frozenset({Capability.PUSH, Capability.WRITE_BACK})
+    assert issubclass(GoogleProvider, PushSource) and issubclass(GoogleProvider, JoinLinkWriter)
