@@ -19,7 +19,7 @@ from alliance.worker import EmbeddedWorker
 from core.accounts import LoginPolicy
 from core.store import Store, pending_migrations
 from portal import api as api_routes
-from portal import api_clients, api_mirror, pages
+from portal import api_clients, api_mirror, connect_google, pages
 from portal.deps import StoreDep
 from portal.errors import document_problems, install_error_handlers
 from portal.middleware import MAX_BODY_BYTES, BodySizeLimit, RequestLog, SecurityHeaders
@@ -108,6 +108,7 @@ def create_app(settings: Settings, *, store: Store | None = None, worker: Embedd
     app.include_router(api_mirror.router)
     app.include_router(api_clients.router)
     app.include_router(pages.router)
+    app.include_router(connect_google.router)
     app.include_router(webhooks_router, prefix="/webhooks")
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
 
