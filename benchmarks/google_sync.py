@@ -290,16 +290,27 @@ def alliance_server(store: Any, calendar: Calendar, home: Path) -> Iterator[Any]
 
 def push_latency(calendar: Calendar, store: Any, home: Path, edits: int, rng: random.Random) -> dict[str, Any]:
     """(d) edit -> mirror, through a real push channel, ``edits`` times (one at a time)."""
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
     from alliance.push import maintain_channels
-    from core.store.models import Occurrence
+    from core.store.models import Occurrence, OutboxEvent
 
     latencies: list[float] = []
     with alliance_server(store, calendar, home) as settings, httpx.Client(timeout=30) as http:
         report = maintain_channels(store, settings, datetime.now(UTC))
         if not report.opened:
             raise RuntimeError("no push channel could be opened")
+        # Steady state first: the full mirror left 10,000 occurrence.created events for the
+        # worker's handlers; a ping arriving behind that backlog would measure the backlog.
+        backlog = select(func.count()).select_from(OutboxEvent).where(OutboxEvent.processed_at.is_(None))
+        deadline = time.monotonic() + 600
+        while True:
+            with store.session() as session:
+                if not session.scalar(backlog):
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the worker did not work through the outbox backlog")
+            time.sleep(0.1)
         for _ in range(edits):
             event_id = rng.choice(calendar.ids)
             new_start = calendar.starts[event_id] + timedelta(hours=rng.choice((-3, -2, -1, 1, 2, 3)))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
@@ -172,19 +173,26 @@ class GoogleProvider:
         return {"timeMin": _rfc3339(self.window[0]), "timeMax": _rfc3339(self.window[1], round_up=True)}
 
     def _pages(self, fetch: Callable[[str | None], dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """Every page of one listing (``fetch`` gets the page token), guarding against loops."""
-        page_token: str | None = None
+        """Every page of one listing (``fetch`` gets the page token), guarding against loops.
+
+        The next page is requested as soon as its token is known, while the engine stores this
+        one: a full mirror then takes about max(network, storing) instead of their sum. One
+        request is in flight at a time (one thread), as before, so the client needs no locking.
+        """
         seen_tokens: set[str] = set()
-        for _ in range(_MAX_PAGES):
-            page = fetch(page_token)
-            yield page
-            next_page = page.get("nextPageToken")
-            if not next_page:
-                return
-            if next_page in seen_tokens:
-                raise SourceError("Google Calendar repeated a page token; the listing was stopped")
-            seen_tokens.add(str(next_page))
-            page_token = str(next_page)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="google-pages") as pool:
+            pending = pool.submit(fetch, None)
+            for _ in range(_MAX_PAGES):
+                page = pending.result()
+                next_page = page.get("nextPageToken")
+                if next_page:
+                    if next_page in seen_tokens:
+                        raise SourceError("Google Calendar repeated a page token; the listing was stopped")
+                    seen_tokens.add(str(next_page))
+                    pending = pool.submit(fetch, str(next_page))
+                yield page
+                if not next_page:
+                    return
         raise SourceError("Google Calendar kept sending pages; the listing was stopped")
 
     def _cursor(
