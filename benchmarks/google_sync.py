@@ -147,7 +147,7 @@ def floor(calendar: Calendar, window: tuple[datetime, datetime]) -> dict[str, An
     from google.oauth2.credentials import Credentials
     from googleapiclient.discovery import build
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     credentials = Credentials(
         token=calendar.tokens["access_token"],
         refresh_token=calendar.tokens["refresh_token"],
@@ -185,7 +185,12 @@ def floor(calendar: Calendar, window: tuple[datetime, datetime]) -> dict[str, An
         token = page.get("nextPageToken")
         if not token:
             break
-    return {"seconds": time.perf_counter() - started, "items": len(items), "pages": pages}
+    return {
+        "seconds": time.perf_counter() - started,
+        "cpu": time.process_time() - cpu,
+        "items": len(items),
+        "pages": pages,
+    }
 
 
 def _settings(calendar: Calendar, home: Path, public_url: str | None = None) -> Any:
@@ -236,20 +241,27 @@ def mirror_runs(calendar: Calendar, home: Path) -> tuple[dict[str, Any], dict[st
     }
     connection = add_connection(store, therapist, "google", "google", raw)
 
-    def one_sync() -> tuple[float, Any]:
-        started = time.perf_counter()
+    def one_sync() -> tuple[float, float, Any]:
+        started, cpu = time.perf_counter(), time.process_time()
         provider = GoogleProvider.from_settings(raw, context_for(settings, ZONE))
         report = sync_connection(store, connection, provider)
-        return time.perf_counter() - started, report
+        return time.perf_counter() - started, time.process_time() - cpu, report
 
     calendar.clear_requests()
-    seconds, report = one_sync()
-    full = {"seconds": seconds, "created": report.created, "requests": len(calendar.requests()), "pages": report.pages}
+    seconds, cpu, report = one_sync()
+    full = {
+        "seconds": seconds,
+        "cpu": cpu,
+        "created": report.created,
+        "requests": len(calendar.requests()),
+        "pages": report.pages,
+    }
     calendar.clear_requests()
-    seconds, report = one_sync()
+    seconds, cpu, report = one_sync()
     sent = calendar.requests()
     incremental = {
         "seconds": seconds,
+        "cpu": cpu,
         "changes": report.changes,
         "requests": len(sent),
         "with_sync_token": sum(1 for r in sent if "syncToken" in r["query"]),
@@ -376,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     a = statistics.median(s["seconds"] for s in samples["floor"])
     b = statistics.median(s["seconds"] for s in samples["full"])
     c = statistics.median(s["seconds"] for s in samples["incremental"])
+    a_cpu = statistics.median(s["cpu"] for s in samples["floor"])
+    b_cpu = statistics.median(s["cpu"] for s in samples["full"])
     pages = samples["floor"][0]["pages"]
     checks = {
         "(b) <= 1.3x (a)": b / a <= 1.3,
@@ -392,9 +406,14 @@ def main(argv: list[str] | None = None) -> int:
             "(a) floor: bare client, 2500/page",
             f"{a:.3f} s",
             "1.00x",
-            f"{pages} pages, {samples['floor'][0]['items']} items",
+            f"{pages} pages, {samples['floor'][0]['items']} items; client CPU {a_cpu:.3f} s",
         ),
-        ("(b) Alliance full mirror", f"{b:.3f} s", f"{b / a:.2f}x", f"{samples['full'][0]['requests']} requests"),
+        (
+            "(b) Alliance full mirror",
+            f"{b:.3f} s",
+            f"{b / a:.2f}x",
+            f"{samples['full'][0]['requests']} requests; client CPU {b_cpu:.3f} s ({b_cpu / a_cpu:.2f}x)",
+        ),
         (
             "(c) incremental, no change",
             f"{c:.3f} s",
@@ -404,7 +423,11 @@ def main(argv: list[str] | None = None) -> int:
         ("(d) push edit -> mirror p50", f"{push['p50'] * 1000:.0f} ms", "", f"{push['edits']} edits"),
         ("(d) push edit -> mirror p99", f"{push['p99'] * 1000:.0f} ms", "", f"max {push['max'] * 1000:.0f} ms"),
     ]
-    print(f"Google sync benchmark: {args.events} events, {args.repeat} rounds, medians; {platform.python_version()}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"Google sync benchmark: {args.events} events, {args.repeat} rounds, medians; "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load {load:.1f}"
+    )
     print("| scenario | time | vs floor | notes |\n|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
