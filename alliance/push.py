@@ -1,6 +1,6 @@
 """Keeping push channels open: one live channel per connection whose provider can push.
 
-The periodic :data:`PUSH_RENEW` job (when ALLIANCE_PUBLIC_URL is set):
+The periodic :data:`PUSH_RENEW` job (every minute, when ALLIANCE_PUBLIC_URL is set):
 
 - opens a channel for each connection of a PUSH provider that has none, or whose newest channel
   expires within :data:`RENEW_BEFORE`; the new channel is stored (token encrypted) *before* the
@@ -23,10 +23,15 @@ from typing import Any
 
 from alliance.providers import context_for, provider_for, registry
 from alliance.settings import Settings
-from core.mirror import ConnectionView, list_connections, therapist_timezone, update_connection_settings
+from core.mirror import (
+    ConnectionView,
+    get_connection,
+    list_connections,
+    therapist_timezone,
+    update_connection_settings,
+)
 from core.push import (
     ChannelView,
-    channels_of,
     live_channels,
     mark_stopped,
     new_channel_token,
@@ -50,7 +55,9 @@ CHANNEL_TTL = timedelta(days=7)
 # Renew this long before expiry: a day leaves room for a provider or worker outage.
 RENEW_BEFORE = timedelta(days=1)
 PRUNE_AFTER = timedelta(days=1)
-RENEW_EVERY = timedelta(minutes=5)
+# Every minute: a new connection gets its channel soon after it is added; a run where every
+# channel is far from expiry costs two queries and no provider call.
+RENEW_EVERY = timedelta(minutes=1)
 
 
 @dataclass
@@ -93,13 +100,22 @@ def _stop(source: PushSource | None, store: Store, channel: ChannelView, now: da
     report.stopped.append(channel.channel_id)
 
 
-def _maintain(
-    store: Store, settings: Settings, connection: ConnectionView, address: str, now: datetime, report: PushReport
-) -> None:
-    live = [c for c in channels_of(store, connection.id) if c.stopped_at is None]
+def _needs_work(live: list[ChannelView], now: datetime) -> bool:
+    """No channel far from expiry, or more than one live: the provider must be called."""
     current = [c for c in live if c.expires_at - now > RENEW_BEFORE]
-    if current and len(live) == 1:
-        return  # the usual case: one channel, far from expiry; no provider call at all
+    return not current or len(live) > 1
+
+
+def _maintain(
+    store: Store,
+    settings: Settings,
+    connection: ConnectionView,
+    live: list[ChannelView],
+    address: str,
+    now: datetime,
+    report: PushReport,
+) -> None:
+    current = [c for c in live if c.expires_at - now > RENEW_BEFORE]
     source = _source(store, settings, connection, now)
     if not current:
         channel_id = str(uuid.uuid4())
@@ -131,23 +147,33 @@ def _maintain(
 def maintain_channels(store: Store, settings: Settings, now: datetime) -> PushReport:
     """One run of the renewal job (see the module docstring)."""
     report = PushReport()
-    connections = [c for c in list_connections(store) if _pushes(c.provider)]
+    # Cheap in the usual case (every channel far from expiry): one listing without decrypting
+    # anything, one query for the live channels, and no provider call.
+    connections = [c for c in list_connections(store, with_settings=False) if _pushes(c.provider)]
+    live_by_connection: dict[int, list[ChannelView]] = {}
+    for channel in live_channels(store):
+        live_by_connection.setdefault(channel.connection_id, []).append(channel)
     by_provider: dict[str, str | None] = {}
-    for connection in connections:
-        address = by_provider.setdefault(connection.provider, webhook_address(settings, connection.provider))
-        if address is None:
+    for listed in connections:
+        address = by_provider.setdefault(listed.provider, webhook_address(settings, listed.provider))
+        live = live_by_connection.get(listed.id, [])
+        if address is None or not _needs_work(live, now):
+            continue
+        connection = get_connection(store, listed.therapist_id, listed.id)  # now with its credentials
+        if connection is None:
             continue
         try:
-            _maintain(store, settings, connection, address, now, report)
+            _maintain(store, settings, connection, live, address, now, report)
         except (SourceError, InvalidSettings, ProviderError) as exc:
             report.failed.append(connection.id)
             log.warning("push channel of connection %s not renewed: %s", connection.id, describe_error(exc))
     # Channels of connections that are gone (removed: their credentials are forgotten, so they
     # cannot be stopped at the provider; they lapse there, and their pings are refused here).
     known = {c.id for c in connections}
-    for channel in live_channels(store):
-        if channel.connection_id not in known:
-            _stop(None, store, channel, now, report)
+    for connection_id, channels in live_by_connection.items():
+        if connection_id not in known:
+            for channel in channels:
+                _stop(None, store, channel, now, report)
     prune_stopped(store, now - PRUNE_AFTER)
     if report.opened or report.stopped or report.failed:
         log.info(

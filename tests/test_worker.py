@@ -112,7 +112,7 @@ def test_the_composition_names_its_jobs(tmp_path: Path) -> None:
     short = build_registry(_settings(tmp_path, sync_interval_minutes=1, public_url="https://alliance.example.org"))
     assert [(p.name, p.every) for p in short.periodic] == [
         (SYNC_ALL, timedelta(minutes=1)),
-        (PUSH_RENEW, timedelta(minutes=5)),
+        (PUSH_RENEW, timedelta(minutes=1)),
     ]
 
 
