@@ -20,18 +20,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from alliance.mail import build_transport, mail_policy
 from alliance.push import PUSH_RENEW, RENEW_EVERY, maintain_channels
 from alliance.reconcile import SYNC_CONNECTION, plan_reconciliation, sweep_period, sync_connection_job
 from alliance.settings import Settings
 from core.clients import handle_outbox_event
 from core.jobs import Event, Handler, JobRegistry, RetryPolicy
+from core.jobs.retention import prune_finished
+from core.mail import deliver_due
 from core.store import Store
 
 __all__ = [
+    "DELIVER_MAIL",
     "OCCURRENCE_KINDS",
     "OUTBOX_HANDLERS",
+    "PRUNE_FINISHED",
     "PUSH_RENEW",
     "SYNC_ALL",
     "SYNC_CONNECTION",
@@ -42,6 +47,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SYNC_ALL = "sync.all"
+PRUNE_FINISHED = "jobs.prune"
+DELIVER_MAIL = "mail.deliver"
 
 # The outbox kinds the sync engine writes (core.sync.engine, ``occurrence.<history kind>``).
 OCCURRENCE_KINDS = (
@@ -106,6 +113,24 @@ def build_registry(
     registry.add_periodic(SYNC_ALL, sweep_period(settings), reconcile)
     if settings.public_url is not None:
         registry.add_periodic(PUSH_RENEW, RENEW_EVERY, renew_channels)
+
+    def prune(store: Store) -> None:
+        """Forget finished work older than the retention period (core.jobs.retention)."""
+        counts = prune_finished(store, timedelta(days=settings.job_retention_days))
+        log.info("pruned %d event(s), %d delivery(ies), %d job(s)", counts.events, counts.deliveries, counts.jobs)
+
+    registry.add_periodic(PRUNE_FINISHED, timedelta(days=1), prune)
+
+    transport = build_transport(settings)
+    policy = mail_policy(settings)
+
+    def deliver_mail(store: Store) -> None:
+        """Send the mail that is due (core.mail); a server that is down only defers it."""
+        counts = deliver_due(store, transport, policy)
+        if counts.sent or counts.deferred or counts.failed:
+            log.info("mail: %d sent, %d deferred, %d failed", counts.sent, counts.deferred, counts.failed)
+
+    registry.add_periodic(DELIVER_MAIL, timedelta(seconds=30), deliver_mail)
     return registry
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from alliance.jobs import PUSH_RENEW, SYNC_ALL, SYNC_CONNECTION, build_registry
+from alliance.jobs import DELIVER_MAIL, PRUNE_FINISHED, PUSH_RENEW, SYNC_ALL, SYNC_CONNECTION, build_registry
 from alliance.reconcile import sync_key
 from alliance.settings import Settings
 from alliance.worker import EmbeddedWorker
@@ -77,7 +77,8 @@ def test_the_reconciliation_syncs_a_new_connection_at_once_then_at_its_own_slot(
 
     runner.run_pending()
     assert _occurrences(store) == 0
-    assert runner.run_pending(t0 + timedelta(seconds=29)) == 0
+    runner.run_pending(t0 + timedelta(seconds=29))  # other periodic jobs (mail) may run
+    assert _occurrences(store) == 0
     # A connection never synced is synced by the first sweep, in the same tick.
     clock.now = t0 + timedelta(seconds=30)
     runner.run_pending()
@@ -87,17 +88,25 @@ def test_the_reconciliation_syncs_a_new_connection_at_once_then_at_its_own_slot(
     feed.write_text(_ics(("a@test", _soon(2), "Session"), ("b@test", _soon(3), "Supervision")))
     slot = next_slot(sync_key(connection), _last_sync(store), timedelta(minutes=10))
     assert timedelta(0) < slot - _last_sync(store) <= timedelta(minutes=10)
+    # The sweep runs every minute from t0 + 90 s; the worker ticks once a minute too.
     tick = t0 + timedelta(seconds=90)
-    while tick < slot:
+    synced_at = None
+    while tick < slot + timedelta(minutes=12):
         clock.now = tick
         runner.run_pending(tick)
-        assert _occurrences(store) == 1
+        if _occurrences(store) == 2:
+            synced_at = tick
+            break
         tick += timedelta(minutes=1)
-    clock.now = slot
-    runner.run_pending(slot)
-    assert _occurrences(store) == 2
+    assert synced_at is not None
+    # Not before its slot; at the first tick after it (or, when the simulated clock jumped past the
+    # slot before the sweep's first run, at the slot one interval later: never a burst of catch-ups).
+    assert slot <= synced_at < slot + timedelta(minutes=1) or (
+        slot + timedelta(minutes=10) <= synced_at < slot + timedelta(minutes=11)
+    )
+    due = synced_at
     # The next tick consumes the sync's outbox events (no handler yet: processed at once).
-    runner.run_pending(slot + timedelta(seconds=2))
+    runner.run_pending(due + timedelta(seconds=2))
     with store.session() as session:
         unprocessed = session.scalar(
             select(func.count()).select_from(OutboxEvent).where(OutboxEvent.processed_at.is_(None))
@@ -107,12 +116,18 @@ def test_the_reconciliation_syncs_a_new_connection_at_once_then_at_its_own_slot(
 
 def test_the_composition_names_its_jobs(tmp_path: Path) -> None:
     registry = build_registry(_settings(tmp_path, sync_interval_minutes=25))
-    assert [(p.name, p.every) for p in registry.periodic] == [(SYNC_ALL, timedelta(minutes=1))]
+    assert [(p.name, p.every) for p in registry.periodic] == [
+        (SYNC_ALL, timedelta(minutes=1)),
+        (PRUNE_FINISHED, timedelta(days=1)),
+        (DELIVER_MAIL, timedelta(seconds=30)),
+    ]
     assert SYNC_CONNECTION in registry.jobs
     short = build_registry(_settings(tmp_path, sync_interval_minutes=1, public_url="https://alliance.example.org"))
     assert [(p.name, p.every) for p in short.periodic] == [
         (SYNC_ALL, timedelta(minutes=1)),
         (PUSH_RENEW, timedelta(minutes=1)),
+        (PRUNE_FINISHED, timedelta(days=1)),
+        (DELIVER_MAIL, timedelta(seconds=30)),
     ]
 
 
@@ -294,3 +309,28 @@ def test_alliance_jobs_run_runs_one_tick_and_logs_json_lines(tmp_path: Path) -> 
     assert ran.returncode == 0, ran.stderr
     records = [json.loads(line) for line in ran.stderr.splitlines() if line.strip()]
     assert records and all({"ts", "level", "logger", "msg"} <= r.keys() for r in records)
+
+
+def test_alliance_jobs_prune_forgets_finished_work_and_keeps_the_rest(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    feed = tmp_path / "calendar.ics"
+    feed.write_text(_ics(("a@test", _soon(2), "Session"), ("b@test", _soon(3), "Session")))
+    _alliance(home, "connect", "ics", str(feed))
+    _alliance(home, "jobs", "run")  # both occurrence.created events handled: done now
+    # Retention counts from when work finished: nothing is old enough yet.
+    kept = json.loads(_alliance(home, "jobs", "prune", "--json").stdout)
+    assert kept == {"events": 0, "deliveries": 0, "jobs": 0}
+    assert "0 event(s)" in _alliance(home, "jobs", "prune").stdout
+    store = Store(make_engine(f"sqlite:///{home / 'alliance.db'}"))
+    try:
+        with store.session() as session:
+            assert session.scalar(select(func.count()).select_from(OutboxEvent)) == 2
+        pruned = json.loads(_alliance(home, "jobs", "prune", "--older-than-days", "0", "--json").stdout)
+        assert pruned == {"events": 2, "deliveries": 2, "jobs": 0}
+        with store.session() as session:
+            assert session.scalar(select(func.count()).select_from(OutboxEvent)) == 0
+            assert session.scalar(select(func.count()).select_from(OutboxDelivery)) == 0
+            assert session.scalar(select(func.count()).select_from(Occurrence)) == 2  # the mirror is untouched
+    finally:
+        store.close()
+    assert _alliance(home, "jobs", "prune", "--older-than-days", "-1", check=False).returncode != 0
