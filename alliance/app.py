@@ -20,7 +20,7 @@ from core.accounts import LoginPolicy
 from core.store import Store, pending_migrations
 from portal import api as api_routes
 from portal import api_checklists as checklists_api
-from portal import api_clients, api_mirror, api_video, client_pages, connect_zoom, pages
+from portal import api_clients, api_mirror, api_video, client_pages, connect_google, connect_zoom, pages
 from portal import checklist_pages as checklists_pages
 from portal.deps import StoreDep
 from portal.errors import document_problems, install_error_handlers
@@ -119,6 +119,7 @@ def create_app(settings: Settings, *, store: Store | None = None, worker: Embedd
     app.include_router(connect_zoom.router)
     app.include_router(api_video.router)
     app.include_router(client_pages.router)
+    app.include_router(connect_google.router)
     app.include_router(webhooks_router, prefix="/webhooks")
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
 

@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     video_sweep_seconds: int = Field(default=300, ge=5, le=24 * 3600)
     # How often the worker applies stored Zoom webhook events (meeting.ended -> session.ended).
     video_events_seconds: int = Field(default=5, ge=1, le=3600)
+    # Google push (issue 4): where providers reach this service from the internet (HTTPS, no
+    # trailing slash), e.g. https://alliance.example.org. Unset: no push channels are opened and
+    # connections are kept up by the reconciliation sync alone.
+    public_url: str | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -160,6 +164,15 @@ class Settings(BaseSettings):
     def _http_base_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (http:// only for local tests)")
         return value.rstrip("/")
 
     @field_validator("google_api_url", "google_auth_url", "google_token_url", "zoom_api_url", "zoom_oauth_url")

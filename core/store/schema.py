@@ -8,6 +8,7 @@ import core.crypto.models  # keyring tables
 import core.jobs.models  # job runner tables
 import core.links.models  # client links, join clicks, check-ins, contact lines
 import core.mail.models  # the mail outbox
+import core.push.models  # push channels
 import core.ratings.models  # call ends, alliance ratings, licensed measure text
 import core.video.models  # noqa: F401  (video connections, session video links, call events)
 from core.store.models import Base
