@@ -20,9 +20,11 @@ from core.accounts import LoginPolicy
 from core.store import Store, pending_migrations
 from portal import api as api_routes
 from portal import api_clients, api_mirror, pages
+from portal.api_notes import router as notes_api_router  # session notes (notes issue)
 from portal.deps import StoreDep
 from portal.errors import document_problems, install_error_handlers
 from portal.middleware import MAX_BODY_BYTES, BodySizeLimit, RequestLog, SecurityHeaders
+from portal.pages_notes import router as notes_pages_router  # session notes (notes issue)
 from portal.schemas import Readiness
 from webhooks.router import router as webhooks_router
 
@@ -107,6 +109,8 @@ def create_app(settings: Settings, *, store: Store | None = None, worker: Embedd
     app.include_router(api_routes.router)
     app.include_router(api_mirror.router)
     app.include_router(api_clients.router)
+    app.include_router(notes_api_router)
+    app.include_router(notes_pages_router)
     app.include_router(pages.router)
     app.include_router(webhooks_router, prefix="/webhooks")
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")

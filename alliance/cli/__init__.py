@@ -15,6 +15,7 @@ from alliance.cli import demo as demo_commands
 from alliance.cli import jobs as job_commands
 from alliance.cli import keys as key_commands
 from alliance.cli import mirror as mirror_commands
+from alliance.cli import notes as note_commands  # session notes, audit, erasure and export
 from alliance.cli import serve as serve_commands
 from alliance.cli.common import CliError, err_console
 from alliance.logging import configure_logging
@@ -49,6 +50,7 @@ serve_commands.register(app)
 account_commands.register(app)
 client_commands.register(app)
 job_commands.register(app)
+note_commands.register(app)
 app.add_typer(db_commands.app, name="db")
 app.add_typer(key_commands.app, name="keys")
 

@@ -1,5 +1,7 @@
 """Encrypted, versioned session notes (progress and psychotherapy notes)."""
 
+from core.notes.erasure import ErasureResult, erase_client
+from core.notes.export import ExportScope, export_client, export_html, register_export_section
 from core.notes.models import Note, NoteDisclosure, NoteKind, NoteVersion
 from core.notes.service import (
     MAX_NOTE_BYTES,
@@ -29,6 +31,8 @@ from core.notes.service import (
 __all__ = [
     "MAX_NOTE_BYTES",
     "ClientErased",
+    "ErasureResult",
+    "ExportScope",
     "InvalidNote",
     "Note",
     "NoteDisclosure",
@@ -47,10 +51,14 @@ __all__ = [
     "add_version",
     "body_context",
     "create_note",
+    "erase_client",
+    "export_client",
+    "export_html",
     "get_note",
     "list_client_notes",
     "list_notes",
     "parse_kind",
+    "register_export_section",
     "session_ref",
     "sign_note",
 ]
