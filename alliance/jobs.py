@@ -26,6 +26,7 @@ from alliance.settings import Settings
 from alliance.syncing import sync_all
 from core.clients import handle_outbox_event
 from core.jobs import Event, Handler, JobRegistry, RetryPolicy
+from core.notes import relink_orphaned_session
 from core.store import Store
 
 __all__ = ["OCCURRENCE_KINDS", "OUTBOX_HANDLERS", "SYNC_ALL", "build_registry", "retry_policy"]
@@ -51,9 +52,17 @@ def _assign_sessions(store: Store, event: Event) -> None:
         handle_outbox_event(store, event.kind, event.occurrence_id)
 
 
+def _relink_sessions(store: Store, event: Event) -> None:
+    # A calendar connected again: sessions (and notes) of its removed twin move to the new
+    # occurrences with the same identity (core.notes.orphans); idempotent.
+    if event.occurrence_id is not None:
+        relink_orphaned_session(store, event.occurrence_id)
+
+
 # (name, outbox kinds, handler)
 OUTBOX_HANDLERS: tuple[tuple[str, tuple[str, ...], Handler], ...] = (
     ("clients.assign_sessions", OCCURRENCE_KINDS, _assign_sessions),
+    ("notes.relink_sessions", ("occurrence.created", "occurrence.restored"), _relink_sessions),
 )
 
 

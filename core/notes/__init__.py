@@ -3,6 +3,7 @@
 from core.notes.erasure import ErasureResult, erase_client
 from core.notes.export import ExportScope, export_client, export_html, register_export_section
 from core.notes.models import Note, NoteDisclosure, NoteKind, NoteVersion
+from core.notes.orphans import relink_orphaned_session
 from core.notes.service import (
     MAX_NOTE_BYTES,
     ClientErased,
@@ -59,6 +60,7 @@ __all__ = [
     "list_notes",
     "parse_kind",
     "register_export_section",
+    "relink_orphaned_session",
     "session_ref",
     "sign_note",
 ]
