@@ -17,6 +17,7 @@ import typer
 
 from alliance.cli.clients import clients_app
 from alliance.cli.common import CliError, console, open_env
+from alliance.cli.keys import app as keys_app
 from core.audit import Actor
 from core.audit import verify as verify_chain
 from core.clients import ClientsError
@@ -29,6 +30,7 @@ from core.notes import (
     export_html,
     get_note,
     list_notes,
+    reencrypt_clients,
     session_ref,
 )
 
@@ -214,6 +216,23 @@ def export(
         highlight=False,
         markup=False,
     )
+
+
+@keys_app.command("reencrypt")
+def reencrypt() -> None:
+    """Give every client a new data key and re-encrypt their notes and details under it.
+
+    Resumable: after a crash, run it again and it continues with the clients not yet done.
+    """
+    env = open_env()
+
+    def progress(done: int, total: int) -> None:
+        console.print(f"re-encrypted client {done}/{total}", highlight=False)
+        sys.stdout.flush()  # a supervisor (or a test) follows the progress line by line
+
+    result = reencrypt_clients(env.store, cli_actor(env.therapist_id), progress=progress)
+    how = "resumed run" if result.resumed else "run"
+    console.print(f"{how} {result.run_id} finished: {result.clients} client(s) re-keyed in total", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,8 +2,9 @@
 
 from core.notes.erasure import ErasureResult, erase_client
 from core.notes.export import ExportScope, export_client, export_html, register_export_section
-from core.notes.models import Note, NoteDisclosure, NoteKind, NoteVersion
+from core.notes.models import KeyReencryptRun, Note, NoteDisclosure, NoteKind, NoteVersion
 from core.notes.orphans import relink_orphaned_session
+from core.notes.reencrypt import ReencryptResult, reencrypt_clients, register_reencryptor
 from core.notes.service import (
     MAX_NOTE_BYTES,
     ClientErased,
@@ -35,6 +36,7 @@ __all__ = [
     "ErasureResult",
     "ExportScope",
     "InvalidNote",
+    "KeyReencryptRun",
     "Note",
     "NoteDisclosure",
     "NoteKind",
@@ -45,6 +47,7 @@ __all__ = [
     "NoteVersion",
     "NoteView",
     "NotesError",
+    "ReencryptResult",
     "SessionNotFound",
     "SessionRef",
     "VersionConflict",
@@ -59,7 +62,9 @@ __all__ = [
     "list_client_notes",
     "list_notes",
     "parse_kind",
+    "reencrypt_clients",
     "register_export_section",
+    "register_reencryptor",
     "relink_orphaned_session",
     "session_ref",
     "sign_note",

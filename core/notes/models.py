@@ -72,3 +72,17 @@ class NoteDisclosure(Base):
     note_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
     reason: Mapped[bytes] = mapped_column(LargeBinary)
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class KeyReencryptRun(Base):
+    """One ``alliance keys reencrypt`` run: clients whose key predates ``started_at`` still need it.
+
+    A run that never finished (a crash) is resumed by the next invocation with the same start.
+    """
+
+    __tablename__ = "key_reencrypt_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    clients_done: Mapped[int] = mapped_column(Integer, default=0)

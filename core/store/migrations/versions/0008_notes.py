@@ -1,4 +1,4 @@
-"""session notes (versions, disclosures) and the hash-chained audit log
+"""session notes (versions, disclosures), the hash-chained audit log, data key re-keying
 
 Revision ID: 0008_notes
 Revises: 0007_connection_removed
@@ -104,8 +104,37 @@ def upgrade() -> None:
     # The one head row every append locks (core.audit.service).
     op.bulk_insert(head, [{"id": 1, "seq": 0, "last_hash": GENESIS}])
 
+    op.create_table(
+        "key_reencrypt_runs",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("clients_done", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_key_reencrypt_runs")),
+    )
+    # An owner may now have superseded keys next to its one current key (alliance keys reencrypt).
+    with op.batch_alter_table("data_keys", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("superseded_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.drop_constraint("uq_data_keys_owner_kind_owner_id", type_="unique")
+        batch_op.create_index("ix_data_keys_owner", ["owner_kind", "owner_id"], unique=False)
+    op.create_index(
+        "ix_data_keys_current_owner",
+        "data_keys",
+        ["owner_kind", "owner_id"],
+        unique=True,
+        sqlite_where=sa.text("superseded_at IS NULL"),
+        postgresql_where=sa.text("superseded_at IS NULL"),
+    )
+
 
 def downgrade() -> None:
+    # Refused while an owner has a superseded key: the old unique constraint could not hold.
+    op.drop_index("ix_data_keys_current_owner", table_name="data_keys")
+    with op.batch_alter_table("data_keys", schema=None) as batch_op:
+        batch_op.drop_index("ix_data_keys_owner")
+        batch_op.create_unique_constraint("uq_data_keys_owner_kind_owner_id", ["owner_kind", "owner_id"])
+        batch_op.drop_column("superseded_at")
+    op.drop_table("key_reencrypt_runs")
     op.drop_table("audit_head")
     op.drop_table("audit_log")
     op.drop_table("note_disclosures")
