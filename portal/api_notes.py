@@ -37,6 +37,7 @@ from core.notes import (
     sign_note,
 )
 from portal.deps import CurrentTherapist, StoreDep
+from portal.params import field_error
 
 __all__ = ["NOTE_ERRORS", "actor_for", "raise_for_notes", "router"]
 
@@ -45,19 +46,22 @@ router = APIRouter(prefix="/api/v1", tags=["notes"])
 SessionId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The session's id.")]
 NoteId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The note's id (see the listing).")]
 Kind = Literal["progress", "process"]
+# Not blank, stated in the schema (search semantics: some non-space character) so that every
+# request the schema accepts is one the core accepts; 64 KB is checked on the UTF-8 bytes (413).
+_SOME_TEXT = r"\S"
 
 
 class NoteCreate(BaseModel):
     """A new note: Markdown text of at most 64 KB (UTF-8); larger is a 413."""
 
     kind: Kind = Field(default="progress", description="'progress' or 'process' (psychotherapy note, author only).")
-    text: str = Field(description="Markdown text.")
+    text: str = Field(pattern=_SOME_TEXT, description="Markdown text (not blank).")
 
 
 class NoteVersionCreate(BaseModel):
     """The next version of a note's text; the earlier versions stay."""
 
-    text: str = Field(description="Markdown text, at most 64 KB (UTF-8).")
+    text: str = Field(pattern=_SOME_TEXT, description="Markdown text (not blank), at most 64 KB (UTF-8).")
     expected_version: int | None = Field(
         default=None, ge=1, le=2**31 - 1, description="The version the edit is based on; a stale one is a 409."
     )
@@ -109,7 +113,8 @@ def raise_for_notes(exc: NotesError | MasterKeyError) -> NoReturn:
     if isinstance(exc, NoteTooLarge):
         raise HTTPException(status_code=413, detail="A note may hold at most 64 KB of text.") from None
     if isinstance(exc, InvalidNote):
-        raise HTTPException(status_code=422, detail=str(exc).capitalize() + ".") from None
+        # A ValidationProblem naming the field, like every other 422 of the API.
+        raise field_error("body", "text", str(exc).capitalize() + ".") from None
     if isinstance(exc, NoteSigned):
         raise HTTPException(status_code=409, detail="The note is signed and can no longer be changed.") from None
     if isinstance(exc, VersionConflict):
@@ -212,10 +217,14 @@ ClientCode = Annotated[str, Path(min_length=1, max_length=40, description="The c
 
 
 class ExportRequest(BaseModel):
-    """What to export; psychotherapy notes are a disclosure and need a reason (recorded)."""
+    """What to export. Psychotherapy notes are included only with a reason: a disclosure, recorded."""
 
-    include_process_notes: bool = Field(default=False, description="Also psychotherapy notes (a disclosure).")
-    reason: str | None = Field(default=None, max_length=500, description="Why psychotherapy notes are disclosed.")
+    process_notes_reason: str | None = Field(
+        default=None,
+        max_length=500,
+        pattern=_SOME_TEXT,
+        description="Include psychotherapy notes, recording this reason for the disclosure.",
+    )
 
 
 @router.post(
@@ -241,11 +250,13 @@ def export(
             store,
             actor_for(request, therapist_id),
             code,
-            include_process_notes=body.include_process_notes,
-            reason=body.reason,
+            include_process_notes=body.process_notes_reason is not None,
+            reason=body.process_notes_reason,
         )
     except UnknownClient:
         raise HTTPException(status_code=404, detail="No such client.") from None
+    except InvalidNote as exc:
+        raise field_error("body", "process_notes_reason", str(exc).capitalize() + ".") from None
     except ClientsError:
         raise HTTPException(status_code=400, detail="The client cannot be exported.") from None
     except (NotesError, MasterKeyError) as exc:

@@ -86,7 +86,8 @@ async def test_size_limit_is_a_413_and_bad_input_a_422(
     assert too_large.status_code == 413
     assert too_large.json()["detail"] == "A note may hold at most 64 KB of text."
     assert (await client.post(base, json={"text": "x" * (64 * 1024)}, headers=auth)).status_code == 201
-    assert (await client.post(base, json={"text": "  "}, headers=auth)).status_code == 422
+    blank = await client.post(base, json={"text": "  "}, headers=auth)
+    assert blank.status_code == 422 and blank.json()["errors"][0]["name"] == "text"
     assert (await client.post(base, json={"text": "t", "kind": "diary"}, headers=auth)).status_code == 422
     assert (await client.get("/api/v1/sessions/999999/notes", headers=auth)).status_code == 404
     assert len((await client.get(base, headers=auth)).json()) == 1
@@ -170,10 +171,10 @@ async def test_export_over_the_api_json_and_html(
     assert [n["kind"] for n in notes] == ["progress"]
     page = await client.post(f"/api/v1/clients/{code}/export?format=html", json={}, headers=auth)
     assert page.headers["content-type"].startswith("text/html") and SECRET in page.text
-    refused = await client.post(f"/api/v1/clients/{code}/export", json={"include_process_notes": True}, headers=auth)
-    assert refused.status_code == 422 and "reason" in refused.json()["detail"]
+    refused = await client.post(f"/api/v1/clients/{code}/export", json={"process_notes_reason": " "}, headers=auth)
+    assert refused.status_code == 422 and refused.json()["errors"][0]["name"] == "process_notes_reason"
     disclosed = await client.post(
-        f"/api/v1/clients/{code}/export", json={"include_process_notes": True, "reason": "court order"}, headers=auth
+        f"/api/v1/clients/{code}/export", json={"process_notes_reason": "court order"}, headers=auth
     )
     assert {n["kind"] for s in disclosed.json()["sessions"] for n in s["notes"]} == {"progress", "process"}
     assert (await client.post("/api/v1/clients/ZZZZ/export", json={}, headers=auth)).status_code == 404
