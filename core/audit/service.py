@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -26,6 +26,14 @@ from core.audit.models import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
 _HEAD_ID = 1
+_ENTRIES: Table = AuditEntry.__table__  # type: ignore[assignment]
+_HEAD: Table = AuditHead.__table__  # type: ignore[assignment]
+# Built once: SQLAlchemy then reuses their cache keys and compiled forms on every append.
+_INSERT_ENTRY = _ENTRIES.insert()
+_CLAIM = (
+    _HEAD.update().where(_HEAD.c.id == _HEAD_ID).values(seq=_HEAD.c.seq + 1).returning(_HEAD.c.seq, _HEAD.c.last_hash)
+)
+_SET_HEAD = _HEAD.update().where(_HEAD.c.id == _HEAD_ID).values(last_hash=bindparam("digest"))
 ACTIONS = frozenset(
     {"create", "read", "update", "sign", "export", "disclose", "erase", "decrypt_failed", "list", "reencrypt"}
 )
@@ -118,12 +126,7 @@ def _seed_head(session: Session) -> None:
 def _claim_head(session: Session) -> tuple[int, str]:
     """Lock the chain head and return (the new entry's seq, the previous hash)."""
     for _ in range(2):
-        claimed = session.execute(
-            update(AuditHead)
-            .where(AuditHead.id == _HEAD_ID)
-            .values(seq=AuditHead.seq + 1)
-            .returning(AuditHead.seq, AuditHead.last_hash)
-        ).first()
+        claimed = session.connection().execute(_CLAIM).first()
         if claimed is not None:
             return int(claimed[0]), str(claimed[1])
         _seed_head(session)
@@ -157,23 +160,27 @@ def record(
         seq, when, actor.label, actor.therapist_id, action, target_kind, target_id, client_id, origin, clean
     )
     digest = _digest(prev_hash, fields)
-    session.add(
-        AuditEntry(
-            seq=seq,
-            at=when,
-            actor=actor.label,
-            therapist_id=actor.therapist_id,
-            action=action,
-            target_kind=target_kind,
-            target_id=target_id,
-            client_id=client_id,
-            origin=origin,
-            detail=clean,
-            prev_hash=prev_hash,
-            hash=digest,
-        )
+    # Core statements on the session's connection: every audited call pays for these three, and
+    # the ORM unit of work costs more than the statements themselves (benchmarks/notes.py).
+    conn = session.connection()
+    conn.execute(
+        _INSERT_ENTRY,
+        {
+            "seq": seq,
+            "at": when,
+            "actor": actor.label,
+            "therapist_id": actor.therapist_id,
+            "action": action,
+            "target_kind": target_kind,
+            "target_id": target_id,
+            "client_id": client_id,
+            "origin": origin,
+            "detail": clean,
+            "prev_hash": prev_hash,
+            "hash": digest,
+        },
     )
-    session.execute(update(AuditHead).where(AuditHead.id == _HEAD_ID).values(last_hash=digest))
+    conn.execute(_SET_HEAD, {"digest": digest})
     return seq
 
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from core.audit import Actor, record
@@ -34,6 +34,20 @@ from core.sync.types import Status
 log = logging.getLogger(__name__)
 
 MAX_NOTE_BYTES = 64 * 1024  # UTF-8 bytes of one version's Markdown text
+_NOTES: Table = Note.__table__  # type: ignore[assignment]
+_VERSIONS: Table = NoteVersion.__table__  # type: ignore[assignment]
+# The write path's statements, built once (SQLAlchemy reuses their cache keys and compiled forms).
+_FIND_SESSION = (
+    select(TherapySession.id, Client.id, DataKey.wrapped.is_(None))
+    .join(Client, Client.id == TherapySession.client_id)
+    .outerjoin(
+        DataKey,
+        (DataKey.owner_kind == "client") & (DataKey.owner_id == Client.id) & DataKey.superseded_at.is_(None),
+    )
+    .where(TherapySession.id == bindparam("session_id"), Client.therapist_id == bindparam("therapist_id"))
+)
+_INSERT_NOTE = _NOTES.insert().returning(_NOTES.c.id)
+_INSERT_VERSION = _VERSIONS.insert()
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -364,28 +378,48 @@ def create_note(
     if actor.therapist_id is None:
         raise SessionNotFound(f"no session with id {session_id}")
     now = datetime.now(UTC)
+    therapist_id = actor.therapist_id
     with store.session() as session:
-        record_seq = None
-        s, client = _session_of(session, actor.therapist_id, session_id)
-        if _key_destroyed(session, client.id):
+        conn = session.connection()
+        # One query: the session (scoped to this therapist), its client, whether the key is gone.
+        found = conn.execute(_FIND_SESSION, {"session_id": session_id, "therapist_id": therapist_id}).first()
+        if found is None:
+            raise SessionNotFound(f"no session with id {session_id}")
+        _, client_id, destroyed = found
+        if destroyed:
             raise ClientErased("this client's data was erased; no new notes can be written for them")
-        note = Note(
-            session_id=s.id,
-            client_id=client.id,
-            author_id=actor.therapist_id,
-            kind=chosen.value,
-            current_version=1,
-            created_at=now,
-            updated_at=now,
+        # Core statements rather than the ORM unit of work: this is the write hot path.
+        note_id = conn.execute(
+            _INSERT_NOTE,
+            {
+                "session_id": session_id,
+                "client_id": client_id,
+                "author_id": therapist_id,
+                "kind": chosen.value,
+                "current_version": 1,
+                "created_at": now,
+                "updated_at": now,
+            },
+        ).scalar_one()
+        cipher = store.keyring.cipher(session, Owner("client", client_id), parent=Owner("therapist", therapist_id))
+        body = cipher.encrypt(raw, body_context(therapist_id, client_id, session_id, note_id, 1))
+        conn.execute(_INSERT_VERSION, {"note_id": note_id, "version": 1, "body": body, "created_at": now})
+        seq = record(
+            session, actor, "create", "note", note_id, client_id=client_id, detail={"kind": chosen.value, "version": 1}
         )
-        session.add(note)
-        session.flush()  # the id binds the ciphertext to this row
-        session.add(NoteVersion(note_id=note.id, version=1, body=_seal(store, session, note, 1, raw), created_at=now))
-        record_seq = record(
-            session, actor, "create", "note", note.id, client_id=client.id, detail={"kind": chosen.value, "version": 1}
-        )
-        log.info("note %d created for session %d (audit %d)", note.id, s.id, record_seq)
-        return _view(note, text)
+        log.info("note %d created for session %d (audit %d)", note_id, session_id, seq)
+    return NoteView(
+        id=note_id,
+        session_id=session_id,
+        client_id=client_id,
+        author_id=therapist_id,
+        kind=chosen,
+        version=1,
+        text=text,
+        created_at=now,
+        updated_at=now,
+        signed_at=None,
+    )
 
 
 def add_version(
