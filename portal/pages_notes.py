@@ -73,7 +73,7 @@ def _page(
     notes = []
     unreadable = None
     try:
-        notes = list_notes(store, actor, session_id)
+        notes = list_notes(store, actor, session_id, history=True)
     except NoteUnreadable:
         unreadable = "A stored note cannot be decrypted (it was altered or moved in the database). This was recorded."
     except ClientErased:
@@ -83,7 +83,14 @@ def _page(
     secret = request.cookies.get(SESSION_COOKIE, "")
     context = {
         "session": ref,
-        "notes": [{"view": n, "html": render_markdown(n.text)} for n in notes],
+        "notes": [
+            {
+                "view": n,
+                "html": render_markdown(n.text),
+                "earlier": [(v, render_markdown(v.text)) for v in reversed(n.history) if v.version != n.version],
+            }
+            for n in notes
+        ],
         "unreadable": unreadable,
         "error": error,
         "draft": draft or {},

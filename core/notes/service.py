@@ -318,8 +318,9 @@ def _read_notes(
     return views
 
 
-def list_notes(store: Store, actor: Actor, session_id: int) -> list[NoteView]:
-    """The session's notes visible to this therapist, oldest first, each with its current text."""
+def list_notes(store: Store, actor: Actor, session_id: int, *, history: bool = False) -> list[NoteView]:
+    """The session's notes visible to this therapist, oldest first, each with its current text
+    (and every version with ``history``)."""
     with store.session() as session:
         _session_of(session, actor.therapist_id or 0, session_id)
         notes = list(
@@ -329,7 +330,7 @@ def list_notes(store: Store, actor: Actor, session_id: int) -> list[NoteView]:
                 .order_by(Note.created_at, Note.id)
             )
         )
-    return _read_notes(store, actor, notes, target=("session", session_id))
+    return _read_notes(store, actor, notes, target=("session", session_id), history=history)
 
 
 def get_note(store: Store, actor: Actor, session_id: int, note_id: int, *, history: bool = True) -> NoteView:

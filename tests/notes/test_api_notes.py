@@ -9,8 +9,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from alliance.app import create_app
+from alliance.settings import Settings
 from core.accounts import create_api_token, create_therapist
 from core.audit import AuditEntry
+from core.crypto import Keyring, MasterKeys, generate_key_text
 from core.store import Store
 from tests.portal.conftest import asgi_client, csrf_from, sign_in
 from tests.portal.feeds import Event, Feed, feed_server, soon
@@ -149,6 +152,7 @@ async def test_the_notes_page_writes_edits_and_signs_with_csrf(
         assert signed.status_code == 303
         page = await client.get(url)
         assert "version 2" in page.text and "signed" in page.text and "Save new version" not in page.text
+        assert "Earlier versions (1)" in page.text and "<h1>Heading</h1>" in page.text  # version 1 kept
 
         assert (await client.get("/sessions/999999/notes", headers={"accept": "text/html"})).status_code == 404
 
@@ -178,3 +182,21 @@ async def test_export_over_the_api_json_and_html(
     )
     assert {n["kind"] for s in disclosed.json()["sessions"] for n in s["notes"]} == {"progress", "process"}
     assert (await client.post("/api/v1/clients/ZZZZ/export", json={}, headers=auth)).status_code == 404
+
+
+async def test_a_wrong_master_key_refuses_to_serve_notes(
+    client: httpx.AsyncClient, auth: dict[str, str], session_id: int, store: Store, settings: Settings
+) -> None:
+    created = await client.post(f"/api/v1/sessions/{session_id}/notes", json={"text": SECRET}, headers=auth)
+    assert created.status_code == 201
+    # A process started with another master key (Store.open would refuse it at start; this one
+    # skipped the check): every note answer is a clear 503, never garbage or a 500.
+    wrong = Store(store.engine, keyring=Keyring(MasterKeys.from_env_value(generate_key_text())))
+    async with asgi_client(create_app(settings, store=wrong)) as other:
+        listing = await other.get(f"/api/v1/sessions/{session_id}/notes", headers=auth)
+        one = await other.get(f"/api/v1/sessions/{session_id}/notes/{created.json()['id']}", headers=auth)
+        write = await other.post(f"/api/v1/sessions/{session_id}/notes", json={"text": "new"}, headers=auth)
+    for answer in (listing, one, write):
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["detail"] == "Notes are unavailable: the master key does not match."
+        assert SECRET not in answer.text
