@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from sqlalchemy import select
 
 from core.audit import AuditEntry
-from core.notes import add_version, create_note, export_client, list_notes
+from core.notes import ClientErased, add_version, create_note, erase_client, export_client, list_notes
 from core.store import Store
 from tests.core.test_privacy_at_rest import _raw_dump
 from tests.notes.helpers import NotesWorld
@@ -40,3 +43,20 @@ def test_no_note_text_reason_or_detail_reaches_the_disk(store: Store) -> None:
     for label, secret in SECRETS.items():
         for fragment in {secret, secret.split()[-1], secret[-12:]}:
             assert fragment.encode() not in dump, f"{label} fragment {fragment!r} found in the raw dump"
+
+
+def test_no_note_text_reaches_the_log(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    world = NotesWorld(store)
+    client = world.client(name=SECRETS["name"])
+    sid = world.session(client)
+    note = create_note(store, world.actor, sid, SECRETS["progress"])
+    add_version(store, world.actor, sid, note.id, SECRETS["version"])
+    list_notes(store, world.actor, sid)
+    export_client(store, world.actor, client.code, include_process_notes=True, reason=SECRETS["reason"])
+    erase_client(store, world.actor, client.code)
+    with pytest.raises(ClientErased):
+        list_notes(store, world.actor, sid)
+    assert "note" in caplog.text  # the operations did log
+    for label in ("progress", "version", "reason", "name"):
+        assert SECRETS[label] not in caplog.text, label
