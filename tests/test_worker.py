@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from alliance.jobs import SYNC_ALL, build_registry
+from alliance.jobs import OUTBOX_HANDLERS, SYNC_ALL, build_registry
 from alliance.settings import Settings
 from alliance.worker import EmbeddedWorker
 from core.jobs import DONE, PARKED, Event, InProcessRunner, JobRegistry, OutboxDelivery, RetryPolicy
@@ -253,8 +253,10 @@ def test_alliance_jobs_run_runs_one_tick_and_logs_json_lines(tmp_path: Path) -> 
     feed = tmp_path / "calendar.ics"
     feed.write_text(_ics(("a@test", _soon(2), "Session")))
     _alliance(home, "connect", "ics", str(feed))
-    # The connect's first sync wrote one occurrence.created event: the clients handler takes it.
-    assert json.loads(_alliance(home, "jobs", "run", "--json").stdout) == {"ran": 1}
+    # The connect's first sync wrote one occurrence.created event: each handler subscribed to it
+    # (the clients rules, the notes re-linking, ...) runs once.
+    subscribed = sum("occurrence.created" in kinds for _name, kinds, _fn in OUTBOX_HANDLERS)
+    assert json.loads(_alliance(home, "jobs", "run", "--json").stdout) == {"ran": subscribed}
     # First sight of the periodic sync: it is due within one interval, not at once.
     assert json.loads(_alliance(home, "jobs", "run", "--json").stdout) == {"ran": 0}
     env_json = {"ALLIANCE_LOG_FORMAT": "json"}
