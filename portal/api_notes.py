@@ -14,7 +14,6 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from core.audit import Actor
 from core.clients import ClientsError, UnknownClient
 from core.crypto import MasterKeyError
 from core.notes import (
@@ -36,6 +35,7 @@ from core.notes import (
     list_notes,
     sign_note,
 )
+from portal.audit_actor import actor_for
 from portal.deps import CurrentTherapist, StoreDep
 from portal.params import field_error
 
@@ -96,12 +96,6 @@ NOTE_ERRORS: dict[int | str, dict[str, str]] = {
     413: {"description": "The note's text is larger than 64 KB"},
     503: {"description": "The master key does not match the data; notes are not served"},
 }
-
-
-def actor_for(request: Request, therapist_id: int, channel: str = "api") -> Actor:
-    """The audit actor of a request: the therapist and the address the request came from."""
-    host = request.client.host if request.client else "unknown"
-    return Actor(therapist_id, f"{channel} {host}")
 
 
 def raise_for_notes(exc: NotesError | MasterKeyError) -> NoReturn:

@@ -30,7 +30,7 @@ from core.notes import (
     session_ref,
     sign_note,
 )
-from portal.api_notes import actor_for
+from portal.audit_actor import actor_for
 from portal.cookies import SESSION_COOKIE, check_csrf, csrf_token_for
 from portal.deps import SignedInTherapist, StoreDep
 from portal.errors import error_page

@@ -6,7 +6,6 @@ Notes are written and read as the default therapist; every command is audited wi
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import sys
@@ -15,10 +14,10 @@ from typing import Any
 
 import typer
 
+from alliance.cli.actor import cli_actor
 from alliance.cli.clients import clients_app
 from alliance.cli.common import CliError, console, open_env
 from alliance.cli.keys import app as keys_app
-from core.audit import Actor
 from core.audit import verify as verify_chain
 from core.clients import ClientsError
 from core.notes import (
@@ -36,15 +35,6 @@ from core.notes import (
 
 notes_app = typer.Typer(help="Encrypted session notes (progress and psychotherapy notes).", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit log of notes and client records.", no_args_is_help=True)
-
-
-def cli_actor(therapist_id: int) -> Actor:
-    """The audit actor of a command run: the default therapist, from this terminal's user."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (some containers)
-        user = "unknown"
-    return Actor(therapist_id, f"cli {user}"[:120])
 
 
 def _read_text(text: str | None, file: Path | None) -> str:
