@@ -3,9 +3,11 @@
 # Imported for their side effect: each registers its tables on the shared metadata.
 import core.accounts.models  # account tables
 import core.audit.models  # audit log (notes issue)
+import core.checklists.models  # checklist templates, runs, answers
 import core.clients.models  # clients, series assignments, sessions
 import core.crypto.models  # keyring tables
 import core.jobs.models  # job runner tables
+import core.mail.models  # the mail outbox
 import core.notes.models  # noqa: F401  (session notes)
 from core.store.models import Base
 
