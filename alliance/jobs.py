@@ -32,6 +32,7 @@ from core.jobs import Event, Handler, JobRegistry, RetryPolicy
 from core.jobs.retention import prune_finished
 from core.links import handle_session_assigned
 from core.mail import deliver_due
+from core.notes import relink_orphaned_session
 from core.ratings import record_session_end
 from core.store import Store
 
@@ -100,11 +101,19 @@ def _record_session_end(store: Store, event: Event) -> None:
     )
 
 
+def _relink_sessions(store: Store, event: Event) -> None:
+    # A calendar connected again: sessions (and notes) of its removed twin move to the new
+    # occurrences with the same identity (core.notes.orphans); idempotent.
+    if event.occurrence_id is not None:
+        relink_orphaned_session(store, event.occurrence_id)
+
+
 # (name, outbox kinds, handler)
 OUTBOX_HANDLERS: tuple[tuple[str, tuple[str, ...], Handler], ...] = (
     ("clients.assign_sessions", OCCURRENCE_KINDS, _assign_sessions),
     ("links.issue", (SESSION_ASSIGNED,), _issue_client_link),
     ("ratings.session_ended", (SESSION_ENDED,), _record_session_end),
+    ("notes.relink_sessions", ("occurrence.created", "occurrence.restored"), _relink_sessions),
 )
 
 
