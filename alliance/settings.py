@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     google_token_url: str = "https://oauth2.googleapis.com/token"
     google_client_id: str | None = None
     google_client_secret: SecretStr | None = None
+    # Outlook / Microsoft 365 (issue 5): the identity platform's authority (https with a tenant path:
+    # "common", "organizations" or a tenant id), Graph's base URL, the app registration that
+    # `alliance connect outlook` signs in with, and an extra CA bundle to trust for both (a private
+    # CA, or the sandbox emulator's test CA; unset: the system's trust store).
+    ms_authority: str = "https://login.microsoftonline.com/common"
+    graph_api_url: str = "https://graph.microsoft.com/v1.0"
+    ms_client_id: str | None = None
+    ms_client_secret: SecretStr | None = None
+    ms_ca_bundle: Path | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -104,6 +113,22 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value
+
+    @field_validator("ms_authority")
+    @classmethod
+    def _https_authority(cls, value: str) -> str:
+        # MSAL refuses anything else: an https URL whose path names the tenant.
+        head, _, tenant = value.removeprefix("https://").rstrip("/").partition("/")
+        if not value.startswith("https://") or not head or not tenant:
+            raise ValueError("must be https://<host>/<tenant>, e.g. https://login.microsoftonline.com/common")
+        return value.rstrip("/")
+
+    @field_validator("graph_api_url")
+    @classmethod
+    def _graph_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (e.g. https://graph.microsoft.com/v1.0)")
+        return value.rstrip("/")
 
     @field_validator("database_url")
     @classmethod
