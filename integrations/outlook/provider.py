@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
@@ -117,9 +117,7 @@ class OutlookProvider:
             log.info("Outlook cursor made for another window or week; listing everything")
             previous = None
         if previous is not None:
-            yield from self._round(
-                previous.delta_link, previous.listed_at, IdentityIndex.from_json(previous.index.as_json())
-            )
+            yield from self._round(previous.delta_link, previous.listed_at, IdentityIndex(dict(previous.index.ids)))
             return
         for attempt in range(_LISTING_RESTARTS):
             try:
@@ -133,50 +131,57 @@ class OutlookProvider:
                 log.info("Outlook listing lost its skip token; starting over")
 
     def _round(self, delta_link: str | None, listed_at: datetime, index: IdentityIndex) -> Iterator[ChangePage]:
-        """One delta round: the complete listing when ``delta_link`` is None."""
+        """One delta round: the complete listing when ``delta_link`` is None.
+
+        The next page is requested as soon as a page's nextLink is known, so Graph prepares it
+        while this page's masters are fetched and the engine stores it (one page ahead, within
+        the mailbox's four request slots).
+        """
         complete = delta_link is None
-        url = delta_link or DELTA_PATH
         params: dict[str, str] | None = (
             {"startDateTime": _iso(self.window[0]), "endDateTime": _iso(self.window[1])} if complete else None
         )
         masters: dict[str, dict[str, Any] | None] = {}
         seen_links: set[str] = set()
-        for _ in range(_MAX_PAGES):
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outlook-page") as ahead:
+            pending: Future[dict[str, Any]] = ahead.submit(self._page, delta_link or DELTA_PATH, params)
             try:
-                page = self.client.get(url, params=params, page_size=self.settings.page_size)
-            except DeltaExpired:
-                if url != DELTA_PATH:
-                    raise
-                raise SourceError("Outlook rejected a new listing as an expired delta state") from None
-            items = [i for i in page.get("value") or [] if isinstance(i, Mapping)]
-            upserts, removals = self._changes(items, masters, index)
-            delta = page.get("@odata.deltaLink")
-            if isinstance(delta, str) and delta:
-                cursor = OutlookCursor(delta, listed_at, self.span, index).dumps()
-                yield ChangePage(
-                    upserts=tuple(upserts),
-                    removals=tuple(removals),
-                    is_last=True,
-                    next_cursor=cursor,
-                    complete=complete,
-                    window=self.window if complete else None,
-                )
-                return
-            following = page.get("@odata.nextLink")
-            if not isinstance(following, str) or not following:
-                raise SourceError("Outlook sent a page with neither a next link nor a delta link")
-            if following in seen_links:
-                raise SourceError("Outlook repeated a page link; the listing was stopped")
-            seen_links.add(following)
-            yield ChangePage(
-                upserts=tuple(upserts),
-                removals=tuple(removals),
-                is_last=False,
-                complete=complete,
-                window=self.window if complete else None,
-            )
-            url, params = following, None
-        raise SourceError("Outlook kept sending pages; the listing was stopped")
+                for _ in range(_MAX_PAGES):
+                    page = pending.result()
+                    delta = page.get("@odata.deltaLink")
+                    following = page.get("@odata.nextLink")
+                    is_last = isinstance(delta, str) and bool(delta)
+                    if not is_last:
+                        if not isinstance(following, str) or not following:
+                            raise SourceError("Outlook sent a page with neither a next link nor a delta link")
+                        if following in seen_links:
+                            raise SourceError("Outlook repeated a page link; the listing was stopped")
+                        seen_links.add(following)
+                        pending = ahead.submit(self._page, following, None)
+                    items = [i for i in page.get("value") or [] if isinstance(i, Mapping)]
+                    upserts, removals = self._changes(items, masters, index)
+                    yield ChangePage(
+                        upserts=tuple(upserts),
+                        removals=tuple(removals),
+                        is_last=is_last,
+                        next_cursor=OutlookCursor(str(delta), listed_at, self.span, index).dumps() if is_last else None,
+                        complete=complete,
+                        window=self.window if complete else None,
+                    )
+                    if is_last:
+                        return
+                raise SourceError("Outlook kept sending pages; the listing was stopped")
+            finally:
+                pending.cancel()  # the engine stopped early: drop a page nobody will read
+
+    def _page(self, url: str, params: dict[str, str] | None) -> dict[str, Any]:
+        try:
+            return self.client.get(url, params=params, page_size=self.settings.page_size)
+        except DeltaExpired:
+            if params is None:
+                raise
+            # The very first request of a complete listing carries no token to expire.
+            raise SourceError("Outlook rejected a new listing as an expired delta state") from None
 
     def _changes(
         self, items: list[Mapping[str, Any]], masters: dict[str, dict[str, Any] | None], index: IdentityIndex

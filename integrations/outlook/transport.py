@@ -10,6 +10,7 @@ Graph itself is called with httpx, given an SSL context built from the same bund
 from __future__ import annotations
 
 import ssl
+from functools import lru_cache
 from typing import Any
 
 import requests
@@ -31,8 +32,9 @@ def identity_session(ca_bundle: str | None) -> requests.Session:
     return session
 
 
+@lru_cache(maxsize=8)
 def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """System trust, plus ``ca_bundle`` when one is configured."""
+    """System trust, plus ``ca_bundle`` when one is configured (built once: loading the store is slow)."""
     context = ssl.create_default_context()
     if ca_bundle:
         context.load_verify_locations(cafile=ca_bundle)

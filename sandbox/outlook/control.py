@@ -4,7 +4,7 @@ Under ``/_sandbox``: ``POST /events`` (seed, body as Graph's, ``iCalUId`` allowe
 ``PATCH /events/{id}`` and ``DELETE /events/{id}`` (edits as the therapist's own calendar app
 makes them, no token needed), ``POST /revoke-consent``, ``POST /expire-delta-tokens``,
 ``POST /faults`` (``{"target", "status", "code"?, "retry_after"?, "times"?}``), ``PATCH /settings``,
-``POST /reset``.
+``GET /requests?path=`` (the request log), ``POST /reset``.
 """
 
 from __future__ import annotations
@@ -68,6 +68,12 @@ def control_router(state: OutlookState) -> APIRouter:
         for name, value in body.items():
             setattr(state.settings, name, value)
         return dataclasses.asdict(state.settings)
+
+    @router.get("/requests")
+    def requests(path: str = "") -> list[dict[str, Any]]:
+        return [
+            {"method": r.method, "path": r.path, "query": r.query, "status": r.status} for r in state.requests(path)
+        ]
 
     @router.post("/reset", status_code=204)
     def reset() -> Response:

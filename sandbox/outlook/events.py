@@ -15,6 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
 from typing import Any
 
 from dateutil import rrule
@@ -97,7 +98,7 @@ class Instance:
     original_start: datetime | None = None
     change_key: str = ""
 
-    @property
+    @cached_property
     def version(self) -> str:
         digest = hashlib.sha256(repr((self.type, self.start, self.end, self.fields)).encode()).hexdigest()
         return digest[:24]

@@ -180,6 +180,7 @@ class OutlookState:
             self.access_tokens: dict[str, tuple[str, datetime]] = {}  # token -> (grant id, expiry)
             self.delta_tokens: dict[str, DeltaState] = {}
             self.skip_tokens: dict[str, Paging] = {}
+            self._instances_cache: dict[tuple[str, int, str], tuple[tuple[datetime, datetime], list[Instance]]] = {}
             self.faults: list[Fault] = []
             self.log: list[RequestRecord] = []
             self.in_flight = 0
@@ -538,11 +539,24 @@ class OutlookState:
         """The calendar view: every instance overlapping ``window``, singles and series expanded."""
         with self.lock:
             out: list[Instance] = []
+            cache: dict[tuple[str, int, str], list[Instance]] = {}
             for event in self.events.values():
-                if event.recurrence:
-                    out.extend(series_instances(event, window))
-                elif event.start < window[1] and event.end > window[0]:
-                    out.append(single_instance(event))
+                # An event's instances change only when it does (its seq moves): reuse them.
+                tag = (event.id, event.seq, event.rest_id)
+                found = self._instances_cache.get(tag)
+                if found is None or found[0] != window:
+                    if event.recurrence:
+                        listed = series_instances(event, window)
+                    elif event.start < window[1] and event.end > window[0]:
+                        listed = [single_instance(event)]
+                    else:
+                        listed = []
+                    found = (window, listed)
+                cache[tag] = found[1]
+                self._instances_cache[tag] = found
+                out.extend(found[1])
+            # Forget what belongs to older versions of events.
+            self._instances_cache = {k: v for k, v in self._instances_cache.items() if k in cache}
             return out
 
     # ----- delta ---------------------------------------------------------------------------------
