@@ -32,6 +32,8 @@ def _target(path: str) -> str | None:
         return "delta"
     if lowered.startswith("/v1.0/me/events"):
         return "events"
+    if lowered.startswith("/v1.0/subscriptions"):
+        return "subscriptions"
     if lowered.startswith("/v1.0/"):
         return "graph"
     return None

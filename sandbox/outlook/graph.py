@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from sandbox.outlook.events import BadRecurrence, Instance, instance_at, master_view
+from sandbox.outlook.push import EVENT_RESOURCES, validate_url
 from sandbox.outlook.state import GraphError, OutlookState
 from sandbox.outlook.times import BadTime, zone
 
@@ -169,6 +171,57 @@ def graph_router(state: OutlookState) -> APIRouter:
     def delete_event(request: Request, event_id: str) -> Response:
         state.authorize(request.headers.get("authorization"), write=True)
         state.delete_event(event_id, request.headers.get("if-match"))
+        return Response(status_code=204)
+
+    @router.post("/subscriptions", status_code=201)
+    async def create_subscription(request: Request) -> JSONResponse:
+        state.authorize(request.headers.get("authorization"))
+        body = await _json_body(request)
+        missing = [k for k in ("changeType", "notificationUrl", "resource", "expirationDateTime") if not body.get(k)]
+        if missing:
+            raise GraphError(400, "InvalidRequest", f"Missing required properties: {', '.join(missing)}.")
+        if str(body["resource"]) not in EVENT_RESOURCES:
+            raise GraphError(400, "InvalidRequest", f"Resource '{body['resource']}' is not supported by the emulator.")
+        client_state = body.get("clientState")
+        if client_state is not None and len(str(client_state)) > 128:
+            raise GraphError(400, "InvalidRequest", "clientState must be at most 128 characters.")
+        expiration = state.check_expiration(body["expirationDateTime"])
+        for url in filter(None, (body["notificationUrl"], body.get("lifecycleNotificationUrl"))):
+            failure = await asyncio.to_thread(validate_url, str(url))
+            if failure is not None:
+                raise GraphError(400, "InvalidRequest", f"Subscription validation request failed: {failure}.")
+        return JSONResponse(state.add_subscription(body, expiration).view(), status_code=201)
+
+    @router.get("/subscriptions/{sub_id}")
+    def get_subscription(request: Request, sub_id: str) -> dict[str, Any]:
+        state.authorize(request.headers.get("authorization"))
+        return state.subscription(sub_id).view()
+
+    @router.patch("/subscriptions/{sub_id}")
+    async def renew_subscription(request: Request, sub_id: str) -> dict[str, Any]:
+        state.authorize(request.headers.get("authorization"))
+        body = await _json_body(request)
+        sub = state.subscription(sub_id)
+        if "lifecycleNotificationUrl" in body:
+            raise GraphError(400, "InvalidRequest", "lifecycleNotificationUrl can only be set when subscribing.")
+        with state.lock:
+            sub.expiration = state.check_expiration(body.get("expirationDateTime"))
+            sub.needs_reauthorization = False
+        return sub.view()
+
+    @router.post("/subscriptions/{sub_id}/reauthorize", status_code=204)
+    def reauthorize_subscription(request: Request, sub_id: str) -> Response:
+        state.authorize(request.headers.get("authorization"))
+        with state.lock:
+            state.subscription(sub_id).needs_reauthorization = False
+        return Response(status_code=204)
+
+    @router.delete("/subscriptions/{sub_id}", status_code=204)
+    def delete_subscription(request: Request, sub_id: str) -> Response:
+        state.authorize(request.headers.get("authorization"))
+        state.subscription(sub_id)
+        with state.lock:
+            state.subscriptions.pop(sub_id, None)
         return Response(status_code=204)
 
     return router

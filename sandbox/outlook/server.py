@@ -70,6 +70,7 @@ def run_outlook_emulator(
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="outlook-emulator", daemon=True)
     thread.start()
+    state.notifier.start()
     try:
         while not server.started:
             if not thread.is_alive():
@@ -77,6 +78,7 @@ def run_outlook_emulator(
             thread.join(0.01)
         yield RunningEmulator(base_url, state, certificates.ca_file)
     finally:
+        state.notifier.stop()
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()

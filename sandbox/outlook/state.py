@@ -13,6 +13,7 @@ import json
 import random
 import secrets
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,14 @@ from sandbox.outlook.events import (
     parse_occurrence_id,
     series_instances,
     single_instance,
+)
+from sandbox.outlook.push import (
+    EVENT_RESOURCES,
+    Notifier,
+    Subscription,
+    lifecycle,
+    max_expiration,
+    notification,
 )
 from sandbox.outlook.times import parse_datetime_tz
 
@@ -53,6 +62,10 @@ class Settings:
     shuffle: bool = False  # items of a round in random order
     removed_outside_window: bool = True  # "@removed" for changed items outside the window
     consent: str = "allow"  # "deny": the user cancels the consent screen (error=access_denied)
+    # Change notifications:
+    max_subscription_minutes: int = 4230  # Outlook events: "under three days"; longer asks are refused
+    drop_notifications: float = 0.0  # chance that a notification is lost (delivery is not guaranteed)
+    notification_batch_seconds: float = 0.05  # how long a burst piles up before one batched POST
     latency: float = 0.0  # seconds each Graph request takes (makes concurrency observable)
 
 
@@ -165,6 +178,7 @@ class OutlookState:
         self.base_url = "https://127.0.0.1"
         self.settings = Settings()
         self.clients: dict[str, str] = {DEFAULT_CLIENT_ID: DEFAULT_CLIENT_SECRET}
+        self.notifier = Notifier(self)
         self.reset()
 
     # ----- lifecycle -------------------------------------------------------------------------
@@ -183,6 +197,8 @@ class OutlookState:
             self._instances_cache: dict[tuple[str, int, str], tuple[tuple[datetime, datetime], list[Instance]]] = {}
             self.faults: list[Fault] = []
             self.log: list[RequestRecord] = []
+            self.subscriptions: dict[str, Subscription] = {}
+            self.notifier.deliveries.clear()
             self.in_flight = 0
             self.max_in_flight = 0
             self.settings = Settings()
@@ -427,6 +443,7 @@ class OutlookState:
             self._touch(event)
             self.events[event.id] = event
             self.rest_ids[event.rest_id] = event.id
+            self._notify(event, "created")
             return {"id": event.id, "rest_id": event.rest_id, "iCalUId": event.ical_uid}
 
     def _set_online(self, event: Event, body: dict[str, Any]) -> None:
@@ -473,6 +490,7 @@ class OutlookState:
                 exception.change_key = self._token()[:22]
                 event.exceptions[original] = exception
                 self._touch(event)
+                self._notify(event, "updated")
                 return
             if "start" in patch:
                 event.start, event.zone_name = parse_datetime_tz(patch["start"])
@@ -496,6 +514,7 @@ class OutlookState:
             if event.end < event.start:
                 raise GraphError(400, "ErrorInvalidRequest", "The end time must be after the start time.")
             self._touch(event)
+            self._notify(event, "updated")
 
     def _check_etag(self, event: Event, original: datetime | None, if_match: str | None) -> None:
         if not if_match or if_match == "*":
@@ -520,10 +539,12 @@ class OutlookState:
                 event.deleted_instances.add(original)
                 event.exceptions.pop(original, None)
                 self._touch(event)
+                self._notify(event, "updated")
                 return
             del self.events[event.id]
             self.rest_ids.pop(event.rest_id, None)
             self.seq += 1
+            self._notify(event, "deleted")
 
     def move_to_folder(self, event_id: str) -> str:
         """Move the item to another folder and back: its default (rest) id changes, its immutable id does not."""
@@ -558,6 +579,68 @@ class OutlookState:
             # Forget what belongs to older versions of events.
             self._instances_cache = {k: v for k, v in self._instances_cache.items() if k in cache}
             return out
+
+    # ----- change notifications ------------------------------------------------------------------
+
+    def _notify(self, event: Event, change_type: str) -> None:
+        now = self.clock()
+        for sub in list(self.subscriptions.values()):
+            wanted = {c.strip() for c in sub.change_type.split(",")}
+            if sub.expiration <= now or sub.resource not in EVENT_RESOURCES or change_type not in wanted:
+                continue
+            if self.settings.drop_notifications and self.rng.random() < self.settings.drop_notifications:
+                continue
+            item = notification(sub, change_type, event.id, f'W/"{event.change_key}"', USER_OID, TENANT_ID)
+            self.notifier.enqueue(sub.notification_url, item)
+
+    def check_expiration(self, text: Any) -> datetime:
+        if not isinstance(text, str):
+            raise GraphError(400, "InvalidRequest", "expirationDateTime is required.")
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise GraphError(400, "InvalidRequest", "expirationDateTime is not a valid date-time.") from None
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        minutes = self.settings.max_subscription_minutes
+        if moment <= self.clock():
+            raise GraphError(400, "ExtensionError", "Subscription expiration must be in the future.")
+        if moment > max_expiration(self.clock(), minutes):
+            raise GraphError(
+                400, "ExtensionError", f"Subscription expiration can only be {minutes} minutes in the future."
+            )
+        return moment
+
+    def add_subscription(self, body: dict[str, Any], expiration: datetime) -> Subscription:
+        with self.lock:
+            sub = Subscription(
+                id=str(uuid.UUID(int=self.rng.getrandbits(128))),
+                resource=str(body["resource"]),
+                change_type=str(body["changeType"]),
+                notification_url=str(body["notificationUrl"]),
+                lifecycle_url=body.get("lifecycleNotificationUrl"),
+                client_state=body.get("clientState"),
+                expiration=expiration,
+            )
+            self.subscriptions[sub.id] = sub
+            return sub
+
+    def subscription(self, sub_id: str) -> Subscription:
+        with self.lock:
+            sub = self.subscriptions.get(sub_id)
+            if sub is None or sub.expiration <= self.clock():
+                raise GraphError(404, "ResourceNotFound", f"The object was not found: subscription {sub_id}.")
+            return sub
+
+    def send_lifecycle(self, sub_id: str, event: str) -> None:
+        """Emit ``reauthorizationRequired``, ``subscriptionRemoved`` or ``missed`` for a subscription."""
+        with self.lock:
+            sub = self.subscriptions[sub_id]
+            if event == "subscriptionRemoved":
+                del self.subscriptions[sub_id]
+            if event == "reauthorizationRequired":
+                sub.needs_reauthorization = True
+            if sub.lifecycle_url:
+                self.notifier.enqueue(sub.lifecycle_url, lifecycle(sub, event, TENANT_ID))
 
     # ----- delta ---------------------------------------------------------------------------------
 
