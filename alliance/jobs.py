@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
+from alliance import outlook_push
 from alliance.settings import Settings
 from alliance.syncing import sync_all
 from core.clients import handle_outbox_event
@@ -83,4 +84,6 @@ def build_registry(settings: Settings, *, heartbeat: Callable[[], None] | None =
         log.info("periodic sync: %d connection(s), %d failed", len(outcomes), failed)
 
     registry.add_periodic(SYNC_ALL, timedelta(minutes=settings.sync_interval_minutes), sync_every_connection)
+    # Outlook change notifications (issue 5): coalesced syncs, lifecycle events, subscription upkeep.
+    outlook_push.register_jobs(registry, settings)
     return registry

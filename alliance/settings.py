@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     ms_client_id: str | None = None
     ms_client_secret: SecretStr | None = None
     ms_ca_bundle: Path | None = None
+    # Where Microsoft Graph reaches this service from the internet (HTTPS, no trailing slash), e.g.
+    # https://alliance.example.org: change notifications go to <public_url>/webhooks/outlook. Unset:
+    # no subscriptions, the periodic sync alone keeps Outlook calendars up to date. (Google push
+    # may declare the same setting; keep one.)
+    public_url: str | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -121,6 +126,15 @@ class Settings(BaseSettings):
         head, _, tenant = value.removeprefix("https://").rstrip("/").partition("/")
         if not value.startswith("https://") or not head or not tenant:
             raise ValueError("must be https://<host>/<tenant>, e.g. https://login.microsoftonline.com/common")
+        return value.rstrip("/")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (http:// only for local tests)")
         return value.rstrip("/")
 
     @field_validator("graph_api_url")

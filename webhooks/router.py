@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from webhooks.outlook import router as outlook_router
+
 router = APIRouter(tags=["webhooks"])
+router.include_router(outlook_router)
 
 __all__ = ["router"]

@@ -23,7 +23,7 @@ SCOPES: tuple[str, ...] = ("Calendars.ReadWrite",)
 # Events per delta page (Prefer: odata.maxpagesize): fewer round trips for a full listing.
 PAGE_SIZE = 500
 
-_KNOWN_KEYS = frozenset({"token_cache", "home_account_id", "username", "client_id", "page_size"})
+_KNOWN_KEYS = frozenset({"token_cache", "home_account_id", "username", "client_id", "page_size", "subscription"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +64,9 @@ class OutlookSettings:
     client_id: str
     username: str = ""
     page_size: int = PAGE_SIZE
+    # The change-notification subscription Alliance keeps for this mailbox, if any:
+    # {"id", "client_state" (the shared secret), "expires_at" (ISO 8601, UTC)}.
+    subscription: dict[str, str] | None = None
 
     def with_cache(self, token_cache: str) -> OutlookSettings:
         return replace(self, token_cache=token_cache)
@@ -80,6 +83,7 @@ class OutlookSettings:
             "username": self.username,
             "client_id": self.client_id,
             "page_size": self.page_size,
+            **({"subscription": dict(self.subscription)} if self.subscription else {}),
         }
 
 
@@ -107,7 +111,17 @@ def parse_settings(raw: Mapping[str, Any]) -> OutlookSettings:
     if not isinstance(page_size, int) or isinstance(page_size, bool) or not 1 <= page_size <= 1000:
         raise InvalidSettings("'page_size' must be a whole number from 1 to 1000")
     username = raw.get("username") or ""
-    return OutlookSettings(cache, account, client_id, str(username), page_size)
+    subscription = raw.get("subscription")
+    if subscription is not None and not (
+        isinstance(subscription, Mapping)
+        and all(
+            isinstance(subscription.get(k), str) and subscription.get(k) for k in ("id", "client_state", "expires_at")
+        )
+    ):
+        raise InvalidSettings("'subscription' must hold 'id', 'client_state' and 'expires_at'")
+    return OutlookSettings(
+        cache, account, client_id, str(username), page_size, dict(subscription) if subscription else None
+    )
 
 
 __all__ = [
