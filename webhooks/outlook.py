@@ -78,9 +78,10 @@ async def _items(request: Request) -> list[Notification]:
 
 
 def _wake(request: Request) -> None:
-    worker = getattr(request.app.state, "worker", None)
-    if worker is not None:
-        worker.wake()
+    # A worker that can be woken runs the sync now instead of at its next poll.
+    wake = getattr(getattr(request.app.state, "worker", None), "wake", None)
+    if callable(wake):
+        wake()
 
 
 @router.post("/outlook", include_in_schema=False, response_model=None)
