@@ -19,11 +19,15 @@ from alliance.worker import EmbeddedWorker
 from core.accounts import LoginPolicy
 from core.store import Store, pending_migrations
 from portal import api as api_routes
+from portal import api_checklists as checklists_api
 from portal import api_clients, api_mirror, pages
+from portal import checklist_pages as checklists_pages
 from portal.deps import StoreDep
 from portal.errors import document_problems, install_error_handlers
+from portal.listing_cache import ListingCache
 from portal.middleware import MAX_BODY_BYTES, BodySizeLimit, RequestLog, SecurityHeaders
 from portal.schemas import Readiness
+from portal.token_cache import TokenCache
 from webhooks.router import router as webhooks_router
 
 logger = logging.getLogger(__name__)
@@ -83,6 +87,8 @@ def create_app(settings: Settings, *, store: Store | None = None, worker: Embedd
     app.state.worker = worker
     app.state.templates = pages.build_templates()
     app.state.login_policy = LoginPolicy()
+    app.state.listing_cache = ListingCache(settings.api_cache_mb * 1024 * 1024)
+    app.state.token_cache = TokenCache(settings.api_token_cache_seconds)
 
     install_error_handlers(app)
     # Added innermost first: SecurityHeaders wraps RequestLog (so even its 500s get the headers),
@@ -107,6 +113,8 @@ def create_app(settings: Settings, *, store: Store | None = None, worker: Embedd
     app.include_router(api_routes.router)
     app.include_router(api_mirror.router)
     app.include_router(api_clients.router)
+    app.include_router(checklists_api.router)
+    app.include_router(checklists_pages.router)
     app.include_router(pages.router)
     app.include_router(webhooks_router, prefix="/webhooks")
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")

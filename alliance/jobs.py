@@ -23,17 +23,30 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from alliance import outlook_push
+from alliance.mail import build_transport, mail_policy
 from alliance.settings import Settings
 from alliance.syncing import sync_all
 from core.clients import handle_outbox_event
 from core.jobs import Event, Handler, JobRegistry, RetryPolicy
+from core.jobs.retention import prune_finished
+from core.mail import deliver_due
 from core.store import Store
 
-__all__ = ["OCCURRENCE_KINDS", "OUTBOX_HANDLERS", "SYNC_ALL", "build_registry", "retry_policy"]
+__all__ = [
+    "DELIVER_MAIL",
+    "OCCURRENCE_KINDS",
+    "OUTBOX_HANDLERS",
+    "PRUNE_FINISHED",
+    "SYNC_ALL",
+    "build_registry",
+    "retry_policy",
+]
 
 log = logging.getLogger(__name__)
 
 SYNC_ALL = "sync.all"
+PRUNE_FINISHED = "jobs.prune"
+DELIVER_MAIL = "mail.deliver"
 
 # The outbox kinds the sync engine writes (core.sync.engine, ``occurrence.<history kind>``).
 OCCURRENCE_KINDS = (
@@ -84,6 +97,24 @@ def build_registry(settings: Settings, *, heartbeat: Callable[[], None] | None =
         log.info("periodic sync: %d connection(s), %d failed", len(outcomes), failed)
 
     registry.add_periodic(SYNC_ALL, timedelta(minutes=settings.sync_interval_minutes), sync_every_connection)
+
+    def prune(store: Store) -> None:
+        """Forget finished work older than the retention period (core.jobs.retention)."""
+        counts = prune_finished(store, timedelta(days=settings.job_retention_days))
+        log.info("pruned %d event(s), %d delivery(ies), %d job(s)", counts.events, counts.deliveries, counts.jobs)
+
+    registry.add_periodic(PRUNE_FINISHED, timedelta(days=1), prune)
+
+    transport = build_transport(settings)
+    policy = mail_policy(settings)
+
+    def deliver_mail(store: Store) -> None:
+        """Send the mail that is due (core.mail); a server that is down only defers it."""
+        counts = deliver_due(store, transport, policy)
+        if counts.sent or counts.deferred or counts.failed:
+            log.info("mail: %d sent, %d deferred, %d failed", counts.sent, counts.deferred, counts.failed)
+
+    registry.add_periodic(DELIVER_MAIL, timedelta(seconds=30), deliver_mail)
     # Outlook change notifications (issue 5): coalesced syncs, lifecycle events, subscription upkeep.
     outlook_push.register_jobs(registry, settings)
     return registry

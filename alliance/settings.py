@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -55,8 +56,30 @@ class Settings(BaseSettings):
     sync_interval_minutes: int = Field(default=10, ge=1, le=24 * 60)
     job_max_attempts: int = Field(default=8, ge=1, le=100)
     worker_poll_seconds: float = Field(default=2.0, gt=0, le=60)
+    # Finished outbox events, deliveries and jobs are deleted this long after they finished (a
+    # daily job); parked ones stay until retried.
+    job_retention_days: int = Field(default=14, ge=1, le=3650)
     # Logs: "text" is one key=value line per record, "json" one JSON object per line.
     log_format: Literal["text", "json"] = "text"
+    # Outgoing mail (alliance/mail.py): SMTP when a host is set, else .eml files in ALLIANCE_HOME/mail.
+    # The sender's name is neutral on purpose: a client's inbox should not announce therapy.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    mail_from: str = "Appointments <appointments@localhost>"
+    # Feeds added through the web API may only be fetched from public internet addresses, so an
+    # account cannot make the server read its own network (integrations/ics/public_only.py).
+    # True lifts that, for a practice whose calendar server is on its own network.
+    allow_private_feeds: bool = False
+    # Encoded occurrence listings kept in the web process between requests, reused while the
+    # listing is unchanged (portal/listing_cache.py); 0 turns the cache off.
+    api_cache_mb: int = Field(default=32, ge=0, le=4096)
+    # A verified API token is trusted this many seconds before it is checked again; a revocation
+    # made in another process (the CLI) reaches this one within that time (portal/token_cache.py).
+    api_token_cache_seconds: float = Field(default=10.0, ge=0, le=300)
     # Where people reach the web service; links printed by the CLI (password setup) start with it.
     base_url: str = "http://127.0.0.1:8000"
     # Google Calendar: API and OAuth endpoints (Google's by default; the sandbox emulator in tests)
@@ -80,6 +103,18 @@ class Settings(BaseSettings):
     # no subscriptions, the periodic sync alone keeps Outlook calendars up to date. (Google push
     # may declare the same setting; keep one.)
     public_url: str | None = None
+    # Alliance-rating alerts (core.alerts, rules R1-R8 of reference/clinical.md section H): the
+    # defaults are the reference's; a practice with its own norms (e.g. 34) overrides them here.
+    alert_cutoff: Decimal = Field(default=Decimal(36), ge=0, le=40, decimal_places=1)
+    alert_item_low: Decimal = Field(default=Decimal(9), ge=0, le=10, decimal_places=1)
+    alert_drop_from_previous: Decimal = Field(default=Decimal(1), gt=0, le=40, decimal_places=1)
+    alert_drop_from_max: Decimal = Field(default=Decimal(2), gt=0, le=40, decimal_places=1)
+    alert_high_previous: Decimal = Field(default=Decimal(39), ge=0, le=40, decimal_places=1)
+    alert_early_sessions: int = Field(default=3, ge=1, le=50)
+    alert_missing_run: int = Field(default=2, ge=1, le=50)
+    alert_no_show_priority_before: int = Field(default=3, ge=1, le=50)
+    alert_cancellations: int = Field(default=2, ge=1, le=50)
+    alert_cancellation_window: int = Field(default=4, ge=1, le=50)
 
     @classmethod
     def settings_customise_sources(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from core.crypto import Owner
@@ -191,7 +191,9 @@ def rename_connection(store: Store, therapist_id: int, connection_id: int, name:
         if c is None:
             return False
         _check_name_free(session, therapist_id, name, except_id=c.id)
-        c.name = name
+        if c.name != name:
+            c.name = name
+            c.listing_revision += 1  # listings show the connection's name
         return True
 
 
@@ -257,16 +259,13 @@ def occurrence_record(o: OccurrenceView) -> dict[str, Any]:
     }
 
 
-def list_occurrences(
-    store: Store,
-    *,
-    therapist_id: int | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    include_cancelled: bool = False,
-    occurrence_id: int | None = None,
-) -> list[OccurrenceView]:
-    """Occurrences overlapping ``[start, end)``, ordered by start; those of removed connections never."""
+def _listing_query(
+    therapist_id: int | None,
+    start: datetime | None,
+    end: datetime | None,
+    include_cancelled: bool,
+    occurrence_id: int | None,
+) -> Select[*tuple[Any, ...]]:
     # Plain columns, not ORM entities: a listing only reads, and building 100 tracked instances
     # per request was most of the time of GET /api/v1/occurrences (benchmarks/api_occurrences.py).
     query = (
@@ -298,38 +297,97 @@ def list_occurrences(
         query = query.where(Occurrence.start_utc < end)
     if not include_cancelled:
         query = query.where(Occurrence.status != Status.CANCELLED.value)
-    query = query.order_by(Occurrence.start_utc, Occurrence.id)
-    with store.session() as session:
-        rows = session.execute(query).all()
-        views = []
-        decrypt = store.keyring.decrypt
-        owners: dict[int, Owner] = {}
-        for oid, cid, uid, rid, pid, status, all_day, begins, ends, zone, blob, name, owner_id in rows:
-            owner = owners.get(owner_id)
-            if owner is None:
-                owner = owners[owner_id] = Owner("therapist", owner_id)
-            content = parse_content(decrypt(session, owner, blob, content_context_of(cid, uid, rid)))
-            views.append(
-                OccurrenceView(
-                    id=oid,
-                    connection_id=cid,
-                    connection=name,
-                    uid=uid,
-                    recurrence_id=rid,
-                    provider_id=pid,
-                    status=Status(status),
-                    all_day=all_day,
-                    start=begins,
-                    end=ends,
-                    timezone=zone,
-                    title=content.title,
-                    description=content.description,
-                    location=content.location,
-                    attendees=content.attendees,
-                    video_url=content.video_url,
-                )
+    return query.order_by(Occurrence.start_utc, Occurrence.id)
+
+
+def _views(store: Store, session: Session, query: Select[*tuple[Any, ...]]) -> list[OccurrenceView]:
+    rows = session.execute(query).all()
+    views = []
+    decrypt = store.keyring.decrypt
+    owners: dict[int, Owner] = {}
+    for oid, cid, uid, rid, pid, status, all_day, begins, ends, zone, blob, name, owner_id in rows:
+        owner = owners.get(owner_id)
+        if owner is None:
+            owner = owners[owner_id] = Owner("therapist", owner_id)
+        content = parse_content(decrypt(session, owner, blob, content_context_of(cid, uid, rid)))
+        views.append(
+            OccurrenceView(
+                id=oid,
+                connection_id=cid,
+                connection=name,
+                uid=uid,
+                recurrence_id=rid,
+                provider_id=pid,
+                status=Status(status),
+                all_day=all_day,
+                start=begins,
+                end=ends,
+                timezone=zone,
+                title=content.title,
+                description=content.description,
+                location=content.location,
+                attendees=content.attendees,
+                video_url=content.video_url,
             )
-        return views
+        )
+    return views
+
+
+def list_occurrences(
+    store: Store,
+    *,
+    therapist_id: int | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    include_cancelled: bool = False,
+    occurrence_id: int | None = None,
+) -> list[OccurrenceView]:
+    """Occurrences overlapping ``[start, end)``, ordered by start; those of removed connections never."""
+    query = _listing_query(therapist_id, start, end, include_cancelled, occurrence_id)
+    with store.session() as session:
+        return _views(store, session, query)
+
+
+ListingVersion = tuple[tuple[int, int], ...]
+"""The (connection id, listing revision) of each live connection of a therapist."""
+
+# Built once: every listing request runs it first (core.store.db.Store.reader).
+_LISTING_VERSION = (
+    select(Connection.id, Connection.listing_revision)
+    .where(Connection.therapist_id == bindparam("therapist_id"), Connection.removed_at.is_(None))
+    .order_by(Connection.id)
+)
+
+
+def listing_version(store: Store, therapist_id: int) -> ListingVersion:
+    """What a therapist's occurrence listings depend on; it changes whenever one of them may."""
+    with store.reader() as connection:
+        rows = connection.execute(_LISTING_VERSION, {"therapist_id": therapist_id}).all()
+    return tuple((cid, revision) for cid, revision in rows)
+
+
+def occurrence_listing(
+    store: Store,
+    therapist_id: int,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    include_cancelled: bool = False,
+    unchanged_since: ListingVersion | None = None,
+) -> tuple[ListingVersion, list[OccurrenceView] | None]:
+    """The therapist's listing with its version, or ``(version, None)`` when it is ``unchanged_since``.
+
+    The version changes with every sync that writes an occurrence, a rename, an added or removed
+    connection (core.sync.engine bumps ``listing_revision`` in the transaction of the rows). It is
+    read before the rows, so a listing is never paired with a version newer than itself: a cache
+    keyed by it may recompute once too often, never serve a listing older than its version.
+    """
+    version = listing_version(store, therapist_id)
+    if version == unchanged_since:
+        return version, None
+    return version, list_occurrences(
+        store, therapist_id=therapist_id, start=start, end=end, include_cancelled=include_cancelled
+    )
 
 
 def get_occurrence(store: Store, therapist_id: int, occurrence_id: int) -> OccurrenceView | None:

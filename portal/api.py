@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Response
+from fastapi import APIRouter, HTTPException, Path, Request, Response
 
 from core.accounts import ApiTokenView, create_api_token, get_therapist, list_api_tokens, revoke_api_token
 from portal.deps import CurrentTherapist, StoreDep
@@ -48,8 +48,10 @@ def create_token(body: ApiTokenCreate, store: StoreDep, therapist_id: CurrentThe
 
 
 @router.delete("/tokens/{token_id}", status_code=204, responses={404: {"description": "No such token of yours"}})
-def revoke_token(token_id: TokenId, store: StoreDep, therapist_id: CurrentTherapist) -> Response:
+def revoke_token(token_id: TokenId, request: Request, store: StoreDep, therapist_id: CurrentTherapist) -> Response:
     """Revoke one of the therapist's tokens (idempotent); another therapist's token is a 404."""
     if not revoke_api_token(store, token_id, therapist_id=therapist_id):
         raise HTTPException(status_code=404, detail="No such token.")
+    # Tokens verified recently are remembered by hash only: forget them all, so this one stops now.
+    request.app.state.token_cache.clear()
     return Response(status_code=204)

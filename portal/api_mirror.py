@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from pydantic import TypeAdapter
 
 from alliance.providers import registry
 from alliance.syncing import sync_one
@@ -18,19 +19,23 @@ from core.mirror import (
     ConnectionNameTaken,
     ConnectionView,
     HistoryEntry,
+    ListingVersion,
     OccurrenceView,
     add_connection,
     get_connection,
     get_occurrence,
     list_connections,
-    list_occurrences,
     occurrence_history,
+    occurrence_listing,
     occurrence_record,
     remove_connection,
     rename_connection,
 )
+from core.store import Store
 from integrations.base import InvalidSettings
+from integrations.ics.public_only import PrivateAddress, UnresolvableHost, check_public_host
 from portal.deps import CurrentTherapist, SettingsDep, StoreDep
+from portal.listing_cache import ListingCache
 from portal.params import field_error, window
 from portal.schemas import (
     ConnectionCreate,
@@ -91,8 +96,13 @@ def _history_public(h: HistoryEntry) -> HistoryEntryPublic:
     )
 
 
-def _feed_settings(source: str) -> dict[str, Any]:
-    """The provider's clean settings for a remote feed; a 422 naming ``source`` otherwise."""
+def _feed_settings(source: str, *, public_only: bool) -> dict[str, Any]:
+    """The provider's clean settings for a remote feed; a 422 naming ``source`` otherwise.
+
+    ``public_only``: the feed may only ever be fetched from public internet addresses
+    (integrations.ics.public_only); one that already resolves to a private or local address is
+    refused now, so the therapist learns it at once rather than at the first sync.
+    """
     # Fixed messages: an error never repeats the address, whose path may be the feed's secret.
     try:
         scheme = urlsplit(source).scheme.lower()
@@ -101,9 +111,18 @@ def _feed_settings(source: str) -> dict[str, Any]:
     if scheme not in _REMOTE_SCHEMES:
         raise field_error("body", "source", "must be an https://, http:// or webcal:// feed address")
     try:
-        return registry().get("ics").normalize_settings({"source": source})
+        clean = registry().get("ics").normalize_settings({"source": source, "public_only": public_only})
     except InvalidSettings:
         raise field_error("body", "source", "is not a usable feed address (check the host name and port)") from None
+    if public_only:
+        parts = urlsplit(clean["source"])
+        try:
+            check_public_host(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+        except PrivateAddress:
+            raise field_error("body", "source", "must be on the public internet, not a local address") from None
+        except UnresolvableHost:
+            pass  # a name that does not resolve yet is the sync's to report, like any unreachable feed
+    return clean
 
 
 def _default_name(source: str) -> str:
@@ -127,9 +146,11 @@ def connections(store: StoreDep, therapist_id: CurrentTherapist) -> list[Connect
     tags=["connections"],
     responses={409: {"description": "A connection with that name exists"}},
 )
-def create_connection(body: ConnectionCreate, store: StoreDep, therapist_id: CurrentTherapist) -> ConnectionPublic:
+def create_connection(
+    body: ConnectionCreate, store: StoreDep, app_settings: SettingsDep, therapist_id: CurrentTherapist
+) -> ConnectionPublic:
     """Add an ICS feed. It is not fetched now: the periodic sync picks it up, or ``POST .../sync``."""
-    settings = _feed_settings(body.source)
+    settings = _feed_settings(body.source, public_only=not app_settings.allow_private_feeds)
     name = body.name or _default_name(settings["source"])
     try:
         connection_id = add_connection(store, therapist_id, body.provider, name, settings)
@@ -213,16 +234,34 @@ def sync_connection_now(
     return SyncResult(connection_id=connection_id, **counts.model_dump())
 
 
+_OCCURRENCE_LIST: TypeAdapter[list[OccurrencePublic]] = TypeAdapter(list[OccurrencePublic])
+
+
 @router.get("/occurrences", tags=["occurrences"], response_model=list[OccurrencePublic])
 def occurrences(
-    query: Annotated[OccurrenceQuery, Query()], store: StoreDep, therapist_id: CurrentTherapist
-) -> list[dict[str, Any]]:
+    query: Annotated[OccurrenceQuery, Query()], request: Request, therapist_id: CurrentTherapist
+) -> Response:
     """Your occurrences overlapping ``[from, to)``, by start, with their titles."""
+    store: Store = request.app.state.store  # not StoreDep: one dependency less on the hot path
     first, last = window(query.start, query.end, default_days=_DEFAULT_WINDOW_DAYS)
-    views = list_occurrences(
-        store, therapist_id=therapist_id, start=first, end=last, include_cancelled=query.include_cancelled
+    cache: ListingCache[ListingVersion] = request.app.state.listing_cache
+    key = (therapist_id, first, last, query.include_cancelled)
+    cached = cache.get(key)
+    version, views = occurrence_listing(
+        store,
+        therapist_id,
+        start=first,
+        end=last,
+        include_cancelled=query.include_cancelled,
+        unchanged_since=cached.version if cached is not None else None,
     )
-    return [occurrence_public(o) for o in views]
+    if views is None and cached is not None:
+        body = cached.body
+    else:
+        # Validated and encoded in one pass by pydantic-core (the body is what the schema says).
+        body = _OCCURRENCE_LIST.dump_json(_OCCURRENCE_LIST.validate_python([occurrence_public(o) for o in views or []]))
+        cache.put(key, version, body)
+    return Response(content=body, media_type="application/json")
 
 
 @router.get("/occurrences/{occurrence_id}", tags=["occurrences"], responses={404: _NO_OCCURRENCE})

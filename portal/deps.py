@@ -21,12 +21,14 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from alliance.settings import Settings
 from core.accounts import resolve_api_token, resolve_session
 from core.store import Store
 from portal.cookies import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, check_csrf
 from portal.errors import LoginRequired
+from portal.token_cache import TokenCache, token_key
 
 __all__ = [
     "CurrentTherapist",
@@ -69,22 +71,34 @@ def _unauthorized() -> HTTPException:
     return HTTPException(status_code=401, detail="Missing, invalid or revoked credentials.")
 
 
-def current_therapist(
+async def current_therapist(
     request: Request,
-    store: StoreDep,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> int:
     """Resolve a bearer token or the session cookie to a therapist id; 401 otherwise."""
+    # The store straight from the app, not through StoreDep: every sub-dependency costs FastAPI
+    # a resolution per request, and this one runs on every API request.
+    store: Store = request.app.state.store
+    # ``async def`` with the database reads sent to the thread pool only when needed: a token
+    # verified seconds ago (portal/token_cache.py) costs neither a read nor a thread hop.
     authorization = request.headers.get("authorization")
     if authorization is not None:
         # Any Authorization header must be a valid bearer token; a bad one never falls back to the cookie.
         scheme, _, token = authorization.partition(" ")
-        therapist_id = resolve_api_token(store, token.strip()) if scheme.lower() == "bearer" else None
-        if therapist_id is None:
+        if scheme.lower() != "bearer":
             raise _unauthorized()
+        token = token.strip()
+        cache: TokenCache = request.app.state.token_cache
+        key = token_key(token)
+        therapist_id = cache.get(key)
+        if therapist_id is None:
+            therapist_id = await run_in_threadpool(resolve_api_token, store, token)
+            if therapist_id is None:
+                raise _unauthorized()
+            cache.put(key, therapist_id)
         return therapist_id
     secret = request.cookies.get(SESSION_COOKIE)
-    therapist_id = resolve_session(store, secret) if secret else None
+    therapist_id = await run_in_threadpool(resolve_session, store, secret) if secret else None
     if therapist_id is None:
         raise _unauthorized()
     if request.method not in SAFE_METHODS:

@@ -9,6 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from alliance.cli import accounts as account_commands
+from alliance.cli import checklists as checklist_commands
 from alliance.cli import clients as client_commands
 from alliance.cli import db as db_commands
 from alliance.cli import demo as demo_commands
@@ -49,6 +50,7 @@ serve_commands.register(app)
 account_commands.register(app)
 client_commands.register(app)
 job_commands.register(app)
+checklist_commands.register(app)
 app.add_typer(db_commands.app, name="db")
 app.add_typer(key_commands.app, name="keys")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import typer
 from rich.table import Table
@@ -11,6 +11,7 @@ from rich.table import Table
 from alliance.cli.common import CliError, console, open_env
 from alliance.jobs import build_registry, retry_policy
 from core.jobs import InProcessRunner, list_parked, retry_parked
+from core.jobs.retention import prune_finished
 
 jobs_app = typer.Typer(help="Background jobs: outbox handlers and periodic work.", no_args_is_help=True)
 
@@ -62,6 +63,29 @@ def run(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> No
         console.print_json(json.dumps({"ran": ran}))
     else:
         console.print(f"ran {ran} job(s)")
+
+
+@jobs_app.command("prune")
+def prune(
+    older_than_days: int = typer.Option(
+        None,
+        "--older-than-days",
+        min=0,
+        help="Keep finished work younger than this (default: ALLIANCE_JOB_RETENTION_DAYS).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Delete finished outbox events, deliveries and jobs now (the worker does it daily); parked work stays."""
+    env = open_env()
+    days = env.settings.job_retention_days if older_than_days is None else older_than_days
+    counts = prune_finished(env.store, timedelta(days=days))
+    if as_json:
+        console.print_json(json.dumps({"events": counts.events, "deliveries": counts.deliveries, "jobs": counts.jobs}))
+    else:
+        console.print(
+            f"deleted {counts.events} event(s), {counts.deliveries} delivery(ies) and {counts.jobs} job(s)"
+            f" finished more than {days} day(s) ago"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -454,17 +454,26 @@ def revoke_api_token(
     return True
 
 
+# Built once: every authenticated API request runs it (core.store.db.Store.reader).
+_TOKEN_LOOKUP = select(
+    ApiToken.id, ApiToken.therapist_id, ApiToken.token_hash, ApiToken.revoked_at, ApiToken.last_used_at
+).where(ApiToken.token_hash == bindparam("digest"))
+
+
 def resolve_api_token(store: Store, token: str, *, now: datetime | None = None) -> int | None:
     """The therapist a live API token belongs to, or None (unknown, tampered or revoked)."""
     if not token.startswith(API_TOKEN_PREFIX) or len(token) > 200:
         return None
     at = _now(now)
     digest = _digest(token)
-    with store.session() as session:
-        row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
-        # The lookup is by hash; compare_digest guards the equality against timing all the same.
-        if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_hash, digest):
-            return None
-        if row.last_used_at is None or at - row.last_used_at >= _LAST_USED_RESOLUTION:
-            row.last_used_at = at
-        return row.therapist_id
+    with store.reader() as connection:
+        row = connection.execute(_TOKEN_LOOKUP, {"digest": digest}).first()
+    # The lookup is by hash; compare_digest guards the equality against timing all the same.
+    if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_hash, digest):
+        return None
+    if row.last_used_at is None or at - row.last_used_at >= _LAST_USED_RESOLUTION:
+        # At most one write a minute per token: "last used" is for the therapist's token list.
+        with store.session() as session:
+            session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=at))
+    therapist_id: int = row.therapist_id
+    return therapist_id

@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.clients.codes import DEFAULT_LENGTH, MAX_LENGTH, generate_code, normalise_code, normalise_email
+from core.clients.events import SESSION_ASSIGNED, SESSION_MODALITY_CHANGED, emit_session_event
 from core.clients.models import Client, Modality, SeriesAssignment, SessionSource, TherapySession
 from core.crypto import KeyDestroyed, Owner
 from core.store.db import Store
@@ -619,6 +620,7 @@ def _put_session(
         )
         session.add(row)
         session.flush()
+        emit_session_event(session, SESSION_ASSIGNED, row.id, occ, client_id=client.id, modality=row.modality)
         log.info("session %d: occurrence %d assigned to client %d (%s)", row.id, occ.id, client.id, source.value)
         return row
     if existing.client_id == client.id and existing.source == source.value:
@@ -626,6 +628,7 @@ def _put_session(
     if existing.client_id != client.id:
         existing.modality = modality().value
         existing.client_id = client.id
+        emit_session_event(session, SESSION_ASSIGNED, existing.id, occ, client_id=client.id, modality=existing.modality)
     existing.source = source.value
     existing.updated_at = now
     log.info("session %d: occurrence %d assigned to client %d (%s)", existing.id, occ.id, client.id, source.value)
@@ -678,6 +681,7 @@ def assign_occurrence(
                 raise RuntimeError("no session after assigning")
             if chosen is not None and row.modality != chosen.value:
                 row.modality = chosen.value
+                emit_session_event(session, SESSION_MODALITY_CHANGED, row.id, occ, modality=row.modality)
             return row.id
 
     session_id = _retrying(run)
@@ -831,8 +835,12 @@ def set_session_modality(store: Store, therapist_id: int, session_id: int, modal
         row: TherapySession | None = session.scalar(query)
         if row is None:
             raise UnknownSession(f"no session with id {session_id}")
-        row.modality = chosen.value
-        row.updated_at = datetime.now(UTC)
+        if row.modality != chosen.value:
+            row.modality = chosen.value
+            row.updated_at = datetime.now(UTC)
+            occ = session.get(Occurrence, row.occurrence_id)
+            if occ is not None:
+                emit_session_event(session, SESSION_MODALITY_CHANGED, row.id, occ, modality=row.modality)
     return get_session(store, therapist_id, session_id)
 
 

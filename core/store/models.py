@@ -107,6 +107,9 @@ class Connection(Base):
     # occurrences are hidden, but the rows stay, because sessions (and what hangs off them) point
     # at occurrences and a sync never hard-deletes (core.mirror.remove_connection).
     removed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # Bumped by every transaction that changes what a listing of this connection shows (its
+    # occurrences, its name): readers compare it to skip recomputing an unchanged listing.
+    listing_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Occurrence(Base):

@@ -453,6 +453,14 @@ class _Run:
                 )
         if writes.updates:
             session.execute(update(Occurrence), writes.updates)
+        if writes.inserts or writes.updates:
+            # In the same transaction as the rows: a reader that sees the old revision also sees
+            # the old rows (core.mirror.occurrence_listing relies on it).
+            session.execute(
+                update(Connection)
+                .where(Connection.id == self.connection_id)
+                .values(listing_revision=Connection.listing_revision + 1)
+            )
         if writes.history:
             insert_rows(session, _HISTORY, writes.history)
         if writes.outbox:

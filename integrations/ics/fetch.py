@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from core.sync.types import SourceError
+from integrations.ics.public_only import PublicOnlyTransport
 from integrations.ics.settings import describe_source, is_url
 
 log = logging.getLogger(__name__)
@@ -74,10 +75,23 @@ def fetch(
     last_modified: str | None = None,
     max_bytes: int,
     timeout: float = TIMEOUT_SECONDS,
+    public_only: bool = False,
 ) -> Fetched:
-    """Read ``source``; with ``etag``/``last_modified`` an HTTP server may answer "not modified"."""
+    """Read ``source``; with ``etag``/``last_modified`` an HTTP server may answer "not modified".
+
+    ``public_only``: connect to public internet addresses only (integrations.ics.public_only).
+    """
     if is_url(source):
-        return _fetch_http(source, etag=etag, last_modified=last_modified, max_bytes=max_bytes, timeout=timeout)
+        return _fetch_http(
+            source,
+            etag=etag,
+            last_modified=last_modified,
+            max_bytes=max_bytes,
+            timeout=timeout,
+            public_only=public_only,
+        )
+    if public_only:
+        raise SourceError("this calendar source must be an http(s) feed address")
     return Fetched(body=_read_file(Path(source), max_bytes))
 
 
@@ -111,7 +125,9 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
     return data
 
 
-def _fetch_http(url: str, *, etag: str | None, last_modified: str | None, max_bytes: int, timeout: float) -> Fetched:
+def _fetch_http(
+    url: str, *, etag: str | None, last_modified: str | None, max_bytes: int, timeout: float, public_only: bool
+) -> Fetched:
     where = describe_source(url)
     headers = {"User-Agent": _USER_AGENT, "Accept": "text/calendar, text/plain;q=0.9, */*;q=0.5"}
     conditional = False
@@ -124,7 +140,12 @@ def _fetch_http(url: str, *, etag: str | None, last_modified: str | None, max_by
     deadline = time.monotonic() + max(timeout, TOTAL_SECONDS)
     try:
         with (
-            httpx.Client(follow_redirects=True, timeout=timeout, headers=headers) as client,
+            httpx.Client(
+                follow_redirects=True,
+                timeout=timeout,
+                headers=headers,
+                transport=PublicOnlyTransport() if public_only else None,
+            ) as client,
             client.stream("GET", url) as response,
         ):
             if response.status_code == 304:

@@ -93,6 +93,7 @@ class IcsProvider:
             last_modified=usable.last_modified if usable else None,
             max_bytes=self.settings.max_bytes,
             timeout=self.timeout,
+            public_only=self.settings.public_only,
         )
         if fetched.body is None:
             # 304 Not Modified: only ever answered to our conditional request, so ``usable`` is set.

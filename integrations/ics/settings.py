@@ -13,7 +13,7 @@ from integrations.base.protocol import InvalidSettings
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 
-_KNOWN_KEYS = frozenset({"source", "window_past_days", "window_future_days", "timezone", "max_bytes"})
+_KNOWN_KEYS = frozenset({"source", "window_past_days", "window_future_days", "timezone", "max_bytes", "public_only"})
 # webcal:// is the de-facto "subscribe to this calendar" scheme (Apple, Google, Outlook all emit
 # it); it has no protocol of its own, it is plain HTTPS.
 _WEBCAL_SCHEMES = frozenset({"webcal", "webcals"})
@@ -30,19 +30,24 @@ class IcsSettings:
     window_future_days: int | None = None
     timezone: str | None = None
     max_bytes: int = DEFAULT_MAX_BYTES
+    # Set on feeds added through the web API: fetch from public internet addresses only.
+    public_only: bool = False
 
     @property
     def is_url(self) -> bool:
         return is_url(self.source)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        clean: dict[str, Any] = {
             "source": self.source,
             "window_past_days": self.window_past_days,
             "window_future_days": self.window_future_days,
             "timezone": self.timezone,
             "max_bytes": self.max_bytes,
         }
+        if self.public_only:  # only when set: the settings of every other feed stay as they were
+            clean["public_only"] = True
+        return clean
 
 
 def is_url(source: str) -> bool:
@@ -147,13 +152,20 @@ def parse_settings(raw: Mapping[str, Any], *, check_file: bool = True) -> IcsSet
     unknown = sorted(str(k) for k in raw if k not in _KNOWN_KEYS)
     if unknown:
         raise InvalidSettings(f"unknown ICS setting(s) {', '.join(unknown)} (known: {', '.join(sorted(_KNOWN_KEYS))})")
-    return IcsSettings(
-        source=_clean_source(raw.get("source"), check_file=check_file),
+    public_only = raw.get("public_only", False)
+    if not isinstance(public_only, bool):
+        raise InvalidSettings(f"'public_only' must be true or false (got {public_only!r})")
+    clean = IcsSettings(
+        source=_clean_source(raw.get("source"), check_file=check_file and not public_only),
         window_past_days=_days(raw, "window_past_days"),
         window_future_days=_days(raw, "window_future_days"),
         timezone=_timezone(raw.get("timezone")),
         max_bytes=_max_bytes(raw.get("max_bytes")),
+        public_only=public_only,
     )
+    if public_only and not clean.is_url:
+        raise InvalidSettings("a feed limited to public addresses must be an http(s) or webcal URL")
+    return clean
 
 
 __all__ = ["DEFAULT_MAX_BYTES", "IcsSettings", "describe_source", "is_url", "parse_settings"]

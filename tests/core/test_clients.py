@@ -587,3 +587,74 @@ def test_email_normalisation_ignores_case_prefixes_and_spacing(
 def test_email_normalisation_is_idempotent_and_total(text: str) -> None:
     once = normalise_email(text)
     assert once is None or (once.count("@") == 1 and normalise_email(once) == once)
+
+
+# -- session events -----------------------------------------------------------------------------
+
+
+def _session_events(store: Store) -> list[tuple[str, int | None, dict[str, object]]]:
+    with store.session() as session:
+        rows = session.execute(
+            select(OutboxEvent.kind, OutboxEvent.occurrence_id, OutboxEvent.payload)
+            .where(OutboxEvent.kind.like("session.%"))
+            .order_by(OutboxEvent.id)
+        ).all()
+    return [(kind, occ, dict(payload)) for kind, occ, payload in rows]
+
+
+def test_session_changes_reach_the_outbox_with_ids_only(store: Store) -> None:
+    world = World(store)
+    anna = create_client(store, world.therapist, name="Anna Example", email="anna@example.org")
+    bert = create_client(store, world.therapist)
+    world.put("one@test", MONDAY, title="Anna Example intake")
+    world.sync()
+    first = find_occurrence(store, world.therapist, "one@test", MONDAY)
+
+    made = assign_occurrence(store, world.therapist, first, anna.code)
+    assert _session_events(store) == [
+        (
+            "session.assigned",
+            first,
+            {
+                "session_id": made.id,
+                "client_id": made_client_id(store, anna.code, world),
+                "modality": made.modality.value,
+            },
+        )
+    ]
+    # Assigning the same client again changes nothing and says nothing.
+    assign_occurrence(store, world.therapist, first, anna.code)
+    assert len(_session_events(store)) == 1
+
+    other = Modality.IN_PERSON if made.modality is Modality.ONLINE else Modality.ONLINE
+    set_session_modality(store, world.therapist, made.id, made.modality)  # no change, no event
+    set_session_modality(store, world.therapist, made.id, other)
+    assign_occurrence(store, world.therapist, first, bert.code)
+    kinds = [(kind, payload["session_id"]) for kind, _occ, payload in _session_events(store)]
+    assert kinds == [
+        ("session.assigned", made.id),
+        ("session.modality_changed", made.id),
+        ("session.assigned", made.id),
+    ]
+    dump = repr(_session_events(store))
+    assert "Anna" not in dump and "anna@" not in dump and anna.code not in dump
+
+
+def made_client_id(store: Store, code: str, world: World) -> int:
+    with store.session() as session:
+        found = session.scalar(select(Client.id).where(Client.therapist_id == world.therapist, Client.code == code))
+    assert found is not None
+    return found
+
+
+def test_rule_and_series_sessions_announce_themselves_once(store: Store) -> None:
+    world = World(store)
+    anna = create_client(store, world.therapist, email="anna@example.org")
+    world.weekly("weekly@test", MONDAY, 3, attendees=("anna@example.org",))
+    world.sync()
+    world.deliver_outbox()
+    world.deliver_outbox()
+    assert [kind for kind, _o, _p in _session_events(store)] == ["session.assigned"] * 3
+    assign_series(store, world.therapist, world.connection, "weekly@test", anna.code, from_start=MONDAY)
+    # Same client, new source: not a new assignment for anyone downstream.
+    assert [kind for kind, _o, _p in _session_events(store)] == ["session.assigned"] * 3

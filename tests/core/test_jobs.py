@@ -478,3 +478,45 @@ def test_a_handler_writing_through_its_own_sessions_is_not_blocked_by_the_delive
     assert deliveries(store)[(event_id, "own")].status == DONE
     with store.session() as session:
         assert len(session.scalars(select(Therapist)).all()) == 1
+
+
+# -- retention --------------------------------------------------------------------------------
+
+
+def test_finished_work_older_than_the_retention_is_pruned_and_nothing_else(store: Store) -> None:
+    from core.jobs.retention import prune_finished
+
+    registry = JobRegistry()
+    registry.add_handler("ok", "*", recorder([]))
+    registry.add_handler("flaky", "occurrence.cancelled", recorder([], fail=lambda e: True))
+    registry.add_job("sync.connection", lambda store, connection_id: None)
+    clock = Clock()
+    runner = runner_for(store, registry, clock, max_attempts=1)
+    old_done = [add_event(store) for _ in range(3)]
+    old_parked = add_event(store, kind="occurrence.cancelled")
+    runner.defer("sync.connection", connection_id=1)
+    runner.run_pending()
+    clock.advance(days=20)
+    recent = add_event(store)
+    also_recent = add_event(store)
+    runner.defer("sync.connection", connection_id=2)
+    runner.run_pending()
+    add_event(store, occurrence_id=9)
+    runner.defer("sync.connection", run_at=clock.now + timedelta(days=40), connection_id=3)  # pending
+    counts = prune_finished(store, timedelta(days=14), now=clock.now)
+    assert (counts.events, counts.deliveries, counts.jobs) == (3, 3, 1)
+    with store.session() as session:
+        left = set(session.scalars(select(OutboxEvent.event_id)))
+        jobs = sorted(session.scalars(select(QueuedJob.status)))
+    assert not left & set(old_done)
+    assert {old_parked, recent, also_recent} <= left  # parked waits for an operator; recent is kept
+    assert jobs == [DONE, PENDING]
+    assert [i.name for i in list_parked(store)] == ["flaky"]
+    # Pruning again finds nothing; a later run with everything old takes the rest that is done.
+    assert prune_finished(store, timedelta(days=14), now=clock.now) == type(counts)(0, 0, 0)
+    later = prune_finished(store, timedelta(days=14), now=clock.advance(days=30))
+    assert later.events >= 2 and later.jobs == 1
+    with store.session() as session:
+        assert old_parked in set(session.scalars(select(OutboxEvent.event_id)))
+    with pytest.raises(ValueError):
+        prune_finished(store, timedelta(days=-1))

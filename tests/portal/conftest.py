@@ -25,8 +25,16 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def make_settings(home: Path, env: str = "development") -> Settings:
-    return Settings(home=home, master_key=TEST_MASTER_KEY, env=env, timezone="UTC")  # type: ignore[arg-type]
+def make_settings(home: Path, env: str = "development", *, allow_private_feeds: bool = True) -> Settings:
+    # The tests' feed servers listen on loopback, which feeds added on the web may not use by
+    # default (tests/integrations/ics/test_public_only.py covers that default).
+    return Settings(
+        home=home,
+        master_key=TEST_MASTER_KEY,
+        env=env,  # type: ignore[arg-type]
+        timezone="UTC",
+        allow_private_feeds=allow_private_feeds,
+    )
 
 
 @pytest.fixture

@@ -93,3 +93,25 @@ async def test_cookie_authenticated_api_writes_need_the_csrf_header(client: http
     page = await client.get("/")
     created = await client.post("/api/v1/tokens", json={"name": "x"}, headers={"X-CSRF-Token": csrf_from(page.text)})
     assert created.status_code == 201
+
+
+async def test_a_revocation_made_elsewhere_reaches_a_running_server_within_the_cache_time(
+    store: Store, therapist: int, settings: object
+) -> None:
+    import asyncio
+
+    from alliance.app import create_app
+
+    for ttl in (0.0, 3.0):
+        app = create_app(settings.model_copy(update={"api_token_cache_seconds": ttl}), store=store)  # type: ignore[attr-defined]
+        token = create_api_token(store, therapist, f"cli-{ttl}")
+        async with asgi_client(app) as client:
+            assert (await client.get("/api/v1/me", headers=bearer(token.token))).status_code == 200
+            revoke_api_token(store, token.id)  # as `alliance tokens revoke` does, from another process
+            answer = await client.get("/api/v1/me", headers=bearer(token.token))
+            if ttl == 0:
+                assert answer.status_code == 401  # no cache: refused at once
+                continue
+            assert answer.status_code == 200  # remembered for at most ttl seconds (README)
+            await asyncio.sleep(ttl + 0.2)
+            assert (await client.get("/api/v1/me", headers=bearer(token.token))).status_code == 401

@@ -60,6 +60,7 @@ def _env(home: Path, port: int) -> dict[str, str]:
             "ALLIANCE_MASTER_KEY": generate_key_text(),
             "ALLIANCE_TIMEZONE": "UTC",
             "ALLIANCE_SYNC_INTERVAL_MINUTES": "1",
+            "ALLIANCE_ALLOW_PRIVATE_FEEDS": "true",  # the test feed listens on loopback
             "ALLIANCE_BASE_URL": f"http://127.0.0.1:{port}",
         }
     )

@@ -40,6 +40,11 @@ SEMANTIC_422 = {
     "POST /api/v1/clients",
     "PATCH /api/v1/clients/{code}",
     "POST /api/v1/assignments",
+    # checklists: keys unique in a list, S2 kept in the start list, answers name items that apply
+    # to the session, a skip has a reason, a text item done has its text
+    "POST /api/v1/checklists/templates",
+    "POST /api/v1/sessions/{session_id}/checklists/{phase}",
+    "GET /api/v1/checklists/flags",  # the window's `to` after its `from`
 }
 POSITIVE_STATUSES = {401, 403, 404, 409, 422, 429}
 

@@ -1,0 +1,58 @@
+"""Therapist frame checklists (pre-session, session start, post-session): versioned templates and runs."""
+
+from core.checklists.defaults import DEFAULTS, LOCATION_KEY
+from core.checklists.items import (
+    AnswerStatus,
+    Applies,
+    ChecklistItem,
+    InvalidChecklist,
+    Phase,
+    Response,
+)
+from core.checklists.service import (
+    AnswerInput,
+    AnswerView,
+    ChecklistError,
+    ItemState,
+    OpenFlag,
+    RunView,
+    SessionCancelled,
+    SessionChecklists,
+    TemplateView,
+    UnknownTemplate,
+    get_template,
+    list_templates,
+    new_template_version,
+    open_flags,
+    parse_phase,
+    record_answers,
+    session_checklists,
+)
+
+__all__ = [
+    "DEFAULTS",
+    "LOCATION_KEY",
+    "AnswerInput",
+    "AnswerStatus",
+    "AnswerView",
+    "Applies",
+    "ChecklistError",
+    "ChecklistItem",
+    "InvalidChecklist",
+    "ItemState",
+    "OpenFlag",
+    "Phase",
+    "Response",
+    "RunView",
+    "SessionCancelled",
+    "SessionChecklists",
+    "TemplateView",
+    "UnknownTemplate",
+    "get_template",
+    "list_templates",
+    "new_template_version",
+    "open_flags",
+    "parse_phase",
+    "record_answers",
+    "session_checklists",
+]
