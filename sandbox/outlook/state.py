@@ -406,10 +406,14 @@ class OutlookState:
     # ----- the calendar (control API) --------------------------------------------------------
 
     def _touch(self, event: Event) -> None:
-        self.seq += 1
-        event.seq = self.seq
+        self._bump(event)
         event.modified = self.clock()
         event.change_key = self._token()[:22]
+
+    def _bump(self, event: Event) -> None:
+        """A change to one instance: the series' other instances (and the master's changeKey) stay as they were."""
+        self.seq += 1
+        event.seq = self.seq
 
     def seed_event(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create an event as a calendar app would (Graph body; ``iCalUId`` may be given here)."""
@@ -489,7 +493,7 @@ class OutlookState:
                     exception.subject = str(patch["subject"])
                 exception.change_key = self._token()[:22]
                 event.exceptions[original] = exception
-                self._touch(event)
+                self._bump(event)
                 self._notify(event, "updated")
                 return
             if "start" in patch:
@@ -538,7 +542,7 @@ class OutlookState:
             if original is not None:
                 event.deleted_instances.add(original)
                 event.exceptions.pop(original, None)
-                self._touch(event)
+                self._bump(event)
                 self._notify(event, "updated")
                 return
             del self.events[event.id]

@@ -183,11 +183,16 @@ def test_occurrences_are_skeletal_and_exceptions_keep_their_id(emu: RunningEmula
         }
         assert all(i["type"] == "occurrence" and i["seriesMasterId"] == master for i in items)
         second = sorted(items, key=lambda i: i["start"]["dateTime"])[1]
-        moved = client.patch(
-            f"/me/events/{second['id']}",
-            json={"start": local("2026-12-09", 9), "end": local("2026-12-09", 9, 50)},
-            headers=PREFER,
-        )
+        # Minutes later: changing one instance must not make its siblings "changed" too.
+        emu.state.clock = lambda: datetime.now(UTC) + timedelta(minutes=10)
+        try:
+            moved = client.patch(
+                f"/me/events/{second['id']}",
+                json={"start": local("2026-12-09", 9), "end": local("2026-12-09", 9, 50)},
+                headers=PREFER,
+            )
+        finally:
+            emu.state.clock = lambda: datetime.now(UTC)
         assert moved.status_code == 200 and moved.json()["type"] == "exception"
         assert moved.json()["originalStart"] == "2026-12-08T17:00:00Z"
         changes, _ = drain(client, delta_link)
