@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from alliance import outlook_push
 from alliance.mail import build_transport, mail_policy
 from alliance.push import PUSH_RENEW, RENEW_EVERY, maintain_channels
 from alliance.reconcile import SYNC_CONNECTION, plan_reconciliation, sweep_period, sync_connection_job
@@ -176,6 +177,8 @@ def build_registry(
 
     registry.add_periodic(DELIVER_MAIL, timedelta(seconds=settings.mail_poll_seconds), deliver_mail)
     _add_video_jobs(registry, settings)
+    # Outlook change notifications (issue 5): coalesced syncs, lifecycle events, subscription upkeep.
+    outlook_push.register_jobs(registry, settings)
     return registry
 
 

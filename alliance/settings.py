@@ -99,6 +99,15 @@ class Settings(BaseSettings):
     rating_delay_minutes: int = Field(default=5, ge=0, le=24 * 60)
     rating_min_call_minutes: int = Field(default=10, ge=0, le=24 * 60)
     link_failures_per_minute: int = Field(default=10, ge=1, le=10_000)
+    # Outlook / Microsoft 365 (issue 5): the identity platform's authority (https with a tenant path:
+    # "common", "organizations" or a tenant id), Graph's base URL, the app registration that
+    # `alliance connect outlook` signs in with, and an extra CA bundle to trust for both (a private
+    # CA, or the sandbox emulator's test CA; unset: the system's trust store).
+    ms_authority: str = "https://login.microsoftonline.com/common"
+    graph_api_url: str = "https://graph.microsoft.com/v1.0"
+    ms_client_id: str | None = None
+    ms_client_secret: SecretStr | None = None
+    ms_ca_bundle: Path | None = None
     # Alliance-rating alerts (core.alerts, rules R1-R8 of reference/clinical.md section H): the
     # defaults are the reference's; a practice with its own norms (e.g. 34) overrides them here.
     alert_cutoff: Decimal = Field(default=Decimal(36), ge=0, le=40, decimal_places=1)
@@ -181,6 +190,22 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value
+
+    @field_validator("ms_authority")
+    @classmethod
+    def _https_authority(cls, value: str) -> str:
+        # MSAL refuses anything else: an https URL whose path names the tenant.
+        head, _, tenant = value.removeprefix("https://").rstrip("/").partition("/")
+        if not value.startswith("https://") or not head or not tenant:
+            raise ValueError("must be https://<host>/<tenant>, e.g. https://login.microsoftonline.com/common")
+        return value.rstrip("/")
+
+    @field_validator("graph_api_url")
+    @classmethod
+    def _graph_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (e.g. https://graph.microsoft.com/v1.0)")
+        return value.rstrip("/")
 
     @field_validator("database_url")
     @classmethod
