@@ -51,7 +51,18 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length")
+        # The raw header list, not starlette's Headers: this runs on every request (the API's
+        # polled listings included), and a request with neither header has no body to limit.
+        declared: str | None = None
+        streamed = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value.decode("latin-1")
+            elif name == b"transfer-encoding":
+                streamed = True
+        if declared is None and not streamed:
+            await self.app(scope, receive, send)
+            return
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             # Refuse before reading a byte: a malformed length is as unsafe as a large one.
             status_response = _too_large_response(scope) if declared.isdigit() else problem(400, "Bad Content-Length.")
