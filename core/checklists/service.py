@@ -36,6 +36,8 @@ from core.checklists.items import (
 from core.checklists.models import ChecklistAnswer, ChecklistRun, ChecklistTemplate
 from core.clients import Client, Modality, SessionView, TherapySession, UnknownSession, get_session
 from core.crypto import KeyDestroyed, Owner
+from core.links import get_checkin
+from core.links.models import ClientCheckin
 from core.store.db import Store
 from core.store.models import Connection, Occurrence
 from core.sync.types import Status
@@ -122,6 +124,8 @@ class SessionChecklists:
     first_session: bool
     runs: tuple[RunView, ...]  # pre, start, post
     flags: tuple[OpenFlag, ...]
+    # The client confirmed today's place and callback number on their own page (S2 answered ahead).
+    client_confirmed_location: bool = False
 
     def run(self, phase: Phase) -> RunView:
         return next(r for r in self.runs if r.phase is phase)
@@ -400,14 +404,40 @@ def _open_blocking(
     ]
 
 
-def _flags(view: SessionView, online: bool, first: bool, runs: Iterable[RunView]) -> tuple[OpenFlag, ...]:
+def _flags(
+    view: SessionView, online: bool, first: bool, runs: Iterable[RunView], *, client_confirmed: bool = False
+) -> tuple[OpenFlag, ...]:
     if view.status is Status.CANCELLED or not online:
         return ()  # nothing blocks an in-person or a cancelled session
     flags: list[OpenFlag] = []
     for run in runs:
         statuses = {s.item.key: s.answer.status for s in run.items if s.answer is not None}
         flags += _open_blocking(view.id, run.phase, run.template.items, statuses, online=online, first=first)
-    return tuple(flags)
+    return tuple(_without_confirmed_location(flags, {view.id} if client_confirmed else set()))
+
+
+def _without_confirmed_location(flags: Iterable[OpenFlag], confirmed: set[int]) -> list[OpenFlag]:
+    """Drop the S2 flag of sessions whose client confirmed today's place and callback number themselves."""
+    return [
+        f for f in flags if not (f.session_id in confirmed and f.phase is Phase.START and f.key.upper() == LOCATION_KEY)
+    ]
+
+
+def _client_confirmed(store: Store, therapist_id: int, session_ids: Iterable[int]) -> set[int]:
+    """Sessions among ``session_ids`` for which the client confirmed both today's place and a callback
+    number on their link (``core.links``' check-in). One column query narrows them down; only the
+    sessions with a check-in are decrypted."""
+    ids = sorted(set(session_ids))
+    with_checkin: list[int] = []
+    with store.session() as session:
+        for chunk in _chunks(ids):
+            with_checkin += session.scalars(select(ClientCheckin.session_id).where(ClientCheckin.session_id.in_(chunk)))
+    confirmed = set()
+    for session_id in with_checkin:
+        checkin = get_checkin(store, therapist_id, session_id)
+        if checkin is not None and checkin.location and checkin.callback:
+            confirmed.add(session_id)
+    return confirmed
 
 
 def _session_checklists(store: Store, therapist_id: int, view: SessionView) -> SessionChecklists:
@@ -430,8 +460,16 @@ def _session_checklists(store: Store, therapist_id: int, view: SessionView) -> S
             )
             for phase in Phase
         )
+    confirmed = (
+        online and view.status is not Status.CANCELLED and bool(_client_confirmed(store, therapist_id, [view.id]))
+    )
     return SessionChecklists(
-        session=view, online=online, first_session=first, runs=run_views, flags=_flags(view, online, first, run_views)
+        session=view,
+        online=online,
+        first_session=first,
+        runs=run_views,
+        flags=_flags(view, online, first, run_views, client_confirmed=confirmed),
+        client_confirmed_location=confirmed,
     )
 
 
@@ -526,6 +564,15 @@ def open_flags(
             )
         if flags:
             found[sid] = flags
+    located = [sid for sid, flags in found.items() if any(f.key.upper() == LOCATION_KEY for f in flags)]
+    if located:
+        confirmed = _client_confirmed(store, therapist_id, located)
+        for sid in confirmed:
+            remaining = _without_confirmed_location(found[sid], confirmed)
+            if remaining:
+                found[sid] = remaining
+            else:
+                del found[sid]
     return found
 
 
