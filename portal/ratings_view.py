@@ -49,17 +49,23 @@ pages = APIRouter(include_in_schema=False)
 api = APIRouter(prefix="/api/v1", tags=["clients"])
 
 
-def _style_hashes(svg: str) -> list[str]:
-    """CSP hashes of the chart's own <style> elements: the page allows those and no other inline style."""
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def _style_sources(svg: str) -> list[str]:
+    """CSP sources for the chart's own styles: its <style> elements and its few ``style`` attributes
+    (pygal hides tooltip text with ``opacity: 0``), each by hash; no other inline style is allowed."""
     root = ET.fromstring(svg)
-    return [
-        "'sha256-" + base64.b64encode(hashlib.sha256((el.text or "").encode()).digest()).decode() + "'"
-        for el in root.iter("{http://www.w3.org/2000/svg}style")
-    ]
+    sources = [_sha256(el.text or "") for el in root.iter("{http://www.w3.org/2000/svg}style")]
+    attributes = sorted({value for el in root.iter() if (value := el.get("style")) is not None})
+    if attributes:
+        sources += ["'unsafe-hashes'", *(_sha256(value) for value in attributes)]
+    return sources
 
 
-def _csp(style_hashes: list[str]) -> str:
-    styles = " ".join(["'self'", *style_hashes])
+def _csp(style_sources: list[str]) -> str:
+    styles = " ".join(["'self'", *style_sources])
     return (
         f"default-src 'self'; img-src 'self' data:; style-src {styles}; frame-ancestors 'none'; "
         "form-action 'self'; base-uri 'none'"
@@ -96,7 +102,7 @@ def ratings_page(
         "signed_in": True,
     }
     response = templates.TemplateResponse(request, "client_ratings.html", context)
-    response.headers["content-security-policy"] = _csp(_style_hashes(svg))
+    response.headers["content-security-policy"] = _csp(_style_sources(svg))
     return response
 
 
