@@ -25,11 +25,12 @@ from core.alerts import (
     records_from_sessions,
     session_numbers,
 )
-from core.clients import SessionView, get_client, list_sessions
+from core.clients import Client, Modality, SessionSource, SessionView, TherapySession, UnknownClient, normalise_code
 from core.links.policy import CallTimes, LinkPolicy, rating_opens_at
-from core.ratings import RatingRecord, list_client_ratings, no_show_sessions
-from core.ratings.models import SessionEnd
+from core.ratings.models import Rating, SessionEnd
 from core.store.db import Store
+from core.store.models import Connection, Occurrence
+from core.sync.types import Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,28 +62,128 @@ class ClientTrend:
         return tuple(f for f in self.flags if f.session_id == session_id)
 
 
-def _scores(rating: RatingRecord) -> Scores:
-    return Scores.of(rating.bond, rating.goals, rating.approach, rating.overall)
+@dataclass(frozen=True, slots=True)
+class _Rated:
+    measure: str
+    submitted_at: datetime
+    scores: Scores
 
 
-def _short_calls(store: Store, sessions: Sequence[SessionView], policy: LinkPolicy) -> set[int]:
-    """Sessions whose call the platform reported too short to rate (no rating was ever asked for)."""
-    ids = [s.id for s in sessions]
-    if not ids:
-        return set()
-    ends = {s.id: s.end for s in sessions}
-    found: set[int] = set()
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """What the trend reads, in one transaction: the client, its sessions, ratings and reported calls."""
+
+    client_id: int
+    client_code: str
+    sessions: list[SessionView]
+    ratings: dict[int, _Rated]
+    calls: dict[int, CallTimes]
+
+
+def _chunks(ids: Sequence[int], size: int = 500) -> list[Sequence[int]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def _load(store: Store, therapist_id: int, code: str) -> _Stored:
+    """Column reads only (no ORM entities): this runs for every page view, API call and CLI run."""
+    normalised = normalise_code(code)
     with store.session() as session:
-        rows = session.execute(
-            select(SessionEnd.session_id, SessionEnd.started_at, SessionEnd.ended_at, SessionEnd.no_show).where(
-                SessionEnd.session_id.in_(ids)
-            )
+        client = (
+            session.execute(
+                select(Client.id, Client.code).where(Client.therapist_id == therapist_id, Client.code == normalised)
+            ).first()
+            if normalised
+            else None
         )
-        for sid, started, ended, no_show in rows:
-            call = CallTimes(started_at=started, ended_at=ended, no_show=no_show)
-            if not no_show and rating_opens_at(ends[sid], call, policy) is None:
-                found.add(sid)
-    return found
+        if client is None:
+            raise UnknownClient("unknown client code")
+        client_id, client_code = client
+        rows = session.execute(
+            select(
+                TherapySession.id,
+                TherapySession.occurrence_id,
+                TherapySession.modality,
+                TherapySession.source,
+                TherapySession.created_at,
+                TherapySession.updated_at,
+                Occurrence.status,
+                Occurrence.start_utc,
+                Occurrence.end_utc,
+                Occurrence.all_day,
+                Occurrence.timezone,
+                Occurrence.ical_uid,
+                Occurrence.recurrence_id,
+                Occurrence.connection_id,
+                Connection.name,
+            )
+            .join(Occurrence, Occurrence.id == TherapySession.occurrence_id)
+            .join(Connection, Connection.id == Occurrence.connection_id)
+            # Both sides scoped, as list_sessions does: the client and the calendar are this therapist's.
+            .where(TherapySession.client_id == client_id, Connection.therapist_id == therapist_id)
+            .order_by(Occurrence.start_utc, TherapySession.id)
+        ).all()
+        sessions = [
+            SessionView(
+                id=sid,
+                occurrence_id=occurrence_id,
+                client_id=client_id,
+                client_code=client_code,
+                modality=Modality(modality),
+                source=SessionSource(source),
+                status=Status(status),
+                start=start,
+                end=end,
+                all_day=all_day,
+                timezone=timezone,
+                uid=uid,
+                recurrence_id=recurrence_id,
+                connection_id=connection_id,
+                connection=connection,
+                created_at=created_at,
+                updated_at=updated_at,
+            )
+            for (
+                sid,
+                occurrence_id,
+                modality,
+                source,
+                created_at,
+                updated_at,
+                status,
+                start,
+                end,
+                all_day,
+                timezone,
+                uid,
+                recurrence_id,
+                connection_id,
+                connection,
+            ) in rows
+            if not all_day  # an all-day entry is not a session that can be rated
+        ]
+        ratings = {
+            sid: _Rated(measure, submitted_at, Scores.of(bond, goals, approach, overall))
+            for sid, measure, submitted_at, bond, goals, approach, overall in session.execute(
+                select(
+                    Rating.session_id,
+                    Rating.measure,
+                    Rating.submitted_at,
+                    Rating.bond,
+                    Rating.goals,
+                    Rating.approach,
+                    Rating.overall,
+                ).where(Rating.client_id == client_id)
+            )
+        }
+        calls: dict[int, CallTimes] = {}
+        for chunk in _chunks([s.id for s in sessions]):
+            for sid, started, ended, no_show in session.execute(
+                select(SessionEnd.session_id, SessionEnd.started_at, SessionEnd.ended_at, SessionEnd.no_show).where(
+                    SessionEnd.session_id.in_(chunk)
+                )
+            ):
+                calls[sid] = CallTimes(started_at=started, ended_at=ended, no_show=no_show)
+    return _Stored(client_id, client_code, sessions, ratings, calls)
 
 
 def client_trend(
@@ -103,17 +204,23 @@ def client_trend(
     """
     link_policy = policy or LinkPolicy()
     at = now or datetime.now(UTC)
-    client = get_client(store, therapist_id, code)
-    sessions = [s for s in list_sessions(store, therapist_id, client_code=client.code) if not s.all_day]
-    ratings = {r.session_id: r for r in list_client_ratings(store, therapist_id, client.id)}
+    stored = _load(store, therapist_id, code)
+    sessions, ratings = stored.sessions, stored.ratings
+    ids = {s.id for s in sessions}
     records = records_from_sessions(
         sessions,
         now=at,
-        ratings={sid: _scores(r) for sid, r in ratings.items()},
-        no_shows=no_show_sessions(store, therapist_id, client.id),
+        ratings={sid: r.scores for sid, r in ratings.items() if sid in ids},
+        no_shows={sid for sid, call in stored.calls.items() if call.no_show},
         rating_window=timedelta(days=link_policy.valid_days),
     )
-    short = _short_calls(store, sessions, link_policy)
+    ends = {s.id: s.end for s in sessions}
+    # A call the platform reported too short to rate: no rating was ever asked for.
+    short = {
+        sid
+        for sid, call in stored.calls.items()
+        if not call.no_show and rating_opens_at(ends[sid], call, link_policy) is None
+    }
     records = [
         replace(r, rating=RatingState.NOT_REQUESTED)
         if r.session_id in short and r.attendance is Attendance.ATTENDED and r.scores is None
@@ -123,7 +230,6 @@ def client_trend(
     chosen = thresholds or AlertThresholds()
     flags = evaluate(records, chosen)
     numbers = session_numbers(records)
-    ends = {s.id: s.end for s in sessions}
     rows = tuple(
         TrendRow(
             record=r,
@@ -134,7 +240,9 @@ def client_trend(
         )
         for r in records
     )
-    return ClientTrend(client_id=client.id, client_code=client.code, rows=rows, flags=tuple(flags), thresholds=chosen)
+    return ClientTrend(
+        client_id=stored.client_id, client_code=stored.client_code, rows=rows, flags=tuple(flags), thresholds=chosen
+    )
 
 
 __all__ = ["ClientTrend", "TrendRow", "client_trend"]
