@@ -432,6 +432,11 @@ def _client_confirmed(store: Store, therapist_id: int, session_ids: Iterable[int
     with store.session() as session:
         for chunk in _chunks(ids):
             with_checkin += session.scalars(select(ClientCheckin.session_id).where(ClientCheckin.session_id.in_(chunk)))
+    return _confirmed(store, therapist_id, with_checkin)
+
+
+def _confirmed(store: Store, therapist_id: int, with_checkin: Iterable[int]) -> set[int]:
+    """Of sessions known to have a check-in, those where it holds both a place and a callback number."""
     confirmed = set()
     for session_id in with_checkin:
         checkin = get_checkin(store, therapist_id, session_id)
@@ -499,10 +504,12 @@ def open_flags(
     if not seeded:
         _seed_defaults(store, therapist_id)
     query = (
-        select(TherapySession.id, TherapySession.client_id)
+        select(TherapySession.id, TherapySession.client_id, ClientCheckin.session_id)
         .join(Occurrence, Occurrence.id == TherapySession.occurrence_id)
         .join(Client, Client.id == TherapySession.client_id)
         .join(Connection, Connection.id == Occurrence.connection_id)
+        # Whether the client checked in on their link (S2 may be answered there): no extra query.
+        .outerjoin(ClientCheckin, ClientCheckin.session_id == TherapySession.id)
         .where(
             Client.therapist_id == therapist_id,
             Connection.therapist_id == therapist_id,
@@ -518,7 +525,9 @@ def open_flags(
     if session_ids is not None:
         query = query.where(TherapySession.id.in_(list(session_ids)))
     with store.session() as session:
-        sessions = [(sid, cid) for sid, cid in session.execute(query)]
+        listed = session.execute(query).all()
+        sessions = [(sid, cid) for sid, cid, _ in listed]
+        checked_in = {sid for sid, _, checkin in listed if checkin is not None}
         if not sessions:
             return {}
         current = _current_templates(session, therapist_id)
@@ -564,9 +573,11 @@ def open_flags(
             )
         if flags:
             found[sid] = flags
-    located = [sid for sid, flags in found.items() if any(f.key.upper() == LOCATION_KEY for f in flags)]
+    located = [
+        sid for sid, flags in found.items() if sid in checked_in and any(f.key.upper() == LOCATION_KEY for f in flags)
+    ]
     if located:
-        confirmed = _client_confirmed(store, therapist_id, located)
+        confirmed = _confirmed(store, therapist_id, located)
         for sid in confirmed:
             remaining = _without_confirmed_location(found[sid], confirmed)
             if remaining:
