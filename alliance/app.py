@@ -22,6 +22,7 @@ from portal import api as api_routes
 from portal import api_checklists as checklists_api
 from portal import api_clients, api_mirror, api_video, client_pages, connect_google, connect_zoom, pages
 from portal import checklist_pages as checklists_pages
+from portal import ratings_view as ratings_pages
 from portal.api_notes import router as notes_api_router  # session notes (notes issue)
 from portal.deps import StoreDep
 from portal.errors import document_problems, install_error_handlers
@@ -119,6 +120,7 @@ def create_app(settings: Settings, *, store: Store | None = None, worker: Embedd
     app.include_router(notes_pages_router)
     app.include_router(checklists_api.router)
     app.include_router(checklists_pages.router)
+    app.include_router(ratings_pages.router)
     app.include_router(pages.router)
     app.include_router(connect_zoom.router)
     app.include_router(api_video.router)

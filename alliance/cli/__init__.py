@@ -18,6 +18,7 @@ from alliance.cli import keys as key_commands
 from alliance.cli import links as link_commands
 from alliance.cli import mirror as mirror_commands
 from alliance.cli import notes as note_commands  # session notes, audit, erasure and export
+from alliance.cli import ratings as rating_commands
 from alliance.cli import sandbox as sandbox_commands
 from alliance.cli import serve as serve_commands
 from alliance.cli import video as video_commands
@@ -53,6 +54,7 @@ demo_commands.register(app)
 serve_commands.register(app)
 account_commands.register(app)
 client_commands.register(app)
+rating_commands.register(client_commands.clients_app)
 job_commands.register(app)
 note_commands.register(app)
 checklist_commands.register(app)

@@ -36,6 +36,8 @@ from core.checklists.items import (
 from core.checklists.models import ChecklistAnswer, ChecklistRun, ChecklistTemplate
 from core.clients import Client, Modality, SessionView, TherapySession, UnknownSession, get_session
 from core.crypto import KeyDestroyed, Owner
+from core.links import get_checkin
+from core.links.models import ClientCheckin
 from core.store.db import Store
 from core.store.models import Connection, Occurrence
 from core.sync.types import Status
@@ -122,6 +124,8 @@ class SessionChecklists:
     first_session: bool
     runs: tuple[RunView, ...]  # pre, start, post
     flags: tuple[OpenFlag, ...]
+    # The client confirmed today's place and callback number on their own page (S2 answered ahead).
+    client_confirmed_location: bool = False
 
     def run(self, phase: Phase) -> RunView:
         return next(r for r in self.runs if r.phase is phase)
@@ -400,14 +404,45 @@ def _open_blocking(
     ]
 
 
-def _flags(view: SessionView, online: bool, first: bool, runs: Iterable[RunView]) -> tuple[OpenFlag, ...]:
+def _flags(
+    view: SessionView, online: bool, first: bool, runs: Iterable[RunView], *, client_confirmed: bool = False
+) -> tuple[OpenFlag, ...]:
     if view.status is Status.CANCELLED or not online:
         return ()  # nothing blocks an in-person or a cancelled session
     flags: list[OpenFlag] = []
     for run in runs:
         statuses = {s.item.key: s.answer.status for s in run.items if s.answer is not None}
         flags += _open_blocking(view.id, run.phase, run.template.items, statuses, online=online, first=first)
-    return tuple(flags)
+    return tuple(_without_confirmed_location(flags, {view.id} if client_confirmed else set()))
+
+
+def _without_confirmed_location(flags: Iterable[OpenFlag], confirmed: set[int]) -> list[OpenFlag]:
+    """Drop the S2 flag of sessions whose client confirmed today's place and callback number themselves."""
+    return [
+        f for f in flags if not (f.session_id in confirmed and f.phase is Phase.START and f.key.upper() == LOCATION_KEY)
+    ]
+
+
+def _client_confirmed(store: Store, therapist_id: int, session_ids: Iterable[int]) -> set[int]:
+    """Sessions among ``session_ids`` for which the client confirmed both today's place and a callback
+    number on their link (``core.links``' check-in). One column query narrows them down; only the
+    sessions with a check-in are decrypted."""
+    ids = sorted(set(session_ids))
+    with_checkin: list[int] = []
+    with store.session() as session:
+        for chunk in _chunks(ids):
+            with_checkin += session.scalars(select(ClientCheckin.session_id).where(ClientCheckin.session_id.in_(chunk)))
+    return _confirmed(store, therapist_id, with_checkin)
+
+
+def _confirmed(store: Store, therapist_id: int, with_checkin: Iterable[int]) -> set[int]:
+    """Of sessions known to have a check-in, those where it holds both a place and a callback number."""
+    confirmed = set()
+    for session_id in with_checkin:
+        checkin = get_checkin(store, therapist_id, session_id)
+        if checkin is not None and checkin.location and checkin.callback:
+            confirmed.add(session_id)
+    return confirmed
 
 
 def _session_checklists(store: Store, therapist_id: int, view: SessionView) -> SessionChecklists:
@@ -430,8 +465,16 @@ def _session_checklists(store: Store, therapist_id: int, view: SessionView) -> S
             )
             for phase in Phase
         )
+    confirmed = (
+        online and view.status is not Status.CANCELLED and bool(_client_confirmed(store, therapist_id, [view.id]))
+    )
     return SessionChecklists(
-        session=view, online=online, first_session=first, runs=run_views, flags=_flags(view, online, first, run_views)
+        session=view,
+        online=online,
+        first_session=first,
+        runs=run_views,
+        flags=_flags(view, online, first, run_views, client_confirmed=confirmed),
+        client_confirmed_location=confirmed,
     )
 
 
@@ -461,10 +504,12 @@ def open_flags(
     if not seeded:
         _seed_defaults(store, therapist_id)
     query = (
-        select(TherapySession.id, TherapySession.client_id)
+        select(TherapySession.id, TherapySession.client_id, ClientCheckin.session_id)
         .join(Occurrence, Occurrence.id == TherapySession.occurrence_id)
         .join(Client, Client.id == TherapySession.client_id)
         .join(Connection, Connection.id == Occurrence.connection_id)
+        # Whether the client checked in on their link (S2 may be answered there): no extra query.
+        .outerjoin(ClientCheckin, ClientCheckin.session_id == TherapySession.id)
         .where(
             Client.therapist_id == therapist_id,
             Connection.therapist_id == therapist_id,
@@ -480,7 +525,9 @@ def open_flags(
     if session_ids is not None:
         query = query.where(TherapySession.id.in_(list(session_ids)))
     with store.session() as session:
-        sessions = [(sid, cid) for sid, cid in session.execute(query)]
+        listed = session.execute(query).all()
+        sessions = [(sid, cid) for sid, cid, _ in listed]
+        checked_in = {sid for sid, _, checkin in listed if checkin is not None}
         if not sessions:
             return {}
         current = _current_templates(session, therapist_id)
@@ -526,6 +573,17 @@ def open_flags(
             )
         if flags:
             found[sid] = flags
+    located = [
+        sid for sid, flags in found.items() if sid in checked_in and any(f.key.upper() == LOCATION_KEY for f in flags)
+    ]
+    if located:
+        confirmed = _confirmed(store, therapist_id, located)
+        for sid in confirmed:
+            remaining = _without_confirmed_location(found[sid], confirmed)
+            if remaining:
+                found[sid] = remaining
+            else:
+                del found[sid]
     return found
 
 
