@@ -68,9 +68,11 @@ class SessionFacts:
     call: CallTimes | None = None
     rated: bool = False
     archived: bool = False
-    # How often the occurrence was cancelled so far: a restored session's reminders are new
-    # messages (the withdrawn ones' keys are spent), its invitation is not (never cancelled).
-    epoch: int = 0
+    # How often the occurrence's times changed, and how often it was cancelled, so far. A key
+    # once withdrawn is spent, so a session moved back to an earlier time, or restored, needs
+    # new keys for its reminders; a restore (same times) needs no new invitation.
+    moves: int = 0
+    cancels: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +98,10 @@ def plan(facts: SessionFacts, config: MailPlanConfig) -> list[Planned]:
     if facts.recipient is None or facts.link_token is None or facts.archived:
         return []
     prefix = f"cm:{facts.session_id}:{recipient_tag(facts.link_token, facts.recipient)}"
-    epoch = f"e{facts.epoch}"
+    epoch = f"m{facts.moves}c{facts.cancels}"
     out: list[Planned] = []
     if not facts.cancelled:
-        times = f"{_stamp(facts.start)}-{_stamp(facts.end)}"
+        times = f"{_stamp(facts.start)}-{_stamp(facts.end)}:m{facts.moves}"
         out.append(Planned(f"{prefix}:inv:{times}", Kind.INVITATION, None, facts.start))
         for hours in sorted(set(config.reminder_hours), reverse=True):
             at = facts.start - timedelta(hours=hours)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -65,6 +65,11 @@ class _Context:
     zone: str | None
 
 
+def _count(session: Session, occurrence_id: int, *where: ColumnElement[bool]) -> int:
+    query = select(func.count()).select_from(OccurrenceHistory)
+    return session.scalar(query.where(OccurrenceHistory.occurrence_id == occurrence_id, *where)) or 0
+
+
 def _facts(store: Store, session: Session, session_id: int, token: str | None) -> _Context | None:
     row = session.execute(
         select(TherapySession, Occurrence, Client)
@@ -93,12 +98,16 @@ def _facts(store: Store, session: Session, session_id: int, token: str | None) -
         call=call_times(session, session_id),
         rated=rated,
         archived=client.archived_at is not None,
-        epoch=session.scalar(
-            select(func.count())
-            .select_from(OccurrenceHistory)
-            .where(OccurrenceHistory.occurrence_id == occ.id, OccurrenceHistory.kind == Status.CANCELLED.value)
-        )
-        or 0,
+        moves=_count(
+            session,
+            occ.id,
+            OccurrenceHistory.old_start_utc.is_not(None),
+            or_(
+                OccurrenceHistory.old_start_utc != OccurrenceHistory.new_start_utc,
+                OccurrenceHistory.old_end_utc != OccurrenceHistory.new_end_utc,
+            ),
+        ),
+        cancels=_count(session, occ.id, OccurrenceHistory.kind == Status.CANCELLED.value),
     )
     return _Context(facts, client.therapist_id, client.id, occ.all_day, details.get("timezone") or occ.timezone)
 
