@@ -227,7 +227,9 @@ def _add_client_mail_jobs(registry: JobRegistry, settings: Settings) -> None:
         elif event.occurrence_id is not None:
             reconcile_occurrence(store, event.occurrence_id, config)
 
-    registry.add_handler(CLIENT_MAIL, (*OCCURRENCE_KINDS, *SESSION_KINDS, SESSION_ENDED), on_event)
+    # Not occurrence.created: a new occurrence has no session yet (session.assigned follows).
+    kinds = tuple(k for k in OCCURRENCE_KINDS if k != "occurrence.created")
+    registry.add_handler(CLIENT_MAIL, (*kinds, *SESSION_KINDS, SESSION_ENDED), on_event)
     interval = timedelta(seconds=settings.client_mail_sweep_seconds)
 
     def sweep_sessions(store: Store) -> None:
