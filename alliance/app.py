@@ -20,12 +20,14 @@ from core.accounts import LoginPolicy
 from core.store import Store, pending_migrations
 from portal import api as api_routes
 from portal import api_checklists as checklists_api
-from portal import api_clients, api_mirror, api_video, client_pages, connect_zoom, pages
+from portal import api_clients, api_mirror, api_video, client_pages, connect_google, connect_zoom, pages
 from portal import checklist_pages as checklists_pages
+from portal.api_notes import router as notes_api_router  # session notes (notes issue)
 from portal.deps import StoreDep
 from portal.errors import document_problems, install_error_handlers
 from portal.listing_cache import ListingCache
 from portal.middleware import MAX_BODY_BYTES, BodySizeLimit, RequestLog, SecurityHeaders
+from portal.pages_notes import router as notes_pages_router  # session notes (notes issue)
 from portal.schemas import Readiness
 from portal.token_cache import TokenCache
 from webhooks.router import router as webhooks_router
@@ -113,12 +115,15 @@ def create_app(settings: Settings, *, store: Store | None = None, worker: Embedd
     app.include_router(api_routes.router)
     app.include_router(api_mirror.router)
     app.include_router(api_clients.router)
+    app.include_router(notes_api_router)
+    app.include_router(notes_pages_router)
     app.include_router(checklists_api.router)
     app.include_router(checklists_pages.router)
     app.include_router(pages.router)
     app.include_router(connect_zoom.router)
     app.include_router(api_video.router)
     app.include_router(client_pages.router)
+    app.include_router(connect_google.router)
     app.include_router(webhooks_router, prefix="/webhooks")
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
 

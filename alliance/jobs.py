@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+from alliance import outlook_push
 from alliance.mail import build_transport, mail_policy
+from alliance.push import PUSH_RENEW, RENEW_EVERY, maintain_channels
+from alliance.reconcile import SYNC_CONNECTION, plan_reconciliation, sweep_period, sync_connection_job
 from alliance.settings import Settings
-from alliance.syncing import sync_all
 from core.client_mail import ClientMailConfig, MailPlanConfig, parse_hours, reconcile, reconcile_occurrence
 from core.client_mail import sweep as client_mail_sweep
 from core.clients import handle_outbox_event
@@ -33,6 +35,7 @@ from core.jobs import Event, Handler, JobRegistry, RetryPolicy
 from core.jobs.retention import prune_finished
 from core.links import LinkPolicy, handle_session_assigned
 from core.mail import deliver_due
+from core.notes import relink_orphaned_session
 from core.ratings import record_session_end
 from core.store import Store
 
@@ -41,7 +44,9 @@ __all__ = [
     "OCCURRENCE_KINDS",
     "OUTBOX_HANDLERS",
     "PRUNE_FINISHED",
+    "PUSH_RENEW",
     "SYNC_ALL",
+    "SYNC_CONNECTION",
     "build_registry",
     "retry_policy",
 ]
@@ -99,11 +104,19 @@ def _record_session_end(store: Store, event: Event) -> None:
     )
 
 
+def _relink_sessions(store: Store, event: Event) -> None:
+    # A calendar connected again: sessions (and notes) of its removed twin move to the new
+    # occurrences with the same identity (core.notes.orphans); idempotent.
+    if event.occurrence_id is not None:
+        relink_orphaned_session(store, event.occurrence_id)
+
+
 # (name, outbox kinds, handler)
 OUTBOX_HANDLERS: tuple[tuple[str, tuple[str, ...], Handler], ...] = (
     ("clients.assign_sessions", OCCURRENCE_KINDS, _assign_sessions),
     ("links.issue", (SESSION_ASSIGNED,), _issue_client_link),
     ("ratings.session_ended", (SESSION_ENDED,), _record_session_end),
+    ("notes.relink_sessions", ("occurrence.created", "occurrence.restored"), _relink_sessions),
 )
 
 
@@ -112,27 +125,41 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     return RetryPolicy(max_attempts=settings.job_max_attempts)
 
 
-def build_registry(settings: Settings, *, heartbeat: Callable[[], None] | None = None) -> JobRegistry:
+def build_registry(
+    settings: Settings,
+    *,
+    heartbeat: Callable[[], None] | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> JobRegistry:
     """Every outbox handler and periodic job of Alliance.
 
     ``heartbeat`` is called while long jobs make progress (the embedded worker's liveness).
+    ``clock`` is what jobs take as "now" when they schedule further work (the runner's clock in tests).
     """
+    now = clock or _utcnow
     registry = JobRegistry()
     for name, kinds, handler in OUTBOX_HANDLERS:
         registry.add_handler(name, kinds, handler)
 
-    def beat(_connection: object) -> Callable[[int, int | None], None] | None:
-        if heartbeat is None:
-            return None
-        return lambda _done, _total: heartbeat()
+    # Syncs (issue 4): one job per connection, requested through core.jobs.coalesce by push pings
+    # and by the reconciliation sweep below, which spreads the connections over the interval
+    # (alliance.reconcile). A failing sync is recorded on its connection (health), not retried early.
+    def sync_connection(store: Store, connection_id: int) -> None:
+        progress = (lambda _done, _total: heartbeat()) if heartbeat is not None else None
+        sync_connection_job(store, settings, registry, connection_id, now=now, progress=progress)
 
-    def sync_every_connection(store: Store) -> None:
-        """Sync every connection; a failing connection is recorded on it (health) and not retried early."""
-        outcomes = sync_all(store, settings, progress_factory=beat)
-        failed = sum(1 for o in outcomes if not o.ok)
-        log.info("periodic sync: %d connection(s), %d failed", len(outcomes), failed)
+    def reconcile(store: Store) -> None:
+        requested = plan_reconciliation(store, settings, registry, now())
+        if requested:
+            log.info("reconciliation: %d connection sync(s) requested", requested)
 
-    registry.add_periodic(SYNC_ALL, timedelta(minutes=settings.sync_interval_minutes), sync_every_connection)
+    def renew_channels(store: Store) -> None:
+        maintain_channels(store, settings, now())
+
+    registry.add_job(SYNC_CONNECTION, sync_connection)
+    registry.add_periodic(SYNC_ALL, sweep_period(settings), reconcile)
+    if settings.public_url is not None:
+        registry.add_periodic(PUSH_RENEW, RENEW_EVERY, renew_channels)
 
     def prune(store: Store) -> None:
         """Forget finished work older than the retention period (core.jobs.retention)."""
@@ -152,8 +179,14 @@ def build_registry(settings: Settings, *, heartbeat: Callable[[], None] | None =
 
     registry.add_periodic(DELIVER_MAIL, timedelta(seconds=settings.mail_poll_seconds), deliver_mail)
     _add_video_jobs(registry, settings)
+    # Outlook change notifications (issue 5): coalesced syncs, lifecycle events, subscription upkeep.
+    outlook_push.register_jobs(registry, settings)
     _add_client_mail_jobs(registry, settings)
     return registry
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 # --- Video links (issue 6): outbox handler + periodic sweep + Zoom call events -----------------

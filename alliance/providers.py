@@ -22,6 +22,7 @@ def registry() -> ProviderRegistry:
 def provider_options(settings: Settings) -> dict[str, dict[str, Any]]:
     """Operator-level options each provider gets through its context (never from the environment)."""
     secret = settings.google_client_secret
+    ms_secret = settings.ms_client_secret
     return {
         "google": {
             "api_url": settings.google_api_url,
@@ -29,7 +30,14 @@ def provider_options(settings: Settings) -> dict[str, dict[str, Any]]:
             "token_url": settings.google_token_url,
             "client_id": settings.google_client_id,
             "client_secret": secret.get_secret_value() if secret is not None else None,
-        }
+        },
+        "outlook": {
+            "authority": settings.ms_authority,
+            "graph_url": settings.graph_api_url,
+            "client_id": settings.ms_client_id,
+            "client_secret": ms_secret.get_secret_value() if ms_secret is not None else None,
+            "ca_bundle": str(settings.ms_ca_bundle) if settings.ms_ca_bundle else None,
+        },
     }
 
 

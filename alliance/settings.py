@@ -99,6 +99,15 @@ class Settings(BaseSettings):
     rating_delay_minutes: int = Field(default=5, ge=0, le=24 * 60)
     rating_min_call_minutes: int = Field(default=10, ge=0, le=24 * 60)
     link_failures_per_minute: int = Field(default=10, ge=1, le=10_000)
+    # Outlook / Microsoft 365 (issue 5): the identity platform's authority (https with a tenant path:
+    # "common", "organizations" or a tenant id), Graph's base URL, the app registration that
+    # `alliance connect outlook` signs in with, and an extra CA bundle to trust for both (a private
+    # CA, or the sandbox emulator's test CA; unset: the system's trust store).
+    ms_authority: str = "https://login.microsoftonline.com/common"
+    graph_api_url: str = "https://graph.microsoft.com/v1.0"
+    ms_client_id: str | None = None
+    ms_client_secret: SecretStr | None = None
+    ms_ca_bundle: Path | None = None
     # Alliance-rating alerts (core.alerts, rules R1-R8 of reference/clinical.md section H): the
     # defaults are the reference's; a practice with its own norms (e.g. 34) overrides them here.
     alert_cutoff: Decimal = Field(default=Decimal(36), ge=0, le=40, decimal_places=1)
@@ -130,6 +139,10 @@ class Settings(BaseSettings):
     video_sweep_seconds: int = Field(default=300, ge=5, le=24 * 3600)
     # How often the worker applies stored Zoom webhook events (meeting.ended -> session.ended).
     video_events_seconds: int = Field(default=5, ge=1, le=3600)
+    # Google push (issue 4): where providers reach this service from the internet (HTTPS, no
+    # trailing slash), e.g. https://alliance.example.org. Unset: no push channels are opened and
+    # connections are kept up by the reconciliation sync alone.
+    public_url: str | None = None
     # --- Client e-mail (issue 7, clientmail: core/client_mail) ---
     # Reminders this many hours before a session ("24,1"; whole hours, 1 to 336; "" for none).
     reminder_hours: str = "24,1"
@@ -177,12 +190,37 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("public_url")
+    @classmethod
+    def _http_public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (http:// only for local tests)")
+        return value.rstrip("/")
+
     @field_validator("google_api_url", "google_auth_url", "google_token_url", "zoom_api_url", "zoom_oauth_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value
+
+    @field_validator("ms_authority")
+    @classmethod
+    def _https_authority(cls, value: str) -> str:
+        # MSAL refuses anything else: an https URL whose path names the tenant.
+        head, _, tenant = value.removeprefix("https://").rstrip("/").partition("/")
+        if not value.startswith("https://") or not head or not tenant:
+            raise ValueError("must be https://<host>/<tenant>, e.g. https://login.microsoftonline.com/common")
+        return value.rstrip("/")
+
+    @field_validator("graph_api_url")
+    @classmethod
+    def _graph_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (e.g. https://graph.microsoft.com/v1.0)")
+        return value.rstrip("/")
 
     @field_validator("database_url")
     @classmethod

@@ -69,6 +69,7 @@ class EmbeddedWorker:
             on_progress=self._beat,
         )
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._heartbeat: float | None = None
         self.ticks = 0
@@ -86,9 +87,14 @@ class EmbeddedWorker:
         self._thread.start()
         log.info("embedded worker started", extra={"poll_seconds": self.poll_interval})
 
+    def wake(self) -> None:
+        """Cut the current pause short: work was just queued (a push ping asked for a sync)."""
+        self._wake.set()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the loop to stop and wait up to ``timeout`` seconds for the current tick to end."""
         self._stop.set()
+        self._wake.set()
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
@@ -121,8 +127,9 @@ class EmbeddedWorker:
     def _loop(self) -> None:
         try:
             while not self._stop.is_set():
+                self._wake.clear()  # before the tick: a wake-up during it means "tick again"
                 ran = self.tick()
                 if ran == 0:
-                    self._stop.wait(self.poll_interval)
+                    self._wake.wait(self.poll_interval)
         except BaseException as exc:  # the thread ends here; say so instead of dying silently
             log.critical("embedded worker loop died: %s", describe_error(exc))

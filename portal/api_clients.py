@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from core.clients import (
     AmbiguousEvent,
@@ -36,6 +36,7 @@ from core.clients import (
     set_session_modality,
     update_client,
 )
+from portal.audit_actor import actor_for
 from portal.deps import CurrentTherapist, StoreDep
 from portal.errors import ApiProblem
 from portal.params import field_error, parse_instant, parse_occurrence_instant, window
@@ -155,10 +156,11 @@ def _series_public(a: SeriesAssignmentView) -> SeriesAssignmentPublic:
 
 @router.get("/clients", tags=["clients"])
 def clients(
-    query: Annotated[ClientListQuery, Query()], store: StoreDep, therapist_id: CurrentTherapist
+    query: Annotated[ClientListQuery, Query()], request: Request, store: StoreDep, therapist_id: CurrentTherapist
 ) -> list[ClientPublic]:
     """Your clients by code."""
-    views = list_clients(store, therapist_id, include_archived=query.archived, reveal=query.reveal)
+    actor = actor_for(request, therapist_id)
+    views = list_clients(store, therapist_id, include_archived=query.archived, reveal=query.reveal, actor=actor)
     return [_client_public(c, query.reveal) for c in views]
 
 
@@ -169,7 +171,7 @@ def clients(
     responses={409: {"description": "The code asked for is already in use"}},
 )
 def create_client_route(
-    body: ClientCreate, query: Reveal, store: StoreDep, therapist_id: CurrentTherapist
+    body: ClientCreate, query: Reveal, request: Request, store: StoreDep, therapist_id: CurrentTherapist
 ) -> ClientPublic:
     """Add a client; its code is random unless you send one. With an e-mail, events that have it
     among their attendees become its sessions."""
@@ -183,6 +185,7 @@ def create_client_route(
             timezone=body.timezone,
             modality=body.modality,
             code=body.code,
+            actor=actor_for(request, therapist_id),
         )
     except ClientsError as exc:
         _raise_for(exc)
@@ -190,10 +193,13 @@ def create_client_route(
 
 
 @router.get("/clients/{code}", tags=["clients"], responses={404: {"description": "No such client of yours"}})
-def client(code: ClientCode, query: Reveal, store: StoreDep, therapist_id: CurrentTherapist) -> ClientPublic:
+def client(
+    code: ClientCode, query: Reveal, request: Request, store: StoreDep, therapist_id: CurrentTherapist
+) -> ClientPublic:
     """One of your clients."""
+    actor = actor_for(request, therapist_id)
     try:
-        return _client_public(get_client(store, therapist_id, code, reveal=query.reveal), query.reveal)
+        return _client_public(get_client(store, therapist_id, code, reveal=query.reveal, actor=actor), query.reveal)
     except ClientsError as exc:
         _raise_for(exc)
 
@@ -207,19 +213,25 @@ def client(code: ClientCode, query: Reveal, store: StoreDep, therapist_id: Curre
     },
 )
 def update_client_route(
-    code: ClientCode, body: ClientUpdate, query: Reveal, store: StoreDep, therapist_id: CurrentTherapist
+    code: ClientCode,
+    body: ClientUpdate,
+    query: Reveal,
+    request: Request,
+    store: StoreDep,
+    therapist_id: CurrentTherapist,
 ) -> ClientPublic:
     """Change some of a client's details (`null` clears one), and archive or restore it with `archived`."""
     sent = body.model_fields_set
     changes: dict[str, Any] = {
         field: getattr(body, field) for field in ("name", "email", "phone", "timezone", "modality") if field in sent
     }
+    actor = actor_for(request, therapist_id)
     try:
         if changes:
-            update_client(store, therapist_id, code, **changes)
+            update_client(store, therapist_id, code, **changes, actor=actor)
         if "archived" in sent and body.archived is not None:
-            archive_client(store, therapist_id, code, archived=body.archived)
-        return _client_public(get_client(store, therapist_id, code, reveal=query.reveal), query.reveal)
+            archive_client(store, therapist_id, code, archived=body.archived, actor=actor)
+        return _client_public(get_client(store, therapist_id, code, reveal=query.reveal, actor=actor), query.reveal)
     except ClientsError as exc:
         _raise_for(exc)
 
@@ -229,7 +241,7 @@ def update_client_route(
 
 @router.get("/sessions", tags=["sessions"], responses={404: {"description": "No such client of yours"}})
 def sessions(
-    query: Annotated[SessionQuery, Query()], store: StoreDep, therapist_id: CurrentTherapist
+    query: Annotated[SessionQuery, Query()], request: Request, store: StoreDep, therapist_id: CurrentTherapist
 ) -> list[SessionPublic]:
     """Your sessions overlapping ``[from, to)`` by start, cancelled ones too (see `status`).
 
@@ -237,17 +249,29 @@ def sessions(
     """
     first, last = window(query.start, query.end, default_days=None)
     try:
-        views = list_sessions(store, therapist_id, start=first, end=last, client_code=query.client, reveal=query.reveal)
+        views = list_sessions(
+            store,
+            therapist_id,
+            start=first,
+            end=last,
+            client_code=query.client,
+            reveal=query.reveal,
+            actor=actor_for(request, therapist_id),
+        )
     except ClientsError as exc:
         _raise_for(exc)
     return [_session_public(s, query.reveal) for s in views]
 
 
 @router.get("/sessions/{session_id}", tags=["sessions"], responses={404: {"description": "No such session of yours"}})
-def session(session_id: SessionId, query: Reveal, store: StoreDep, therapist_id: CurrentTherapist) -> SessionPublic:
+def session(
+    session_id: SessionId, query: Reveal, request: Request, store: StoreDep, therapist_id: CurrentTherapist
+) -> SessionPublic:
     """One of your sessions."""
+    actor = actor_for(request, therapist_id)
     try:
-        return _session_public(get_session(store, therapist_id, session_id, reveal=query.reveal), query.reveal)
+        view = get_session(store, therapist_id, session_id, reveal=query.reveal, actor=actor)
+        return _session_public(view, query.reveal)
     except ClientsError as exc:
         _raise_for(exc)
 

@@ -162,7 +162,7 @@ def test_a_real_sync_with_handlers_at_debug_logs_nothing_sensitive(
     logging.getLogger("test").error("after the run", exc_info=ValueError(f"{TITLE} / {ATTENDEE}"))
 
     written = stream.getvalue()
-    assert "periodic sync: 1 connection(s), 0 failed" in written
+    assert "reconciliation: 1 connection sync(s) requested" in written
     assert "video.provision" in written and "ValueError" in written  # the failure itself is visible
     assert len(written.splitlines()) > 5
     if fmt == "json":

@@ -12,13 +12,16 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from alliance.jobs import DELIVER_MAIL, PRUNE_FINISHED, SYNC_ALL, build_registry
+from alliance.jobs import DELIVER_MAIL, PRUNE_FINISHED, PUSH_RENEW, SYNC_ALL, SYNC_CONNECTION, build_registry
+from alliance.reconcile import sync_key
 from alliance.settings import Settings
 from alliance.worker import EmbeddedWorker
 from core.jobs import DONE, PARKED, Event, InProcessRunner, JobRegistry, OutboxDelivery, RetryPolicy
+from core.jobs.spread import next_slot
 from core.mirror import add_connection, ensure_therapist
 from core.store import Occurrence, OutboxEvent, Store
 from core.store.db import make_engine
+from core.store.models import Connection
 
 
 def _ics(*events: tuple[str, datetime, str]) -> str:
@@ -55,31 +58,57 @@ class Clock:
         return self.now
 
 
-def test_the_periodic_sync_syncs_every_connection_when_due_and_not_before(store: Store, tmp_path: Path) -> None:
+def _last_sync(store: Store) -> datetime:
+    with store.session() as session:
+        value = session.scalar(select(Connection.last_sync_at))
+    assert value is not None
+    return value
+
+
+def test_the_reconciliation_syncs_a_new_connection_at_once_then_at_its_own_slot(store: Store, tmp_path: Path) -> None:
     feed = tmp_path / "calendar.ics"
     feed.write_text(_ics(("a@test", _soon(2), "Session")))
     therapist = ensure_therapist(store, "therapist@localhost", timezone="Europe/Madrid")
-    add_connection(store, therapist, "ics", "calendar", {"source": str(feed)})
+    connection = add_connection(store, therapist, "ics", "calendar", {"source": str(feed)})
     settings = _settings(tmp_path)
     t0 = datetime.now(UTC)
     clock = Clock(t0)
-    # random 0.5: a periodic job seen for the first time runs half an interval later.
-    runner = InProcessRunner(store, build_registry(settings), policy=RetryPolicy(random=lambda: 0.5), clock=clock)
+    # random 0.5: the sweep (every minute) seen for the first time runs half a minute later.
+    registry = build_registry(settings, clock=clock)
+    runner = InProcessRunner(store, registry, policy=RetryPolicy(random=lambda: 0.5), clock=clock)
 
     runner.run_pending()
     assert _occurrences(store) == 0
-    runner.run_pending(t0 + timedelta(minutes=4, seconds=59))  # other periodic jobs (mail) may run
+    runner.run_pending(t0 + timedelta(seconds=29))  # other periodic jobs (mail) may run
     assert _occurrences(store) == 0
-    runner.run_pending(t0 + timedelta(minutes=5))
+    # A connection never synced is synced by the first sweep, in the same tick.
+    clock.now = t0 + timedelta(seconds=30)
+    runner.run_pending()
     assert _occurrences(store) == 1
 
+    # Then once per interval, at the connection's own phase of it (core.jobs.spread).
     feed.write_text(_ics(("a@test", _soon(2), "Session"), ("b@test", _soon(3), "Supervision")))
-    runner.run_pending(t0 + timedelta(minutes=14))
-    assert _occurrences(store) == 1
-    runner.run_pending(t0 + timedelta(minutes=15))
-    assert _occurrences(store) == 2
+    slot = next_slot(sync_key(connection), _last_sync(store), timedelta(minutes=10))
+    assert timedelta(0) < slot - _last_sync(store) <= timedelta(minutes=10)
+    # The sweep runs every minute from t0 + 90 s; the worker ticks once a minute too.
+    tick = t0 + timedelta(seconds=90)
+    synced_at = None
+    while tick < slot + timedelta(minutes=12):
+        clock.now = tick
+        runner.run_pending(tick)
+        if _occurrences(store) == 2:
+            synced_at = tick
+            break
+        tick += timedelta(minutes=1)
+    assert synced_at is not None
+    # Not before its slot; at the first tick after it (or, when the simulated clock jumped past the
+    # slot before the sweep's first run, at the slot one interval later: never a burst of catch-ups).
+    assert slot <= synced_at < slot + timedelta(minutes=1) or (
+        slot + timedelta(minutes=10) <= synced_at < slot + timedelta(minutes=11)
+    )
+    due = synced_at
     # The next tick consumes the sync's outbox events (no handler yet: processed at once).
-    runner.run_pending(t0 + timedelta(minutes=15, seconds=2))
+    runner.run_pending(due + timedelta(seconds=2))
     with store.session() as session:
         unprocessed = session.scalar(
             select(func.count()).select_from(OutboxEvent).where(OutboxEvent.processed_at.is_(None))
@@ -90,8 +119,12 @@ def test_the_periodic_sync_syncs_every_connection_when_due_and_not_before(store:
 def test_the_composition_names_its_jobs(tmp_path: Path) -> None:
     registry = build_registry(_settings(tmp_path, sync_interval_minutes=25))
     periodic = {p.name: p.every for p in registry.periodic}
-    assert periodic[SYNC_ALL] == timedelta(minutes=25)
+    assert periodic[SYNC_ALL] == timedelta(minutes=1)  # the spread sweep (google2); each connection every 25 min
     assert periodic[PRUNE_FINISHED] == timedelta(days=1) and periodic[DELIVER_MAIL] == timedelta(seconds=30)
+    assert PUSH_RENEW not in periodic
+    assert SYNC_CONNECTION in registry.jobs
+    short = build_registry(_settings(tmp_path, sync_interval_minutes=1, public_url="https://alliance.example.org"))
+    assert {p.name: p.every for p in short.periodic}[PUSH_RENEW] == timedelta(minutes=1)
 
 
 def _worker_registry(seen: threading.Event, good: list[str]) -> JobRegistry:
@@ -199,6 +232,11 @@ def test_stop_wakes_a_sleeping_worker(store: Store, tmp_path: Path) -> None:
 # -- alliance jobs (a real process) -----------------------------------------------------------
 
 
+def _handlers_of(kind: str, home: Path) -> int:
+    """How many outbox handlers of the composed registry take ``kind``."""
+    return len(build_registry(Settings(home=home, timezone="Europe/Madrid")).handlers_for(kind))
+
+
 def _alliance(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALLIANCE_")}
     env.update({"ALLIANCE_HOME": str(home), "ALLIANCE_TIMEZONE": "Europe/Madrid", "COLUMNS": "200"})
@@ -260,9 +298,10 @@ def test_alliance_jobs_run_runs_one_tick_and_logs_json_lines(tmp_path: Path) -> 
     feed = tmp_path / "calendar.ics"
     feed.write_text(_ics(("a@test", _soon(2), "Session")))
     _alliance(home, "connect", "ics", str(feed))
-    # The connect's first sync wrote one occurrence.created event: the clients handler and the
-    # video handler (issue 6) take it.
-    assert json.loads(_alliance(home, "jobs", "run", "--json").stdout) == {"ran": 2}
+    # The connect's first sync wrote one occurrence.created event: each handler subscribed to it
+    # (the clients rules, the video lifecycle, the notes re-linking, ...) runs once.
+    subscribed = _handlers_of("occurrence.created", home)
+    assert json.loads(_alliance(home, "jobs", "run", "--json").stdout) == {"ran": subscribed}
     # First sight of the periodic sync: it is due within one interval, not at once.
     assert json.loads(_alliance(home, "jobs", "run", "--json").stdout) == {"ran": 0}
     env_json = {"ALLIANCE_LOG_FORMAT": "json"}
@@ -293,8 +332,9 @@ def test_alliance_jobs_prune_forgets_finished_work_and_keeps_the_rest(tmp_path: 
         with store.session() as session:
             assert session.scalar(select(func.count()).select_from(OutboxEvent)) == 2
         pruned = json.loads(_alliance(home, "jobs", "prune", "--older-than-days", "0", "--json").stdout)
-        # One delivery per event and handler (how many handlers take occurrence.created varies).
-        assert pruned["events"] == 2 and pruned["deliveries"] >= 2 and pruned["jobs"] == 0
+        # One delivery per event and handler subscribed to occurrence.created.
+        subscribed = _handlers_of("occurrence.created", home)
+        assert pruned == {"events": 2, "deliveries": 2 * subscribed, "jobs": 0}
         with store.session() as session:
             assert session.scalar(select(func.count()).select_from(OutboxEvent)) == 0
             assert session.scalar(select(func.count()).select_from(OutboxDelivery)) == 0

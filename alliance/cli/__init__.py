@@ -17,6 +17,8 @@ from alliance.cli import jobs as job_commands
 from alliance.cli import keys as key_commands
 from alliance.cli import links as link_commands
 from alliance.cli import mirror as mirror_commands
+from alliance.cli import notes as note_commands  # session notes, audit, erasure and export
+from alliance.cli import sandbox as sandbox_commands
 from alliance.cli import serve as serve_commands
 from alliance.cli import video as video_commands
 from alliance.cli.common import CliError, err_console
@@ -52,7 +54,9 @@ serve_commands.register(app)
 account_commands.register(app)
 client_commands.register(app)
 job_commands.register(app)
+note_commands.register(app)
 checklist_commands.register(app)
+sandbox_commands.register(app)
 app.add_typer(db_commands.app, name="db")
 app.add_typer(key_commands.app, name="keys")
 video_commands.register(app, mirror_commands.connect_app)

@@ -13,6 +13,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from alliance.cli.actor import cli_actor
 from alliance.cli.common import CliError, console, open_env, parse_instant
 from core.clients import (
     AmbiguousEvent,
@@ -109,6 +110,7 @@ def add(
             timezone=timezone,
             modality=modality,
             code=code,
+            actor=cli_actor(env.therapist_id),
         )
     except ClientsError as exc:
         raise CliError(str(exc)) from None
@@ -126,7 +128,9 @@ def list_(
 ) -> None:
     """List clients by code."""
     env = open_env()
-    views = list_clients(env.store, env.therapist_id, include_archived=archived, reveal=show_names)
+    views = list_clients(
+        env.store, env.therapist_id, include_archived=archived, reveal=show_names, actor=cli_actor(env.therapist_id)
+    )
     if as_json:
         console.print_json(json.dumps([client_json(c, show_names) for c in views]))
         return
@@ -149,7 +153,9 @@ def archive(
     """Archive a client: no new sessions are assigned to it by series or rules."""
     env = open_env()
     try:
-        client = archive_client_service(env.store, env.therapist_id, code, archived=not restore)
+        client = archive_client_service(
+            env.store, env.therapist_id, code, archived=not restore, actor=cli_actor(env.therapist_id)
+        )
     except ClientsError as exc:
         raise CliError(str(exc)) from None
     console.print(f"{client.code} {'restored' if restore else 'archived'}", highlight=False, markup=False)
@@ -257,6 +263,7 @@ def register(app: typer.Typer) -> None:
                 end=window_end,
                 client_code=client,
                 reveal=show_names,
+                actor=cli_actor(env.therapist_id),
             )
         except ClientsError as exc:
             raise CliError(str(exc)) from None

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from alliance.cli import google as google_commands
+from alliance.cli import outlook as outlook_commands
 from alliance.cli.common import CliError, console, err_console, open_env, parse_instant
 from alliance.providers import registry
 from alliance.syncing import SyncOutcome, sync_all, sync_one
@@ -112,6 +113,7 @@ def connect_ics(
 
 def register(app: typer.Typer) -> None:
     google_commands.register(connect_app)
+    outlook_commands.register(connect_app)
     app.add_typer(connect_app, name="connect")
 
     @app.command("connections")

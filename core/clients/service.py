@@ -32,6 +32,7 @@ from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.audit import Actor, record
 from core.clients.codes import DEFAULT_LENGTH, MAX_LENGTH, generate_code, normalise_code, normalise_email
 from core.clients.events import SESSION_ASSIGNED, SESSION_MODALITY_CHANGED, emit_session_event
 from core.clients.models import Client, Modality, SeriesAssignment, SessionSource, TherapySession
@@ -344,6 +345,7 @@ def create_client(
     modality: str | Modality | None = None,
     code: str | None = None,
     code_generator: Callable[[int], str] = generate_code,
+    actor: Actor | None = None,
 ) -> ClientView:
     """Create a client with a random code (or ``code``, when the practice already has one).
 
@@ -370,7 +372,7 @@ def create_client(
     while True:
         candidate = chosen or code_generator(length)
         try:
-            view = _insert_client(store, therapist_id, candidate, details)
+            view = _insert_client(store, therapist_id, candidate, details, actor)
         except IntegrityError:
             view = None  # another writer took the same code between our check and our insert
         if view is not None:
@@ -398,7 +400,9 @@ def _ensure_therapist_key(store: Store, therapist_id: int) -> None:
         store.keyring.cipher(session, Owner("therapist", therapist_id))
 
 
-def _insert_client(store: Store, therapist_id: int, code: str, details: ClientDetails) -> ClientView | None:
+def _insert_client(
+    store: Store, therapist_id: int, code: str, details: ClientDetails, actor: Actor | None = None
+) -> ClientView | None:
     """Insert a client with ``code``; None when the code is taken."""
     with store.session() as session:
         _require_therapist(session, therapist_id)
@@ -412,25 +416,57 @@ def _insert_client(store: Store, therapist_id: int, code: str, details: ClientDe
         session.flush()  # the id binds the ciphertext to this row
         _seal_details(store, session, client, details)
         session.flush()
+        if actor is not None:  # the audit log of client records (core.audit), in the same transaction
+            record(session, actor, "create", "client", client.id, client_id=client.id)
         log.info("client %d created for therapist %d", client.id, therapist_id)
         return ClientView(client.id, client.code, None, client.created_at, details)
 
 
-def get_client(store: Store, therapist_id: int, code: str, *, reveal: bool = False) -> ClientView:
-    """The client with ``code``; its details only when ``reveal``."""
+def _audit_reveal(store: Store, actor: Actor | None, client_ids: Sequence[int], action: str = "list") -> None:
+    """Record that client details were shown (in its own transaction, after the read)."""
+    if actor is None or not client_ids:
+        return
+    ids = sorted(set(client_ids))
     with store.session() as session:
-        return _client_view(store, session, _client_by_code(session, therapist_id, code), reveal)
+        record(
+            session,
+            actor,
+            action,
+            "client",
+            ids[0] if len(ids) == 1 else None,
+            client_id=ids[0] if len(ids) == 1 else None,
+            detail={"client_ids": ids, "details": True},
+        )
+
+
+def get_client(
+    store: Store, therapist_id: int, code: str, *, reveal: bool = False, actor: Actor | None = None
+) -> ClientView:
+    """The client with ``code``; its details only when ``reveal`` (audited when an ``actor`` is given)."""
+    with store.session() as session:
+        view = _client_view(store, session, _client_by_code(session, therapist_id, code), reveal)
+    if reveal:
+        _audit_reveal(store, actor, [view.id], "read")
+    return view
 
 
 def list_clients(
-    store: Store, therapist_id: int, *, include_archived: bool = False, reveal: bool = False
+    store: Store,
+    therapist_id: int,
+    *,
+    include_archived: bool = False,
+    reveal: bool = False,
+    actor: Actor | None = None,
 ) -> list[ClientView]:
-    """The therapist's clients by code; details only when ``reveal``."""
+    """The therapist's clients by code; details only when ``reveal`` (audited when an ``actor`` is given)."""
     query = select(Client).where(Client.therapist_id == therapist_id).order_by(Client.code)
     if not include_archived:
         query = query.where(Client.archived_at.is_(None))
     with store.session() as session:
-        return [_client_view(store, session, c, reveal) for c in session.scalars(query)]
+        views = [_client_view(store, session, c, reveal) for c in session.scalars(query)]
+    if reveal:
+        _audit_reveal(store, actor, [v.id for v in views])
+    return views
 
 
 def update_client(
@@ -443,6 +479,7 @@ def update_client(
     phone: str | EllipsisType | None = ...,
     timezone: str | EllipsisType | None = ...,
     modality: str | Modality | EllipsisType | None = ...,
+    actor: Actor | None = None,
 ) -> ClientView:
     """Change some details (``...`` leaves a field as it is, None clears it); returns the revealed view.
 
@@ -464,6 +501,8 @@ def update_client(
         _seal_details(store, session, client, new)
         client.email_index = _email_index(store, session, therapist_id, new.email) if new.email else None
         client.updated_at = datetime.now(UTC)
+        if actor is not None:
+            record(session, actor, "update", "client", client.id, client_id=client.id)
         log.info("client %d updated", client.id)
         view = _client_view(store, session, client, reveal=True)
     if new.email and new.email != current.email:
@@ -471,7 +510,9 @@ def update_client(
     return view
 
 
-def archive_client(store: Store, therapist_id: int, code: str, *, archived: bool = True) -> ClientView:
+def archive_client(
+    store: Store, therapist_id: int, code: str, *, archived: bool = True, actor: Actor | None = None
+) -> ClientView:
     """Archive (or restore) a client: rules and series assignments stop assigning it new sessions."""
     with store.session() as session:
         client = _client_by_code(session, therapist_id, code)
@@ -480,6 +521,8 @@ def archive_client(store: Store, therapist_id: int, code: str, *, archived: bool
         elif not archived:
             client.archived_at = None
         client.updated_at = datetime.now(UTC)
+        if actor is not None:
+            record(session, actor, "update", "client", client.id, client_id=client.id, detail={"archived": archived})
         log.info("client %d %s", client.id, "archived" if archived else "restored")
         view = _client_view(store, session, client, reveal=False)
         has_email = client.email_index is not None
@@ -1048,6 +1091,7 @@ def list_sessions(
     reveal: bool = False,
     session_ids: Sequence[int] | None = None,
     occurrence_ids: Sequence[int] | None = None,
+    actor: Actor | None = None,
 ) -> list[SessionView]:
     """Sessions whose occurrence overlaps ``[start, end)``, by start; client details only when ``reveal``."""
     query = (
@@ -1098,12 +1142,16 @@ def list_sessions(
                     client=details.get(c.id) if reveal else None,
                 )
             )
-        return views
+    if reveal:
+        _audit_reveal(store, actor, list(details))
+    return views
 
 
-def get_session(store: Store, therapist_id: int, session_id: int, *, reveal: bool = False) -> SessionView:
+def get_session(
+    store: Store, therapist_id: int, session_id: int, *, reveal: bool = False, actor: Actor | None = None
+) -> SessionView:
     """One session of this therapist."""
-    found = list_sessions(store, therapist_id, session_ids=[session_id], reveal=reveal)
+    found = list_sessions(store, therapist_id, session_ids=[session_id], reveal=reveal, actor=actor)
     if not found:
         raise UnknownSession(f"no session with id {session_id}")
     return found[0]

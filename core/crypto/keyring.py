@@ -12,10 +12,11 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import event, func, select, update
+from sqlalchemy import Select, event, func, select, update
 from sqlalchemy.orm import Session
 
 from core.crypto.masterkey import MasterKeyError, MasterKeys
@@ -84,6 +85,12 @@ class OwnerCipher:
         return self.decrypt(blob, context).decode()
 
 
+def _current(owner: Owner) -> Select[Any]:
+    return select(DataKey).where(
+        DataKey.owner_kind == owner.kind, DataKey.owner_id == owner.id, DataKey.superseded_at.is_(None)
+    )
+
+
 def _wrap_context(kid: str, owner: Owner) -> bytes:
     return f"alliance data key|{kid}|{owner.kind}|{owner.id}".encode()
 
@@ -142,10 +149,43 @@ class Keyring:
         cached = self._by_owner.get(owner)
         if cached is not None:
             return cached
-        row = session.scalar(select(DataKey).where(DataKey.owner_kind == owner.kind, DataKey.owner_id == owner.id))
+        row = session.scalar(_current(owner))
         if row is None:
             return self._create(session, owner, parent)
         return self._unwrap(session, row)
+
+    def rekey(self, session: Session, owner: Owner) -> OwnerCipher:
+        """Give ``owner`` a new current data key; the old one is superseded but still decrypts.
+
+        The new key is wrapped the way the old one was (by the parent's current key, or by the
+        active master key); data keys wrapped under the old key are re-wrapped under the new one.
+        Callers re-encrypt the owner's payloads in the same transaction (``alliance keys reencrypt``).
+        """
+        old = session.scalar(_current(owner))
+        if old is None or old.wrapped is None:
+            raise KeyDestroyed(f"{owner.kind} {owner.id} has no live data key to replace")
+        old_cipher = self._unwrap_cached(session, old)
+        parent: Owner | None = None
+        if old.parent_kid is not None:
+            parent_row = session.get_one(DataKey, old.parent_kid)
+            parent = Owner(parent_row.owner_kind, parent_row.owner_id)
+        old.superseded_at = datetime.now(UTC)
+        session.flush()  # the partial unique index allows one current key per owner
+        self._by_owner.pop(owner, None)
+        cipher = self._create(session, owner, parent)
+        for child in session.scalars(
+            select(DataKey).where(DataKey.parent_kid == old.kid, DataKey.wrapped.is_not(None))
+        ):
+            child_cipher = self._unwrap_cached(session, child)
+            nonce = os.urandom(NONCE_BYTES)
+            child.wrapped = nonce + cipher.aead.encrypt(
+                nonce, child_cipher.key, _wrap_context(child.kid, child_cipher.owner)
+            )
+            child.parent_kid = cipher.kid.hex()
+            child.rotated_at = datetime.now(UTC)
+        del old_cipher  # unwrapped above so a broken old key fails before anything changes
+        session.flush()
+        return cipher
 
     def _create(self, session: Session, owner: Owner, parent: Owner | None) -> OwnerCipher:
         kid = secrets.token_hex(KID_BYTES)
@@ -271,11 +311,15 @@ class Keyring:
 
     def destroy(self, session: Session, owner: Owner) -> bool:
         """Crypto-shred ``owner``'s data key (and keys wrapped under it). True if a key was destroyed."""
-        row = session.scalar(select(DataKey).where(DataKey.owner_kind == owner.kind, DataKey.owner_id == owner.id))
-        if row is None or row.wrapped is None:
+        rows = session.scalars(
+            select(DataKey).where(
+                DataKey.owner_kind == owner.kind, DataKey.owner_id == owner.id, DataKey.wrapped.is_not(None)
+            )
+        ).all()
+        if not rows:
             return False
         now = datetime.now(UTC)
-        kids = [row.kid]
+        kids = [row.kid for row in rows]  # the current key and any superseded ones
         while kids:
             kid = kids.pop()
             session.execute(update(DataKey).where(DataKey.kid == kid).values(wrapped=None, destroyed_at=now))

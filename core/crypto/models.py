@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.store.models import Base, UtcDateTime, utcnow
@@ -14,11 +14,23 @@ class DataKey(Base):
     """A per-owner data key, wrapped by a master key version or by a parent data key.
 
     ``wrapped`` becomes NULL when the key is destroyed (crypto-shredding): everything encrypted
-    under it is unrecoverable from then on.
+    under it is unrecoverable from then on. An owner has one current key; ``alliance keys
+    reencrypt`` gives it a new one and marks the old one ``superseded_at`` (it still decrypts
+    what was sealed under it until the payloads are re-encrypted).
     """
 
     __tablename__ = "data_keys"
-    __table_args__ = (UniqueConstraint("owner_kind", "owner_id"),)
+    __table_args__ = (
+        Index("ix_data_keys_owner", "owner_kind", "owner_id"),
+        Index(
+            "ix_data_keys_current_owner",
+            "owner_kind",
+            "owner_id",
+            unique=True,
+            sqlite_where=text("superseded_at IS NULL"),
+            postgresql_where=text("superseded_at IS NULL"),
+        ),
+    )
 
     kid: Mapped[str] = mapped_column(String(32), primary_key=True)
     owner_kind: Mapped[str] = mapped_column(String(20))
@@ -29,6 +41,7 @@ class DataKey(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     rotated_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     destroyed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    superseded_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class MasterKeyCheck(Base):

@@ -8,15 +8,16 @@ from typing import Any
 
 from sqlalchemy import Table, exists, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from core.jobs import _lifecycle
-from core.jobs.models import DONE, PARKED, PENDING, QueuedJob
+from core.jobs.models import DONE, PARKED, PENDING, RUNNING, QueuedJob
 from core.jobs.policy import RetryPolicy
 from core.jobs.registry import JobRegistry
 from core.redaction import describe_error, format_exception_safely
 from core.store import Store
 
-__all__ = ["defer_job", "run_job"]
+__all__ = ["defer_job", "lock_held", "run_job"]
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,30 @@ def defer_job(
     return True
 
 
+def lock_held(session: Session, lock: str, now: datetime, job_id: int) -> bool:
+    """Whether a job other than ``job_id`` holding ``lock`` is running (its claim not run out)."""
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    QueuedJob.queueing_lock == lock,
+                    QueuedJob.status == RUNNING,
+                    QueuedJob.next_attempt_at > now,
+                    QueuedJob.id != job_id,
+                )
+            )
+        )
+    )
+
+
 def run_job(store: Store, registry: JobRegistry, job_id: int, now: datetime, policy: RetryPolicy) -> str | None:
     """Run one due queued job; returns its new status, or None if it was not due or not ours."""
     with store.session() as session:
+        lock = session.scalar(select(QueuedJob.queueing_lock).where(QueuedJob.id == job_id))
+        # One run per queueing lock at a time: a follow-up waits for the run in progress
+        # (procrastinate's ``lock``; core.jobs.coalesce).
+        if lock is not None and lock_held(session, lock, now, job_id):
+            return None
         attempt = _lifecycle.claim(session, _JOBS, job_id, now, policy)
         if attempt is None:
             return None

@@ -1,4 +1,4 @@
-"""The Google Calendar provider (read-only mirror; push and write-back come later)."""
+"""The Google Calendar provider: mirror, push channels, join-link write-back."""
 
 from integrations.google.provider import GoogleProvider
 

@@ -37,6 +37,7 @@ from integrations.google.errors import (
     RECONNECT_HINT,
     GoogleUnavailable,
     NotFound,
+    PreconditionFailed,
     QuotaExceeded,
     ReauthorizationRequired,
     RequestRejected,
@@ -141,6 +142,8 @@ def _classify_http(exc: HttpError, calendar_id: str) -> _Failure:
         return _Failure(SyncTokenExpired(f"Google asks for a full sync ({reason or 'gone'})"), False)
     if status is not None and status >= 500:
         return _Failure(GoogleUnavailable(f"Google Calendar kept failing ({what})"), True, retry_after, what)
+    if status == 412:
+        return _Failure(PreconditionFailed(f"the Google event changed meanwhile ({what})"), False)
     if status == 404:
         return _Failure(
             NotFound(
@@ -202,6 +205,35 @@ class CalendarClient:
         return self._call(
             calendar_id, lambda: self._service.events().instances(calendarId=calendar_id, eventId=event_id, **clean)
         )
+
+    def watch_events(self, calendar_id: str, body: dict[str, Any], **params: Any) -> dict[str, Any]:
+        """``events.watch``: open a push channel on the calendar's events (returns the Channel)."""
+        clean = {k: v for k, v in params.items() if v is not None}
+        return self._call(calendar_id, lambda: self._service.events().watch(calendarId=calendar_id, body=body, **clean))
+
+    def stop_channel(self, channel_id: str, resource_id: str) -> None:
+        """``channels.stop``: stop a push channel this client's grant opened."""
+        self._call("", lambda: self._service.channels().stop(body={"id": channel_id, "resourceId": resource_id}))
+
+    def get_event(self, calendar_id: str, event_id: str) -> dict[str, Any]:
+        """``events.get`` of one event (its current etag included)."""
+        return self._call(calendar_id, lambda: self._service.events().get(calendarId=calendar_id, eventId=event_id))
+
+    def patch_event(
+        self, calendar_id: str, event_id: str, body: dict[str, Any], *, if_match: str | None = None
+    ) -> dict[str, Any]:
+        """``events.patch`` of one event, conditional on its etag when ``if_match`` is given (412 otherwise)."""
+
+        def make_request() -> Any:
+            request = self._service.events().patch(
+                calendarId=calendar_id, eventId=event_id, body=body, sendUpdates="none"
+            )
+            if if_match is not None:
+                # googleapiclient has no parameter for it; headers are set on the request object.
+                request.headers["If-Match"] = if_match
+            return request
+
+        return self._call(calendar_id, make_request)
 
     def _call(self, calendar_id: str, make_request: Callable[[], Any]) -> dict[str, Any]:
         waited = 0.0

@@ -30,6 +30,10 @@ class RequestRejected(SourceError):
     """Google refused the request for a reason retrying cannot fix."""
 
 
+class PreconditionFailed(RequestRejected):
+    """412 ``conditionNotMet``: the event changed since the etag sent with ``If-Match``."""
+
+
 class NotFound(RequestRejected):
     """The calendar (or event) does not exist, or this account cannot see it."""
 
@@ -38,6 +42,7 @@ __all__ = [
     "RECONNECT_HINT",
     "GoogleUnavailable",
     "NotFound",
+    "PreconditionFailed",
     "QuotaExceeded",
     "ReauthorizationRequired",
     "RequestRejected",

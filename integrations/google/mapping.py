@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.sync.types import OccurrenceKey, RemoteOccurrence, Status, recurrence_id_for
+from integrations.google.writeback import own_text
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +187,8 @@ def to_occurrence(item: Mapping[str, Any], calendar_zone: str) -> RemoteOccurren
         timezone=str(start_zone or calendar_zone) or None,
         provider_id=str(event_id) if event_id else None,
         title=str(item.get("summary") or ""),
-        description=str(item.get("description") or ""),
+        # Without Alliance's own join-link block: the echo of a write-back is not a change.
+        description=own_text(item),
         location=str(item.get("location") or ""),
         conference_url=conference_url(item),
         attendees=_attendees(item.get("attendees")),

@@ -52,13 +52,19 @@ def _session(options: GoogleOptions, redirect_uri: str) -> OAuth2Session:
     )
 
 
-def begin(options: GoogleOptions, redirect_uri: str) -> AuthorizationRequest:
-    """The authorization URL for a new sign-in, with a fresh ``state`` and PKCE verifier."""
-    verifier = secrets.token_urlsafe(64)  # 86 characters: within PKCE's 43..128
+def begin(
+    options: GoogleOptions, redirect_uri: str, *, state: str | None = None, code_verifier: str | None = None
+) -> AuthorizationRequest:
+    """The authorization URL for a new sign-in, with a fresh ``state`` and PKCE verifier.
+
+    A web page passes its own ``state`` and ``code_verifier``, derived from the browser's session
+    (portal/connect_google.py), so nothing has to be stored between the redirect and the callback.
+    """
+    verifier = code_verifier or secrets.token_urlsafe(64)  # 86 characters: within PKCE's 43..128
     with _session(options, redirect_uri) as session:
         url, state = session.create_authorization_url(
             options.auth_url,
-            state=secrets.token_urlsafe(24),
+            state=state or secrets.token_urlsafe(24),
             code_verifier=verifier,
             access_type="offline",
             prompt="consent",

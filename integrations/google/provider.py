@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
 
 from core.sync.types import ChangePage, OccurrenceKey, RemoteOccurrence, SourceError
 from integrations.base.protocol import Capability, InvalidSettings, ProviderContext
+from integrations.base.push import OpenedChannel
+from integrations.google import push, writeback
 from integrations.google.client import TIMEOUT_SECONDS, CalendarClient, RetryPolicy
 from integrations.google.cursor import GoogleCursor
 from integrations.google.errors import NotFound, SyncTokenExpired
@@ -53,12 +56,13 @@ def _rfc3339(moment: datetime, *, round_up: bool = False) -> str:
 
 
 class GoogleProvider:
-    """Mirrors one Google calendar (read-only for now: push and write-back come later)."""
+    """Mirrors one Google calendar, keeps a push channel on it, and writes back join links."""
 
     name: ClassVar[str] = "google"
-    # Only what is implemented: PUSH (events.watch) and WRITE_BACK (the join link) are declared
-    # when they land, since capabilities are acted upon, never probed.
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.READ_ONLY})
+    # Only what is implemented, since capabilities are acted upon, never probed. PUSH: events.watch
+    # channels (integrations.google.push). WRITE_BACK: a session's join link on its event
+    # (integrations.google.writeback); so not READ_ONLY any more.
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.PUSH, Capability.WRITE_BACK})
 
     def __init__(
         self,
@@ -121,6 +125,28 @@ class GoogleProvider:
         if self._save_settings is not None:
             self._save_settings(self.settings.as_dict())
 
+    # -- push (PushSource) -----------------------------------------------------------------------
+    def open_channel(self, *, channel_id: str, address: str, token: str, expires_at: datetime) -> OpenedChannel:
+        """Open an ``events.watch`` channel on this connection's calendar."""
+        return push.open_channel(
+            self.client,
+            self.settings.calendar_id,
+            channel_id=channel_id,
+            address=address,
+            token=token,
+            expires_at=expires_at,
+            event_types=EVENT_TYPES,
+        )
+
+    def close_channel(self, channel_id: str, resource_id: str) -> None:
+        """``channels.stop``."""
+        push.close_channel(self.client, channel_id, resource_id)
+
+    # -- write-back (JoinLinkWriter) --------------------------------------------------------------
+    def write_join_link(self, provider_id: str, link: str) -> bool:
+        """Put a session's join link on its event (If-Match, 412 re-read; see integrations.google.writeback)."""
+        return writeback.write_join_link(self.client, self.settings.calendar_id, provider_id, link).changed
+
     def _params(self) -> dict[str, Any]:
         return {"singleEvents": True, "maxResults": self.settings.max_results, "eventTypes": list(EVENT_TYPES)}
 
@@ -147,19 +173,26 @@ class GoogleProvider:
         return {"timeMin": _rfc3339(self.window[0]), "timeMax": _rfc3339(self.window[1], round_up=True)}
 
     def _pages(self, fetch: Callable[[str | None], dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """Every page of one listing (``fetch`` gets the page token), guarding against loops."""
-        page_token: str | None = None
+        """Every page of one listing (``fetch`` gets the page token), guarding against loops.
+
+        The next page is requested as soon as its token is known, while the engine stores this
+        one: a full mirror then takes about max(network, storing) instead of their sum. One
+        request is in flight at a time (one thread), as before, so the client needs no locking.
+        """
         seen_tokens: set[str] = set()
-        for _ in range(_MAX_PAGES):
-            page = fetch(page_token)
-            yield page
-            next_page = page.get("nextPageToken")
-            if not next_page:
-                return
-            if next_page in seen_tokens:
-                raise SourceError("Google Calendar repeated a page token; the listing was stopped")
-            seen_tokens.add(str(next_page))
-            page_token = str(next_page)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="google-pages") as pool:
+            pending = pool.submit(fetch, None)
+            for _ in range(_MAX_PAGES):
+                page = pending.result()
+                next_page = page.get("nextPageToken")
+                if next_page:
+                    if next_page in seen_tokens:
+                        raise SourceError("Google Calendar repeated a page token; the listing was stopped")
+                    seen_tokens.add(str(next_page))
+                    pending = pool.submit(fetch, str(next_page))
+                yield page
+                if not next_page:
+                    return
         raise SourceError("Google Calendar kept sending pages; the listing was stopped")
 
     def _cursor(

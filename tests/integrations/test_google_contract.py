@@ -8,6 +8,8 @@ import pytest
 
 from integrations.base import Capability, ProviderRegistry
 from integrations.base.contract import CalendarProviderContract
+from integrations.base.push import PushSource
+from integrations.base.writeback import JoinLinkWriter
 from integrations.google import GoogleProvider
 from tests.integrations.google_world import GoogleWorld
 
@@ -59,5 +61,7 @@ def test_google_is_discovered_through_its_entry_point() -> None:
 
 
 def test_only_implemented_capabilities_are_declared() -> None:
-    # Push (events.watch) and write-back arrive with their own slices; until then the mirror only reads.
-    assert GoogleProvider.capabilities == frozenset({Capability.READ_ONLY})
+    # Push: events.watch channels (tests/integrations/test_google_push.py), the PushSource role.
+    # Write-back: join links (tests/integrations/test_google_writeback.py), the JoinLinkWriter role.
+    assert GoogleProvider.capabilities == frozenset({Capability.PUSH, Capability.WRITE_BACK})
+    assert issubclass(GoogleProvider, PushSource) and issubclass(GoogleProvider, JoinLinkWriter)

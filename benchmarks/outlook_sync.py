@@ -1,0 +1,439 @@
+"""Outlook sync benchmark: Alliance's full mirror against bare Graph paging, side by side, in one run.
+
+The Graph + identity emulator runs in its own process (so its CPU time is I/O wait for both
+sides) with a seeded mailbox of 10,000 calendar-view instances in the window: 9,000 single
+events and 40 weekly series of 25 occurrences each, half of them in Windows time zones.
+Then, interleaved ``--repeat`` times:
+
+    floor      httpx alone: the same delta listing (same Prefer headers, same page size),
+               following ``@odata.nextLink`` to the ``@odata.deltaLink``, parsing every page,
+               and fetching each series master once, four at a time (the same requests
+               Alliance makes), with an access token obtained beforehand
+    full       ``sync_connection`` of the Outlook provider into an empty SQLite mirror: MSAL
+               silent acquisition from the stored token cache (and the authority's discovery),
+               paging, master completion, mapping, encryption, writes
+    delta      a no-change round on the cursor ``full`` left: must be exactly one request
+    floor-d    httpx alone: one GET of the same kind of delta link
+
+Reported: medians and the ratios full/floor (target <= 1.3) and delta/floor-d, and the number of
+Graph requests of the no-change round (target 1).
+
+``--latency N`` (default 200) then measures notification-to-mirror latency: Alliance's web app on a
+loopback port as the public URL, a subscription made through the validation handshake, the
+embedded worker running; N events are created one after another through the emulator's control
+API, and each latency is the time from the create until the occurrence is in the mirror (targets
+p50 <= 1 s, p99 <= 3 s). ``python -m benchmarks.outlook_sync --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import platform
+import random
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+WINDOW = (NOW - timedelta(days=60), NOW + timedelta(days=365))
+SINGLES = 9_000
+SERIES = 40
+OCCURRENCES = 25
+PAGE_SIZE = 500
+BENCH_MASTER_KEY = base64.b64encode(bytes(range(32))).decode()
+ZONES = ("UTC", "W. Europe Standard Time", "Romance Standard Time", "GMT Standard Time")
+
+
+# ----- the emulator process ------------------------------------------------------------------------
+
+
+def _serve(seed: int) -> None:
+    """Child: run the emulator, seed the mailbox, print where it is, serve until stdin closes."""
+    from zoneinfo import ZoneInfo
+
+    from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
+
+    from sandbox.outlook import OutlookState, run_outlook_emulator
+
+    rng = random.Random(seed)
+    state = OutlookState(seed=seed)
+
+    def local(moment: datetime, zone: str) -> dict[str, str]:
+        tz = ZoneInfo(WINDOWS_TO_OLSON.get(zone, zone)) if zone != "UTC" else UTC
+        return {"dateTime": moment.astimezone(tz).replace(tzinfo=None).isoformat(), "timeZone": zone}
+
+    for n in range(SINGLES):
+        start = NOW - timedelta(days=59) + timedelta(hours=rng.randrange(0, 24 * 420))
+        zone = ZONES[n % len(ZONES)]
+        state.seed_event(
+            {
+                "subject": f"Session {n}",
+                "location": {"displayName": f"Room {n % 7}"},
+                "body": {"contentType": "text", "content": "Notes " * (n % 5)},
+                "attendees": [{"emailAddress": {"address": f"c{n % 300}@example.org"}, "type": "required"}],
+                "start": local(start, zone),
+                "end": local(start + timedelta(minutes=50), zone),
+            }
+        )
+    for n in range(SERIES):
+        start = NOW + timedelta(days=1 + n % 7, hours=8 + n % 10)
+        zone = ZONES[n % len(ZONES)]
+        day = start.astimezone(ZoneInfo("Europe/Berlin")).strftime("%A").lower()
+        state.seed_event(
+            {
+                "subject": f"Weekly {n}",
+                "start": local(start, zone),
+                "end": local(start + timedelta(minutes=50), zone),
+                "recurrence": {
+                    "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": [day]},
+                    "range": {
+                        "type": "numbered",
+                        "startDate": start.date().isoformat(),
+                        "numberOfOccurrences": OCCURRENCES,
+                    },
+                },
+            }
+        )
+    with run_outlook_emulator(state) as emu:
+        instances = len(state.instances(WINDOW))
+        print(
+            json.dumps(
+                {
+                    "base_url": emu.base_url,
+                    "authority": emu.authority,
+                    "graph_url": emu.graph_url,
+                    "ca_file": str(emu.ca_file),
+                    "instances": instances,
+                }
+            ),
+            flush=True,
+        )
+        sys.stdin.read()
+
+
+# ----- measurements ---------------------------------------------------------------------------------
+
+
+def _options(info: dict[str, Any]) -> dict[str, Any]:
+    from sandbox.outlook import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+
+    return {
+        "authority": info["authority"],
+        "graph_url": info["graph_url"],
+        "client_id": DEFAULT_CLIENT_ID,
+        "client_secret": DEFAULT_CLIENT_SECRET,
+        "ca_bundle": info["ca_file"],
+    }
+
+
+def _connection_settings(info: dict[str, Any]) -> dict[str, Any]:
+    """A real sign-in through MSAL's code flow (as `alliance connect outlook` does)."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from integrations.outlook import oauth
+    from integrations.outlook.settings import OutlookOptions
+    from integrations.outlook.transport import identity_session
+
+    options = OutlookOptions.from_mapping(_options(info))
+    sign_in = oauth.begin(options, "http://127.0.0.1:9/callback")
+    answer = identity_session(info["ca_file"]).get(sign_in.url, allow_redirects=False)
+    return oauth.finish(options, sign_in, dict(parse_qsl(urlsplit(answer.headers["location"]).query)))
+
+
+def _access_token(info: dict[str, Any], settings: dict[str, Any]) -> str:
+    from integrations.outlook.settings import OutlookOptions, parse_settings
+    from integrations.outlook.tokens import TokenManager
+
+    return TokenManager(parse_settings(settings), OutlookOptions.from_mapping(_options(info))).access_token()
+
+
+PREFER = [
+    ("Prefer", 'IdType="ImmutableId"'),
+    ("Prefer", 'outlook.timezone="UTC"'),
+    ("Prefer", f"odata.maxpagesize={PAGE_SIZE}"),
+]
+
+
+def floor_full(info: dict[str, Any], token: str) -> tuple[float, float, int, str]:
+    """Bare httpx: page the delta, fetch each master once (4 at a time).
+
+    Returns (seconds, CPU seconds of this process, items, deltaLink).
+    """
+    import httpx
+
+    context = ssl.create_default_context(cafile=info["ca_file"])
+    started = time.perf_counter()
+    cpu = time.process_time()
+    with httpx.Client(verify=context, timeout=60, headers={"Authorization": f"Bearer {token}"}) as client:
+        url = f"{info['graph_url']}/me/calendarView/delta"
+        params: dict[str, str] | None = {
+            "startDateTime": WINDOW[0].strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "endDateTime": WINDOW[1].strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        items = 0
+        masters: set[str] = set()
+        while True:
+            body = client.get(url, params=params, headers=PREFER).json()
+            params = None
+            items += len(body["value"])
+            wanted = {i["seriesMasterId"] for i in body["value"] if i.get("seriesMasterId")} - masters
+            masters |= wanted
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                list(
+                    pool.map(
+                        lambda m: client.get(f"{info['graph_url']}/me/events/{m}", headers=PREFER[:2]).json(),
+                        sorted(wanted),
+                    )
+                )
+            if "@odata.deltaLink" in body:
+                return time.perf_counter() - started, time.process_time() - cpu, items, body["@odata.deltaLink"]
+            url = body["@odata.nextLink"]
+
+
+def floor_delta(info: dict[str, Any], token: str, delta_link: str) -> float:
+    import httpx
+
+    context = ssl.create_default_context(cafile=info["ca_file"])
+    started = time.perf_counter()
+    with httpx.Client(verify=context, timeout=60, headers={"Authorization": f"Bearer {token}"}) as client:
+        body = client.get(delta_link, headers=PREFER).json()
+    elapsed = time.perf_counter() - started
+    if body["value"] or "@odata.deltaLink" not in body:
+        raise RuntimeError("the floor's no-change round was not empty")
+    return elapsed
+
+
+def alliance_rounds(
+    info: dict[str, Any], settings: dict[str, Any], workdir: Path
+) -> tuple[float, float, float, int, int]:
+    """(full seconds, its CPU seconds, no-change seconds, occurrences created, requests of the no-change round)."""
+    import httpx
+
+    from core.crypto import Keyring, MasterKeys
+    from core.mirror import add_connection, ensure_therapist
+    from core.store import Store
+    from core.sync import sync_connection
+    from integrations.base.protocol import ProviderContext
+    from integrations.outlook import OutlookProvider
+
+    path = workdir / f"mirror-{time.monotonic_ns()}.db"
+    store = Store.open(f"sqlite:///{path}", keyring=Keyring(MasterKeys.from_env_value(BENCH_MASTER_KEY)))
+    try:
+        connection = add_connection(store, ensure_therapist(store, "bench@example.org"), "outlook", "o", settings)
+        context = ProviderContext(now=NOW, options={"outlook": _options(info)})
+        started = time.perf_counter()
+        cpu = time.process_time()
+        report = sync_connection(store, connection, OutlookProvider.build(settings, context))
+        full = time.perf_counter() - started
+        full_cpu = time.process_time() - cpu
+        control = httpx.Client(verify=ssl.create_default_context(cafile=info["ca_file"]), timeout=30)
+        before = len(control.get(f"{info['base_url']}/_sandbox/requests", params={"path": "/v1.0/"}).json())
+        started = time.perf_counter()
+        again = sync_connection(store, connection, OutlookProvider.build(settings, context))
+        delta = time.perf_counter() - started
+        after = len(control.get(f"{info['base_url']}/_sandbox/requests", params={"path": "/v1.0/"}).json())
+        control.close()
+        if again.changes:
+            raise RuntimeError(f"the no-change round changed {again.changes} occurrences")
+        return full, full_cpu, delta, report.created, after - before
+    finally:
+        store.close()
+
+
+def notification_latency(info: dict[str, Any], settings: dict[str, Any], workdir: Path, edits: int) -> list[float]:
+    """Seconds from each create in Outlook until its occurrence is in the mirror, through push."""
+    import socket
+    import threading
+
+    import httpx
+    import uvicorn
+    from sqlalchemy import select
+
+    from alliance.app import create_app
+    from alliance.outlook_push import maintain_subscriptions
+    from alliance.settings import Settings
+    from alliance.syncing import sync_one
+    from alliance.worker import EmbeddedWorker
+    from core.crypto import Keyring, MasterKeys
+    from core.mirror import add_connection, ensure_therapist, list_connections
+    from core.store import Store
+    from core.store.models import Occurrence
+
+    store = Store.open(
+        f"sqlite:///{workdir / 'latency.db'}", keyring=Keyring(MasterKeys.from_env_value(BENCH_MASTER_KEY))
+    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    public = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    options = _options(info)
+    app_settings = Settings(
+        home=workdir,
+        public_url=public,
+        ms_authority=options["authority"],
+        graph_api_url=options["graph_url"],
+        ms_client_id=options["client_id"],
+        ms_client_secret=options["client_secret"],
+        ms_ca_bundle=Path(options["ca_bundle"]),
+        timezone="UTC",
+    )
+    add_connection(store, ensure_therapist(store, "bench@example.org"), "outlook", "o", settings)
+    (connection,) = list_connections(store)
+    if not sync_one(store, app_settings, connection).ok:
+        raise RuntimeError("the first sync failed")
+    worker = EmbeddedWorker(store, app_settings, poll_interval=0.05)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(app_settings, store=store, worker=worker), log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        thread.join(0.01)
+    latencies: list[float] = []
+    control = httpx.Client(verify=ssl.create_default_context(cafile=info["ca_file"]), timeout=30)
+    try:
+        maintain_subscriptions(store, app_settings)
+        # Steady state: the first sync's 10,000 outbox events are handled before measuring.
+        while worker.tick():
+            pass
+        worker.start()
+        for n in range(edits):
+            uid = f"latency-{n}@bench.test"
+            start = NOW + timedelta(days=1 + n % 30, hours=n % 9)
+            body = {
+                "iCalUId": uid,
+                "subject": f"Latency {n}",
+                "start": {"dateTime": start.replace(tzinfo=None).isoformat(), "timeZone": "UTC"},
+                "end": {
+                    "dateTime": (start + timedelta(minutes=50)).replace(tzinfo=None).isoformat(),
+                    "timeZone": "UTC",
+                },
+            }
+            began = time.perf_counter()
+            control.post(f"{info['base_url']}/_sandbox/events", json=body).raise_for_status()
+            while True:
+                with store.session() as session:
+                    if session.scalar(select(Occurrence.id).where(Occurrence.ical_uid == uid)) is not None:
+                        break
+                if time.perf_counter() - began > 60:
+                    raise RuntimeError(f"edit {n} never reached the mirror")
+                time.sleep(0.005)
+            latencies.append(time.perf_counter() - began)
+    finally:
+        control.close()
+        worker.stop()
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+        store.close()
+    return latencies
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=20261127)
+    parser.add_argument("--json", type=Path, help="write every sample and the summary here")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--latency", type=int, default=200, help="edits for the push latency run (0: skip)")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        _serve(args.seed)
+        return 0
+    child = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.outlook_sync", "--serve", "--seed", str(args.seed)],
+        cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_PROXY": "127.0.0.1,localhost"},
+    )
+    try:
+        assert child.stdout is not None
+        info = json.loads(child.stdout.readline())
+        settings = _connection_settings(info)
+        token = _access_token(info, settings)
+        samples: dict[str, list[float]] = {
+            "floor": [],
+            "full": [],
+            "floor-d": [],
+            "delta": [],
+            "floor-cpu": [],
+            "full-cpu": [],
+        }
+        requests_per_round: list[int] = []
+        created: list[int] = []
+        with tempfile.TemporaryDirectory(prefix="outlook-bench-") as tmp:
+            for _ in range(args.repeat):
+                seconds, cpu, items, delta_link = floor_full(info, token)
+                samples["floor"].append(seconds)
+                samples["floor-cpu"].append(cpu)
+                samples["floor-d"].append(floor_delta(info, token, delta_link))
+                full, full_cpu, delta, made, requests = alliance_rounds(info, settings, Path(tmp))
+                samples["full"].append(full)
+                samples["full-cpu"].append(full_cpu)
+                samples["delta"].append(delta)
+                created.append(made)
+                requests_per_round.append(requests)
+        median = {k: statistics.median(v) for k, v in samples.items()}
+        summary = {
+            "instances": info["instances"],
+            "floor_items": items,
+            "created": created,
+            "median_seconds": median,
+            "full_over_floor": median["full"] / median["floor"],
+            "delta_over_floor": median["delta"] / median["floor-d"],
+            "full_cpu_over_floor": median["full-cpu"] / median["floor-cpu"],
+            "load_average": os.getloadavg(),
+            "no_change_requests": requests_per_round,
+            "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        }
+        print(f"mailbox: {info['instances']} instances in the window; floor listed {items}, Alliance created {created}")
+        print(f"{'scenario':<10} {'median s':>9} {'ratio':>7}   samples")
+        for name, floor in (("full", "floor"), ("full-cpu", "floor-cpu"), ("delta", "floor-d")):
+            print(f"{floor:<10} {median[floor]:>9.3f} {'1.00':>7}   {', '.join(f'{s:.3f}' for s in samples[floor])}")
+            ratio = median[name] / median[floor]
+            print(f"{name:<10} {median[name]:>9.3f} {ratio:>7.2f}   {', '.join(f'{s:.3f}' for s in samples[name])}")
+        print(f"no-change round: {requests_per_round} Graph request(s) (target 1)")
+        print(f"load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+        latencies: list[float] = []
+        if args.latency:
+            with tempfile.TemporaryDirectory(prefix="outlook-latency-") as tmp:
+                latencies = notification_latency(info, settings, Path(tmp), args.latency)
+            p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
+            summary["latency"] = {"edits": len(latencies), "p50": p50, "p99": p99, "max": max(latencies)}
+            print(
+                f"notification to mirror over {len(latencies)} edits: p50 {p50:.3f} s, p99 {p99:.3f} s, "
+                f"max {max(latencies):.3f} s (targets 1 s / 3 s)"
+            )
+        if args.json:
+            args.json.write_text(json.dumps({"samples": samples, "latencies": latencies, "summary": summary}, indent=2))
+        missed = summary["full_over_floor"] > 1.3 or any(r != 1 for r in requests_per_round)
+        if latencies:
+            missed = missed or summary["latency"]["p50"] > 1 or summary["latency"]["p99"] > 3
+        return 1 if args.check and missed else 0
+    finally:
+        if child.stdin:
+            child.stdin.close()
+        child.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

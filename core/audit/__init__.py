@@ -1,0 +1,6 @@
+"""The append-only, hash-chained audit log of access to notes and client records."""
+
+from core.audit.models import AuditEntry, AuditHead
+from core.audit.service import Actor, AuditError, EntryView, Finding, entries_for, record, verify
+
+__all__ = ["Actor", "AuditEntry", "AuditError", "AuditHead", "EntryView", "Finding", "entries_for", "record", "verify"]

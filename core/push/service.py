@@ -1,0 +1,175 @@
+"""Record, list, verify and retire push channels (no provider knowledge, no HTTP)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from core.crypto import DecryptionError, Owner
+from core.push.models import PushChannel
+from core.store.db import Store
+from core.store.models import Connection
+
+__all__ = [
+    "STOPPED_GRACE",
+    "ChannelView",
+    "channels_of",
+    "forget_channel",
+    "live_channels",
+    "mark_stopped",
+    "new_channel_token",
+    "prune_stopped",
+    "record_channel",
+    "verify_ping",
+]
+
+log = logging.getLogger(__name__)
+
+# Providers keep delivering for a moment after a channel was stopped (Google: "notifications may
+# still arrive briefly", google-api-nodejs-client#1402). Those late pings are still genuine.
+STOPPED_GRACE = timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelView:
+    """A channel without its secret."""
+
+    connection_id: int
+    provider: str
+    channel_id: str
+    resource_id: str
+    expires_at: datetime
+    stopped_at: datetime | None
+
+
+def _view(row: PushChannel) -> ChannelView:
+    return ChannelView(row.connection_id, row.provider, row.channel_id, row.resource_id, row.expires_at, row.stopped_at)
+
+
+def _token_context(channel_id: str) -> str:
+    return f"push_channels.token|{channel_id}"
+
+
+def _owner(session: Session, connection_id: int) -> Owner:
+    therapist_id = session.scalar(select(Connection.therapist_id).where(Connection.id == connection_id))
+    if therapist_id is None:
+        raise LookupError(f"no connection with id {connection_id}")
+    return Owner("therapist", therapist_id)
+
+
+def new_channel_token() -> str:
+    """A fresh channel secret: 256 random bits, URL-safe (Google allows up to 256 characters)."""
+    return secrets.token_urlsafe(32)
+
+
+def record_channel(
+    store: Store,
+    connection_id: int,
+    provider: str,
+    *,
+    channel_id: str,
+    resource_id: str,
+    token: str,
+    expires_at: datetime,
+) -> None:
+    """Remember a channel the provider opened; its token is encrypted, bound to the channel id."""
+    with store.session() as session:
+        cipher = store.keyring.cipher(session, _owner(session, connection_id))
+        session.add(
+            PushChannel(
+                connection_id=connection_id,
+                provider=provider,
+                channel_id=channel_id,
+                resource_id=resource_id,
+                token=cipher.encrypt(token.encode(), _token_context(channel_id)),
+                expires_at=expires_at,
+            )
+        )
+
+
+def verify_ping(
+    store: Store, provider: str, *, channel_id: str, token: str | None, resource_id: str | None, now: datetime
+) -> int | None:
+    """The connection a ping is for, or None when it is not genuine.
+
+    Genuine means: a channel of ``provider`` we opened, not expired, not stopped for longer than
+    :data:`STOPPED_GRACE`, its connection not removed, the same resource id, and the same token
+    (compared in constant time). The caller logs a refusal; nothing here reveals which check failed
+    to the sender.
+    """
+    if not channel_id or not token or not resource_id:
+        return None
+    with store.session() as session:
+        row = session.execute(
+            select(PushChannel, Connection.therapist_id, Connection.removed_at)
+            .join(Connection, Connection.id == PushChannel.connection_id)
+            .where(PushChannel.channel_id == channel_id, PushChannel.provider == provider)
+        ).first()
+        if row is None:
+            return None
+        channel, therapist_id, removed_at = row
+        if removed_at is not None or channel.expires_at + STOPPED_GRACE <= now:
+            return None
+        if channel.stopped_at is not None and channel.stopped_at + STOPPED_GRACE <= now:
+            return None
+        try:
+            expected = store.keyring.decrypt(
+                session, Owner("therapist", therapist_id), channel.token, _token_context(channel.channel_id)
+            )
+        except DecryptionError:
+            log.warning("push channel %s: its token cannot be decrypted", channel.channel_id)
+            return None
+        token_ok = hmac.compare_digest(expected, token.encode())
+        resource_ok = hmac.compare_digest(channel.resource_id.encode(), resource_id.encode())
+        return channel.connection_id if token_ok and resource_ok else None
+
+
+def live_channels(store: Store, provider: str | None = None) -> list[ChannelView]:
+    """Every channel (of ``provider``) not stopped yet, expired ones included."""
+    with store.session() as session:
+        query = select(PushChannel).where(PushChannel.stopped_at.is_(None))
+        if provider is not None:
+            query = query.where(PushChannel.provider == provider)
+        rows = session.scalars(query.order_by(PushChannel.connection_id, PushChannel.expires_at))
+        return [_view(r) for r in rows]
+
+
+def channels_of(store: Store, connection_id: int) -> list[ChannelView]:
+    """Every channel row of one connection, stopped ones included, oldest expiry first."""
+    with store.session() as session:
+        rows = session.scalars(
+            select(PushChannel).where(PushChannel.connection_id == connection_id).order_by(PushChannel.expires_at)
+        )
+        return [_view(r) for r in rows]
+
+
+def mark_stopped(store: Store, channel_id: str, now: datetime) -> None:
+    """Record that a channel was stopped (or given up on); late pings are accepted for a grace period."""
+    with store.session() as session:
+        session.execute(
+            update(PushChannel)
+            .where(PushChannel.channel_id == channel_id, PushChannel.stopped_at.is_(None))
+            .values(stopped_at=now)
+        )
+
+
+def forget_channel(store: Store, channel_id: str) -> None:
+    """Delete a channel row (a watch the provider refused to confirm, say)."""
+    with store.session() as session:
+        session.execute(delete(PushChannel).where(PushChannel.channel_id == channel_id))
+
+
+def prune_stopped(store: Store, before: datetime) -> int:
+    """Delete channels stopped before ``before``; how many went."""
+    with store.session() as session:
+        result = session.execute(
+            delete(PushChannel).where(PushChannel.stopped_at.is_not(None), PushChannel.stopped_at < before)
+        )
+        count: int = result.rowcount  # type: ignore[attr-defined]
+        return count

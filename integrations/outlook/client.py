@@ -1,0 +1,180 @@
+"""A small Microsoft Graph client over httpx: retries, throttling, typed errors, 4 per mailbox.
+
+- Every request carries ``Prefer: IdType="ImmutableId"`` (ids survive moves between folders)
+  and ``Prefer: outlook.timezone="UTC"`` (times come back in UTC), each as its own header.
+- 429 and 503/504 (and timeouts) are retried, waiting at least what ``Retry-After`` says, else
+  with exponential backoff; a 401 gets one forced token refresh, then means reauthorisation.
+- At most :data:`MAX_CONCURRENT` requests per mailbox are in flight at once in this process
+  (Outlook's MailboxConcurrency limit is 4); callers may use threads freely.
+- Callers see :mod:`integrations.outlook.errors`, never status codes.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from integrations.outlook.errors import (
+    RECONNECT_HINT,
+    DeltaExpired,
+    GraphUnavailable,
+    NotFound,
+    PreconditionFailed,
+    ReauthorizationRequired,
+    RequestRejected,
+)
+from integrations.outlook.tokens import TokenManager
+from integrations.outlook.transport import ssl_context
+
+MAX_CONCURRENT = 4
+TIMEOUT_SECONDS = 30.0
+BASE_PREFERENCES: tuple[tuple[str, str], ...] = (
+    ("Prefer", 'IdType="ImmutableId"'),
+    ("Prefer", 'outlook.timezone="UTC"'),
+)
+_RETRYABLE = frozenset({429, 500, 502, 503, 504})
+_EXPIRED_CODES = frozenset({"syncstatenotfound", "resyncrequired", "syncstateinvalid"})
+
+_slots_lock = threading.Lock()
+_slots: dict[str, threading.BoundedSemaphore] = {}
+
+
+def mailbox_slots(mailbox: str) -> threading.BoundedSemaphore:
+    """The process-wide semaphore limiting concurrent requests to one mailbox."""
+    with _slots_lock:
+        return _slots.setdefault(mailbox, threading.BoundedSemaphore(MAX_CONCURRENT))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long one request may keep trying; ``sleep`` and ``random`` are injectable for tests."""
+
+    max_attempts: int = 6
+    base_delay: float = 1.0
+    max_delay: float = 32.0
+    max_total_delay: float = 120.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+    random: Callable[[], float] = field(default=random.random, compare=False)
+
+    def delay(self, retry: int, retry_after: float | None) -> float:
+        backoff = min(self.max_delay, self.base_delay * 2**retry)
+        jittered: float = backoff / 2 + self.random() * backoff / 2
+        # Graph's Retry-After is the minimum; waiting less just earns another 429.
+        return retry_after if retry_after is not None else jittered
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _error_code(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error.get("code") or "") if isinstance(error, dict) else ""
+
+
+class GraphClient:
+    """Graph requests for one connection (one mailbox)."""
+
+    def __init__(
+        self,
+        tokens: TokenManager,
+        *,
+        graph_url: str,
+        mailbox: str,
+        ca_bundle: str | None = None,
+        timeout: float = TIMEOUT_SECONDS,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.tokens = tokens
+        self.graph_url = graph_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self.slots = mailbox_slots(mailbox)
+        self.http = httpx.Client(verify=ssl_context(ca_bundle), timeout=timeout)
+        self.requests_made = 0
+
+    def close(self) -> None:
+        self.http.close()
+
+    def url(self, path: str) -> str:
+        return path if path.startswith("https://") or path.startswith("http://") else f"{self.graph_url}{path}"
+
+    def get(self, path: str, *, params: dict[str, str] | None = None, page_size: int | None = None) -> dict[str, Any]:
+        extra = [("Prefer", f"odata.maxpagesize={page_size}")] if page_size else []
+        return self.send("GET", path, params=params, headers=extra) or {}
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> dict[str, Any] | None:
+        """One request with retries; the JSON answer (None for 204)."""
+        url = self.url(path)
+        waited = 0.0
+        refreshed = False
+        retries = 0
+        for _ in range(self.retry.max_attempts + 1):  # +1: the forced refresh after a 401 is free
+            token = self.tokens.access_token(force_refresh=refreshed)
+            all_headers = [*BASE_PREFERENCES, *(headers or []), ("Authorization", f"Bearer {token}")]
+            retry_after: float | None = None
+            try:
+                with self.slots:
+                    self.requests_made += 1
+                    response = self.http.request(method, url, params=params, json=json, headers=all_headers)
+            except httpx.TimeoutException:
+                what = "timed out"
+            except httpx.TransportError as exc:
+                what = f"could not be reached ({type(exc).__name__})"
+            else:
+                status = response.status_code
+                if status < 300:
+                    return None if status == 204 or not response.content else dict(response.json())
+                code = _error_code(response)
+                if status == 410 or code.lower() in _EXPIRED_CODES:
+                    raise DeltaExpired(f"Graph no longer knows this delta state ({code or status})")
+                if status == 401:
+                    if not refreshed:
+                        refreshed = True
+                        continue
+                    raise ReauthorizationRequired(f"Microsoft Graph refuses this calendar's sign-in; {RECONNECT_HINT}")
+                if status == 403:
+                    raise ReauthorizationRequired(
+                        f"Microsoft Graph denies access to the calendar ({code or 403}); {RECONNECT_HINT}"
+                    )
+                if status == 404:
+                    raise NotFound(f"Graph: not found ({code or 404})")
+                if status == 412:
+                    raise PreconditionFailed("the event changed in Outlook in the meantime (412)")
+                if status not in _RETRYABLE:
+                    raise RequestRejected(f"Microsoft Graph refused the request ({status} {code})".rstrip())
+                what = f"answered {status}"
+                retry_after = _retry_after(response)
+            if retries + 1 >= self.retry.max_attempts:
+                break
+            delay = self.retry.delay(retries, retry_after)
+            if waited + delay > self.retry.max_total_delay:
+                break
+            retries += 1
+            waited += delay
+            self.retry.sleep(delay)
+        raise GraphUnavailable(f"Microsoft Graph {what} through {retries + 1} attempts; the next sync tries again")
+
+
+__all__ = ["BASE_PREFERENCES", "MAX_CONCURRENT", "GraphClient", "RetryPolicy", "mailbox_slots"]

@@ -1,0 +1,224 @@
+"""Graph events -> the sync engine's occurrences (pure functions, no I/O).
+
+Identity (DESIGN.md): ``(iCalUID, original start)``.
+
+- A ``singleInstance`` is ``(iCalUId, "")``.
+- An ``occurrence`` or ``exception`` belongs to its series: ``(master's iCalUId, original
+  start)``. Graph's own ``iCalUId`` differs for every instance of a series, so the master's
+  is used. An exception carries ``originalStart``; a plain occurrence sits at its original
+  slot by definition, so its start is its original start. A moved instance becomes an exception
+  with the same original start, and keeps its identity (and the notes hanging off it).
+- Delta sends occurrences skeletal (id, type, start, end, seriesMasterId): subject, location,
+  attendees and the rest come from the series master.
+- ``@removed`` carries only the Graph id: :class:`IdentityIndex` remembers which identity each id
+  mirrored, and travels in the cursor.
+
+Times are asked for in UTC (``Prefer: outlook.timezone="UTC"``); other zone names, Windows ones
+included, are still read. All-day events ignore that preference: their dates are taken as is.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
+
+from core.sync.types import OccurrenceKey, RemoteOccurrence, Status, recurrence_id_for
+
+log = logging.getLogger(__name__)
+
+INSTANCE_TYPES = frozenset({"occurrence", "exception"})
+_FRACTION = re.compile(r"\.(\d{6})\d+")
+
+
+@lru_cache(maxsize=512)
+def _iana(name: str) -> str | None:
+    if name in ("UTC", "tzone://Microsoft/Utc"):
+        return "UTC"
+    candidate = WINDOWS_TO_OLSON.get(name, name)
+    try:
+        ZoneInfo(candidate)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None  # "tzone://Microsoft/Custom" and the like: no IANA equivalent
+    return "UTC" if candidate in ("Etc/UTC", "Etc/GMT") else candidate
+
+
+def iana_zone(name: Any) -> str | None:
+    """The IANA name for a Graph zone name (Windows names like "W. Europe Standard Time", IANA, UTC)."""
+    if not isinstance(name, str) or not name:
+        return None
+    return _iana(name)
+
+
+def _zone(name: Any) -> tzinfo:
+    iana = iana_zone(name)
+    return ZoneInfo(iana) if iana and iana != "UTC" else UTC
+
+
+def _from_iso(text: str) -> datetime:
+    # Graph writes seven fractional digits; Python 3.11 reads them, older parsers need six.
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return datetime.fromisoformat(_FRACTION.sub(r".\1", text.replace("Z", "+00:00")))
+
+
+def parse_time(value: Any, *, all_day: bool) -> datetime | None:
+    """A ``dateTimeTimeZone`` as an aware UTC instant (all-day: midnight UTC of its date)."""
+    if not isinstance(value, Mapping) or not isinstance(value.get("dateTime"), str):
+        return None
+    try:
+        moment = _from_iso(value["dateTime"])
+    except ValueError:
+        return None
+    if all_day:
+        return datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=_zone(value.get("timeZone")))
+    return moment.astimezone(UTC)
+
+
+def _original_start(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = _from_iso(value)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass
+class IdentityIndex:
+    """Graph id -> the identity it was mirrored as (to name ``@removed`` items)."""
+
+    ids: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def key_of(self, graph_id: str) -> OccurrenceKey | None:
+        found = self.ids.get(graph_id)
+        return OccurrenceKey(*found) if found else None
+
+    def remember(self, graph_id: str, key: OccurrenceKey) -> None:
+        self.ids[graph_id] = (key.ical_uid, key.recurrence_id)
+
+    def forget(self, graph_id: str) -> None:
+        self.ids.pop(graph_id, None)
+
+    def as_json(self) -> dict[str, list[str]]:
+        return {k: [uid, rid] for k, (uid, rid) in self.ids.items()}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> IdentityIndex:
+        if not isinstance(raw, dict):
+            return cls()
+        return cls(
+            {
+                k: (str(v[0]), str(v[1]))
+                for k, v in raw.items()
+                if isinstance(k, str) and isinstance(v, list) and len(v) == 2
+            }
+        )
+
+
+def is_removed(item: Mapping[str, Any]) -> bool:
+    return "@removed" in item
+
+
+def master_id_of(item: Mapping[str, Any]) -> str | None:
+    """The series master an instance needs (None for single events)."""
+    if item.get("type") in INSTANCE_TYPES and isinstance(item.get("seriesMasterId"), str):
+        return str(item["seriesMasterId"])
+    return None
+
+
+def _attendees(raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list):
+        return ()
+    emails = set()
+    for attendee in raw:
+        if not isinstance(attendee, Mapping) or attendee.get("type") == "resource":  # rooms are not people
+            continue
+        address = (attendee.get("emailAddress") or {}).get("address")
+        if isinstance(address, str) and address.strip():
+            emails.add(address.strip().lower())
+    return tuple(sorted(emails))
+
+
+def join_url(item: Mapping[str, Any]) -> str:
+    """The Teams (or other online meeting) join link of an event, if it has one."""
+    meeting = item.get("onlineMeeting")
+    if isinstance(meeting, Mapping) and isinstance(meeting.get("joinUrl"), str):
+        return str(meeting["joinUrl"])
+    legacy = item.get("onlineMeetingUrl")
+    return legacy if isinstance(legacy, str) else ""
+
+
+def _description(item: Mapping[str, Any]) -> str:
+    body = item.get("body")
+    if isinstance(body, Mapping) and body.get("contentType") == "text" and isinstance(body.get("content"), str):
+        return str(body["content"])
+    preview = item.get("bodyPreview")  # an HTML body: the plain-text preview instead of markup
+    return preview if isinstance(preview, str) else ""
+
+
+def to_occurrence(item: Mapping[str, Any], master: Mapping[str, Any] | None) -> RemoteOccurrence | None:
+    """One calendar-view item as an occurrence; ``master`` is its series master (for instances).
+
+    None when the item cannot be placed (no identity or unreadable times); ids only in logs,
+    since subjects may name a client.
+    """
+    graph_id = item.get("id")
+    kind = item.get("type")
+    merged: Mapping[str, Any] = {**(master or {}), **item} if kind in INSTANCE_TYPES else item
+    all_day = bool(merged.get("isAllDay"))
+    start = parse_time(item.get("start"), all_day=all_day)
+    end = parse_time(item.get("end"), all_day=all_day)
+    if start is None or end is None or end < start:
+        log.warning("Outlook event %s has unreadable start or end; skipped", graph_id)
+        return None
+    if kind in INSTANCE_TYPES:
+        uid = (master or {}).get("iCalUId")
+        original = _original_start(item.get("originalStart")) if kind == "exception" else start
+        if original is None and kind == "exception":
+            original = start
+        rid = recurrence_id_for(original.date() if all_day and original else original)
+    else:
+        uid = item.get("iCalUId")
+        rid = ""
+    if not isinstance(uid, str) or not uid:
+        log.warning("Outlook event %s has no iCalUId (or its series master none); skipped", graph_id)
+        return None
+    location = merged.get("location")
+    return RemoteOccurrence(
+        key=OccurrenceKey(uid, rid),
+        start=start,
+        end=end,
+        status=Status.CANCELLED if merged.get("isCancelled") else Status.CONFIRMED,
+        all_day=all_day,
+        timezone=iana_zone(merged.get("originalStartTimeZone")),
+        provider_id=str(graph_id) if graph_id else None,
+        title=str(merged.get("subject") or ""),
+        description=_description(merged),
+        location=str(location.get("displayName") or "") if isinstance(location, Mapping) else "",
+        conference_url=join_url(merged),
+        attendees=_attendees(merged.get("attendees")),
+    )
+
+
+__all__ = [
+    "INSTANCE_TYPES",
+    "IdentityIndex",
+    "iana_zone",
+    "is_removed",
+    "join_url",
+    "master_id_of",
+    "parse_time",
+    "to_occurrence",
+]

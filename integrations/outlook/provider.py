@@ -1,0 +1,236 @@
+"""The Outlook (Microsoft 365) provider: a windowed calendarView delta, page by page.
+
+- Without a usable cursor: ``GET /me/calendarView/delta?startDateTime&endDateTime`` over the
+  context's window. Its pages are ``complete`` for the window (the engine mark-and-sweeps); the
+  last one carries ``@odata.deltaLink``, kept whole in the cursor.
+- With a cursor: the delta link as it is. Its pages hold changed instances and ``@removed`` ids.
+  A 410 / ``SyncStateNotFound`` raises ``CursorExpired`` and the engine lists everything again.
+- Skeletal occurrences are completed from their series master, fetched once per master per
+  round, up to four at a time (Outlook's per-mailbox concurrency limit).
+- ``@removed``: an id never mirrored is ignored (Graph also reports items outside the window
+  that way). A mirrored one is looked up: gone (404) is a cancellation; still there means it
+  moved out of the window, and its new time is mirrored instead.
+- A complete listing is made again every :data:`RELIST_AFTER` or when the window changed: the
+  delta's window is fixed when it starts, and time moves on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Self
+from urllib.parse import quote
+
+from core.sync.types import ChangePage, OccurrenceKey, RemoteOccurrence, SourceError
+from integrations.base.protocol import Capability, ProviderContext
+from integrations.outlook.client import MAX_CONCURRENT, TIMEOUT_SECONDS, GraphClient, RetryPolicy
+from integrations.outlook.cursor import OutlookCursor
+from integrations.outlook.errors import DeltaExpired, NotFound
+from integrations.outlook.mapping import IdentityIndex, is_removed, master_id_of, to_occurrence
+from integrations.outlook.settings import OutlookOptions, OutlookSettings, parse_settings
+from integrations.outlook.tokens import TokenManager
+
+log = logging.getLogger(__name__)
+
+RELIST_AFTER = timedelta(days=7)
+DELTA_PATH = "/me/calendarView/delta"
+_MAX_PAGES = 100_000  # a listing that pages on beyond this is a loop, not a calendar
+_LISTING_RESTARTS = 3  # a complete listing whose skip token expired half way starts over
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class OutlookProvider:
+    """Mirrors the primary calendar of one Microsoft 365 / Outlook.com mailbox (read-only for now)."""
+
+    name: ClassVar[str] = "outlook"
+    # Only what is implemented: PUSH (subscriptions) and WRITE_BACK (the join link) come later.
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.READ_ONLY})
+
+    def __init__(
+        self,
+        settings: OutlookSettings,
+        options: OutlookOptions,
+        *,
+        context: ProviderContext,
+        retry: RetryPolicy | None = None,
+        timeout: float = TIMEOUT_SECONDS,
+    ) -> None:
+        self.settings = settings
+        self.now = context.now
+        self.window = (
+            context.now - context.window_past,
+            context.now + context.window_future,
+        )
+        self.span = (int(context.window_past.total_seconds()), int(context.window_future.total_seconds()))
+        self._save_settings = context.save_settings
+        self.tokens = TokenManager(settings, options, on_cache_change=self._cache_changed)
+        self.client = GraphClient(
+            self.tokens,
+            graph_url=options.graph_url,
+            mailbox=settings.mailbox,
+            ca_bundle=options.ca_bundle,
+            timeout=timeout,
+            retry=retry,
+        )
+
+    @classmethod
+    def normalize_settings(cls, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate connection settings; raise :class:`InvalidSettings` naming the problem."""
+        return parse_settings(raw).as_dict()
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], context: ProviderContext) -> Self:
+        """Build the provider of one connection (authority, Graph URL and app from ``context.options``)."""
+        return cls.build(settings, context)
+
+    @classmethod
+    def build(
+        cls,
+        settings: Mapping[str, Any],
+        context: ProviderContext,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float = TIMEOUT_SECONDS,
+    ) -> Self:
+        """:meth:`from_settings` with the retry policy and timeout chosen (tests inject ``sleep``)."""
+        options = OutlookOptions.from_mapping(context.options_for(cls.name))
+        return cls(parse_settings(settings), options, context=context, retry=retry, timeout=timeout)
+
+    def _cache_changed(self, serialized: str) -> None:
+        self.settings = self.settings.with_cache(serialized)
+        if self._save_settings is not None:
+            self._save_settings(self.settings.as_dict())
+
+    def _continues(self, cursor: OutlookCursor) -> bool:
+        return cursor.span_seconds == self.span and timedelta(0) <= self.now - cursor.listed_at < RELIST_AFTER
+
+    def list_changes(self, cursor: str | None) -> Iterator[ChangePage]:
+        """A complete listing without a usable cursor, else the changes since it."""
+        previous = OutlookCursor.loads(cursor)
+        if previous is not None and not self._continues(previous):
+            log.info("Outlook cursor made for another window or week; listing everything")
+            previous = None
+        if previous is not None:
+            yield from self._round(previous.delta_link, previous.listed_at, IdentityIndex(dict(previous.index.ids)))
+            return
+        for attempt in range(_LISTING_RESTARTS):
+            try:
+                yield from self._round(None, self.now, IdentityIndex())
+                return
+            except DeltaExpired:
+                # Only the first request of a complete listing carries no token; a skip token
+                # lost half way means starting over (upserts are idempotent, the sweep waits).
+                if attempt + 1 == _LISTING_RESTARTS:
+                    raise SourceError("Outlook kept losing the listing's state; the next sync tries again") from None
+                log.info("Outlook listing lost its skip token; starting over")
+
+    def _round(self, delta_link: str | None, listed_at: datetime, index: IdentityIndex) -> Iterator[ChangePage]:
+        """One delta round: the complete listing when ``delta_link`` is None.
+
+        The next page is requested as soon as a page's nextLink is known, so Graph prepares it
+        while this page's masters are fetched and the engine stores it (one page ahead, within
+        the mailbox's four request slots).
+        """
+        complete = delta_link is None
+        params: dict[str, str] | None = (
+            {"startDateTime": _iso(self.window[0]), "endDateTime": _iso(self.window[1])} if complete else None
+        )
+        masters: dict[str, dict[str, Any] | None] = {}
+        seen_links: set[str] = set()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outlook-page") as ahead:
+            pending: Future[dict[str, Any]] = ahead.submit(self._page, delta_link or DELTA_PATH, params)
+            try:
+                for _ in range(_MAX_PAGES):
+                    page = pending.result()
+                    delta = page.get("@odata.deltaLink")
+                    following = page.get("@odata.nextLink")
+                    is_last = isinstance(delta, str) and bool(delta)
+                    if not is_last:
+                        if not isinstance(following, str) or not following:
+                            raise SourceError("Outlook sent a page with neither a next link nor a delta link")
+                        if following in seen_links:
+                            raise SourceError("Outlook repeated a page link; the listing was stopped")
+                        seen_links.add(following)
+                        pending = ahead.submit(self._page, following, None)
+                    items = [i for i in page.get("value") or [] if isinstance(i, Mapping)]
+                    upserts, removals = self._changes(items, masters, index)
+                    yield ChangePage(
+                        upserts=tuple(upserts),
+                        removals=tuple(removals),
+                        is_last=is_last,
+                        next_cursor=OutlookCursor(str(delta), listed_at, self.span, index).dumps() if is_last else None,
+                        complete=complete,
+                        window=self.window if complete else None,
+                    )
+                    if is_last:
+                        return
+                raise SourceError("Outlook kept sending pages; the listing was stopped")
+            finally:
+                pending.cancel()  # the engine stopped early: drop a page nobody will read
+
+    def _page(self, url: str, params: dict[str, str] | None) -> dict[str, Any]:
+        try:
+            return self.client.get(url, params=params, page_size=self.settings.page_size)
+        except DeltaExpired:
+            if params is None:
+                raise
+            # The very first request of a complete listing carries no token to expire.
+            raise SourceError("Outlook rejected a new listing as an expired delta state") from None
+
+    def _changes(
+        self, items: list[Mapping[str, Any]], masters: dict[str, dict[str, Any] | None], index: IdentityIndex
+    ) -> tuple[list[RemoteOccurrence], list[OccurrenceKey]]:
+        live = [i for i in items if not is_removed(i) and i.get("type") != "seriesMaster"]
+        self._fetch_masters({m for i in live if (m := master_id_of(i))} - masters.keys(), masters)
+        upserts: list[RemoteOccurrence] = []
+        for item in live:
+            master_id = master_id_of(item)
+            master = masters.get(master_id) if master_id else None
+            if master_id and master is None:
+                continue  # the series is gone: Graph reports its instances as removed
+            occurrence = to_occurrence(item, master)
+            if occurrence is not None:
+                upserts.append(occurrence)
+                index.remember(str(item["id"]), occurrence.key)
+        known = [(str(i["id"]), key) for i in items if is_removed(i) and (key := index.key_of(str(i.get("id"))))]
+        removals: list[OccurrenceKey] = []
+        for (graph_id, key), current in zip(known, self._lookup([g for g, _ in known]), strict=True):
+            if current is None:
+                removals.append(key)
+                index.forget(graph_id)
+                continue
+            # Still there: it moved out of the window. Mirror where it went, under the same identity.
+            master_id = master_id_of(current)
+            if master_id and master_id not in masters:
+                self._fetch_masters({master_id}, masters)
+            occurrence = to_occurrence(current, masters.get(master_id) if master_id else None)
+            if occurrence is not None:
+                upserts.append(replace(occurrence, key=key))
+        return upserts, removals
+
+    def _get_or_none(self, graph_id: str) -> dict[str, Any] | None:
+        try:
+            return self.client.get(f"/me/events/{quote(graph_id, safe='')}")
+        except NotFound:
+            return None
+
+    def _lookup(self, graph_ids: list[str]) -> list[dict[str, Any] | None]:
+        if len(graph_ids) <= 1:
+            return [self._get_or_none(g) for g in graph_ids]
+        with ThreadPoolExecutor(max_workers=MAX_CONCURRENT, thread_name_prefix="outlook") as pool:
+            return list(pool.map(self._get_or_none, graph_ids))
+
+    def _fetch_masters(self, wanted: set[str], masters: dict[str, dict[str, Any] | None]) -> None:
+        """Series masters the page's occurrences need, once per round, at most 4 requests at a time."""
+        ordered = sorted(wanted)
+        for master_id, master in zip(ordered, self._lookup(ordered), strict=True):
+            masters[master_id] = master
+
+
+__all__ = ["DELTA_PATH", "RELIST_AFTER", "OutlookProvider"]

@@ -1,0 +1,243 @@
+"""Outlook push end to end: Alliance's web app served on loopback, the emulator's subscriptions calling
+its webhook for real; the handshake, verified notifications coalesced into one sync, forgeries refused,
+lifecycle events, daily renewal and a renewal failure that is surfaced."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import select
+
+from alliance.app import create_app
+from alliance.jobs import build_registry
+from alliance.outlook_push import RENEW_WHEN_LEFT, SYNC_JOB, maintain_subscriptions
+from alliance.settings import Settings
+from alliance.syncing import sync_one
+from core.jobs.models import PENDING, QueuedJob
+from core.jobs.runner import InProcessRunner
+from core.mirror import add_connection, ensure_therapist, list_connections, list_occurrences
+from core.store import Store
+from core.sync import SourceError
+from sandbox.outlook import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+from tests.integrations.outlook.world import OutlookWorld, at, timed
+
+
+@pytest.fixture
+def served(sqlite_store: Store, tmp_path: Path) -> Iterator[str]:
+    """Alliance's web app on a free loopback port (its base URL is the public URL Graph calls)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    app = create_app(_settings_for(base, tmp_path, None), store=sqlite_store)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        thread.join(0.01)
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def _settings_for(public_url: str, home: Path, outlook: OutlookWorld | None) -> Settings:
+    extra: dict[str, Any] = {}
+    if outlook is not None:
+        extra = {
+            "ms_authority": outlook.emu.authority,
+            "graph_api_url": outlook.emu.graph_url,
+            "ms_ca_bundle": outlook.emu.ca_file,
+        }
+    return Settings(
+        home=home,
+        public_url=public_url,
+        ms_client_id=DEFAULT_CLIENT_ID,
+        ms_client_secret=DEFAULT_CLIENT_SECRET,
+        timezone="Europe/Madrid",
+        **extra,
+    )
+
+
+@pytest.fixture
+def push(outlook: OutlookWorld, sqlite_store: Store, served: str, tmp_path: Path) -> Any:
+    # The served app needs only the store and the job names; the runner below uses these settings.
+    settings = _settings_for(served, tmp_path, outlook)
+    therapist = ensure_therapist(sqlite_store, "ana@example.org")
+    outlook.seed({"iCalUId": "first@x", "subject": "First", **timed(at(2))})
+    connection_id = add_connection(sqlite_store, therapist, "outlook", "outlook", outlook.settings())
+    (connection,) = list_connections(sqlite_store)
+    assert sync_one(sqlite_store, settings, connection).ok
+    return settings, connection_id
+
+
+def _connection(store: Store) -> Any:
+    (connection,) = list_connections(store)
+    return connection
+
+
+def _pending_syncs(store: Store) -> int:
+    with store.session() as session:
+        rows = session.scalars(select(QueuedJob).where(QueuedJob.status == PENDING, QueuedJob.job == SYNC_JOB))
+        return len(list(rows))
+
+
+def _wait_for_deliveries(outlook: OutlookWorld, items: int) -> list[Any]:
+    """The finished POSTs, once they carried ``items`` notifications in all (a wait, not a time assertion)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        done = [d for d in outlook.state.notifier.deliveries if d.status is not None]
+        if sum(len(d.items) for d in done) >= items:
+            return done
+        time.sleep(0.02)
+    raise AssertionError(f"fewer than {items} notifications delivered: {outlook.state.notifier.deliveries}")
+
+
+def test_a_subscription_is_made_through_the_handshake_and_its_secret_stays_encrypted(
+    outlook: OutlookWorld, sqlite_store: Store, push: Any, tmp_path: Path
+) -> None:
+    settings, connection_id = push
+    maintain_subscriptions(sqlite_store, settings)
+
+    (sub,) = outlook.state.subscriptions.values()
+    assert sub.notification_url == f"{settings.public_url}/webhooks/outlook?c={connection_id}"
+    assert sub.lifecycle_url == f"{settings.public_url}/webhooks/outlook/lifecycle?c={connection_id}"
+    stored = _connection(sqlite_store).settings["subscription"]
+    assert stored["id"] == sub.id and stored["client_state"] == sub.client_state and len(sub.client_state) >= 32
+    database = Path(str(sqlite_store.engine.url.database)).read_bytes()
+    assert sub.client_state.encode() not in database
+    # Maintenance again right away changes nothing: the subscription has days left.
+    maintain_subscriptions(sqlite_store, settings)
+    assert list(outlook.state.subscriptions) == [sub.id]
+
+
+def test_notifications_become_one_coalesced_sync(outlook: OutlookWorld, sqlite_store: Store, push: Any) -> None:
+    settings, _ = push
+    maintain_subscriptions(sqlite_store, settings)
+    outlook.state.settings.notification_batch_seconds = 0.0  # one POST per change: a real burst
+    for n in range(5):
+        outlook.seed({"iCalUId": f"new{n}@x", "subject": f"New {n}", **timed(at(3 + n))})
+
+    deliveries = _wait_for_deliveries(outlook, 5)
+    assert {d.status for d in deliveries} == {202}
+    assert _pending_syncs(sqlite_store) == 1  # five notifications, one queued sync
+
+    InProcessRunner(sqlite_store, build_registry(settings)).run_pending()
+
+    assert {o.uid for o in list_occurrences(sqlite_store)} == {"first@x"} | {f"new{n}@x" for n in range(5)}
+    assert _pending_syncs(sqlite_store) == 0
+
+
+def test_forged_or_stale_notifications_are_refused(outlook: OutlookWorld, sqlite_store: Store, push: Any) -> None:
+    settings, connection_id = push
+    maintain_subscriptions(sqlite_store, settings)
+    (sub,) = outlook.state.subscriptions.values()
+    url = f"{settings.public_url}/webhooks/outlook"
+    item = {"subscriptionId": sub.id, "clientState": "guessed", "changeType": "updated", "resource": "x"}
+
+    wrong_secret = httpx.post(url, params={"c": connection_id}, json={"value": [item]})
+    wrong_subscription = httpx.post(
+        url,
+        params={"c": connection_id},
+        json={"value": [item | {"subscriptionId": "other", "clientState": sub.client_state}]},
+    )
+    wrong_connection = httpx.post(
+        url, params={"c": connection_id + 1}, json={"value": [item | {"clientState": sub.client_state}]}
+    )
+    garbage = httpx.post(url, params={"c": connection_id}, content=b"not json")
+
+    assert [r.status_code for r in (wrong_secret, wrong_subscription, wrong_connection, garbage)] == [403] * 4
+    assert _pending_syncs(sqlite_store) == 0
+    # A batch mixing good and forged items: the good one counts, the forged one is discarded.
+    mixed = httpx.post(
+        url, params={"c": connection_id}, json={"value": [item, item | {"clientState": sub.client_state}]}
+    )
+    assert mixed.status_code == 202 and _pending_syncs(sqlite_store) == 1
+
+
+def test_the_validation_handshake_echoes_the_decoded_token(push: Any) -> None:
+    settings, _ = push
+    for path in ("/webhooks/outlook", "/webhooks/outlook/lifecycle"):
+        answer = httpx.post(
+            f"{settings.public_url}{path}?validationToken=Validation%3A%20Testing%20client%20%26%20more",
+            headers={"Content-Type": "text/plain; charset=utf-8"},
+        )
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+        assert answer.text == "Validation: Testing client & more"
+
+
+def test_lifecycle_events_resync_resubscribe_and_reauthorize(
+    outlook: OutlookWorld, sqlite_store: Store, push: Any
+) -> None:
+    settings, _ = push
+    maintain_subscriptions(sqlite_store, settings)
+    runner = InProcessRunner(sqlite_store, build_registry(settings))
+    (sub,) = outlook.state.subscriptions.values()
+
+    outlook.state.settings.drop_notifications = 1.0  # this change is never notified...
+    outlook.seed({"iCalUId": "lost@x", "subject": "Lost", **timed(at(4))})
+    outlook.state.send_lifecycle(sub.id, "missed")  # ...and Graph says so
+    _wait_for_deliveries(outlook, 1)
+    runner.run_pending()  # the lifecycle job queues a sync
+    runner.run_pending()  # which runs
+    assert "lost@x" in {o.uid for o in list_occurrences(sqlite_store)}
+
+    outlook.state.send_lifecycle(sub.id, "reauthorizationRequired")
+    _wait_for_deliveries(outlook, 2)
+    runner.run_pending()
+    assert outlook.state.subscriptions[sub.id].needs_reauthorization is False
+
+    outlook.state.send_lifecycle(sub.id, "subscriptionRemoved")
+    _wait_for_deliveries(outlook, 3)
+    runner.run_pending()
+    (again,) = outlook.state.subscriptions.values()
+    assert again.id != sub.id
+    assert _connection(sqlite_store).settings["subscription"]["id"] == again.id
+
+
+def test_renewal_happens_a_day_ahead_and_a_failing_one_is_surfaced(
+    outlook: OutlookWorld, sqlite_store: Store, push: Any
+) -> None:
+    settings, _ = push
+    start = datetime.now(UTC)
+    maintain_subscriptions(sqlite_store, settings, start)
+    (sub,) = outlook.state.subscriptions.values()
+    first_expiry = sub.expiration
+
+    # A day later the subscription has less than RENEW_WHEN_LEFT: it is renewed, not replaced.
+    later = start + timedelta(days=1, minutes=1)
+    assert first_expiry - later < RENEW_WHEN_LEFT
+    outlook.state.clock = lambda: later
+    try:
+        maintain_subscriptions(sqlite_store, settings, later)
+        assert list(outlook.state.subscriptions) == [sub.id] and sub.expiration > first_expiry
+        stored = datetime.fromisoformat(_connection(sqlite_store).settings["subscription"]["expires_at"])
+        assert stored == sub.expiration
+
+        # Graph refusing the renewal: the job fails loudly (the runner retries, then parks it).
+        even_later = later + timedelta(days=1, minutes=1)
+        outlook.state.clock = lambda: even_later
+        outlook.state.inject("subscriptions", 400, code="InvalidRequest", times=1000)
+        with pytest.raises(SourceError, match="could not be made or renewed"):
+            maintain_subscriptions(sqlite_store, settings, even_later)
+    finally:
+        outlook.state.clock = lambda: datetime.now(UTC)
+        outlook.state.faults.clear()
+
+
+def test_subscription_upkeep_is_scheduled_only_with_a_public_url(tmp_path: Path) -> None:
+    with_url = build_registry(_settings_for("https://alliance.example.org", tmp_path, None))
+    without = build_registry(Settings(home=tmp_path, timezone="Europe/Madrid"))
+    assert ("outlook.subscriptions", timedelta(hours=1)) in [(p.name, p.every) for p in with_url.periodic]
+    assert "outlook.subscriptions" not in [p.name for p in without.periodic]

@@ -1,0 +1,261 @@
+"""Google push end to end: the emulator delivers real HTTP pings to Alliance's real app under uvicorn.
+
+events.watch is opened by the renewal job (ALLIANCE_PUBLIC_URL set), the emulator POSTs ``sync``
+and then ``exists`` pings to ``/webhooks/google``, the webhook verifies them and requests one
+coalesced sync, and the worker brings the mirror up to date. Forged pings change nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from alliance.app import create_app
+from alliance.jobs import build_registry
+from alliance.push import maintain_channels
+from alliance.settings import Settings
+from alliance.syncing import sync_one
+from alliance.worker import EmbeddedWorker
+from core.jobs import PENDING, InProcessRunner, QueuedJob
+from core.mirror import add_connection, ensure_therapist, get_connection, list_occurrences, remove_connection
+from core.push import channels_of
+from core.store import Store
+from core.sync import Status
+from tests.integrations.alliance_server import RunningApp, serve_alliance
+from tests.integrations.google_world import MADRID, GoogleWorld, at, timed
+
+# A day: the reconciliation sweep cannot be what brings a change in during these tests.
+NO_RECONCILE = 24 * 60
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll until ``condition()`` holds (a deadline against hangs, not a speed assertion)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _connect(store: Store, google: GoogleWorld) -> tuple[int, int]:
+    therapist = ensure_therapist(store, "ana@example.org", timezone=MADRID)
+    return therapist, add_connection(store, therapist, "google", "work", google.settings())
+
+
+def _starts(store: Store) -> dict[str, datetime]:
+    return {o.title: o.start for o in list_occurrences(store) if o.status is not Status.CANCELLED}
+
+
+def _pending_syncs(store: Store) -> int:
+    with store.session() as session:
+        return session.scalar(select(func.count()).select_from(QueuedJob).where(QueuedJob.status == PENDING)) or 0
+
+
+def _deliveries(google: GoogleWorld, channel_id: str) -> list[dict[str, Any]]:
+    return [d for d in google.state.push.deliveries() if d["channel_id"] == channel_id]
+
+
+@contextmanager
+def _serve(
+    google: GoogleWorld, store: Store, home: Path, *, with_worker: bool
+) -> Iterator[tuple[RunningApp, EmbeddedWorker | None]]:
+    holder: dict[str, EmbeddedWorker] = {}
+
+    def build(settings: Settings) -> Any:
+        worker = EmbeddedWorker(store, settings, poll_interval=0.5) if with_worker else None
+        if worker is not None:
+            holder["worker"] = worker
+        return create_app(settings, store=store, worker=worker)
+
+    with serve_alliance(google.emu, home, build, sync_interval_minutes=NO_RECONCILE) as running:
+        worker = holder.get("worker")
+        if worker is not None:
+            worker.start()
+        try:
+            yield running, worker
+        finally:
+            if worker is not None:
+                worker.stop(timeout=30)
+
+
+@pytest.fixture
+def served(
+    google: GoogleWorld, sqlite_store: Store, tmp_path: Path
+) -> Iterator[tuple[RunningApp, EmbeddedWorker | None]]:
+    """The app on a loopback port, without a worker: the test runs the jobs itself."""
+    with _serve(google, sqlite_store, tmp_path / "home", with_worker=False) as running:
+        yield running
+
+
+@pytest.fixture
+def served_with_worker(
+    google: GoogleWorld, sqlite_store: Store, tmp_path: Path
+) -> Iterator[tuple[RunningApp, EmbeddedWorker | None]]:
+    """The app on a loopback port with its embedded worker running, as ``alliance serve`` runs it."""
+    with _serve(google, sqlite_store, tmp_path / "home", with_worker=True) as running:
+        yield running
+
+
+def _open_channel(store: Store, settings: Settings, google: GoogleWorld, connection: int) -> str:
+    report = maintain_channels(store, settings, datetime.now(UTC))
+    assert report.opened == [connection] and not report.failed
+    (channel,) = channels_of(store, connection)
+    _wait(
+        lambda: any(
+            d["resource_state"] == "sync" and d["status"] == 200 for d in _deliveries(google, channel.channel_id)
+        ),
+        "the sync message to be acknowledged",
+    )
+    return channel.channel_id
+
+
+def test_an_edit_in_google_reaches_the_mirror_through_a_push_ping(
+    google: GoogleWorld, sqlite_store: Store, served_with_worker: tuple[RunningApp, EmbeddedWorker | None]
+) -> None:
+    running, _ = served_with_worker
+    event = google.seed({"summary": "Session", **timed(at(2), tz=MADRID)})
+    therapist, connection = _connect(sqlite_store, google)
+    view = get_connection(sqlite_store, therapist, connection)
+    assert view is not None and sync_one(sqlite_store, running.settings, view).ok
+    channel_id = _open_channel(sqlite_store, running.settings, google, connection)
+    (watch,) = google.state.requests("/calendar/v3/calendars/primary/events/watch", "POST")
+    assert watch["status"] == 200
+    live = google.state.channels[channel_id]
+    assert live.address == f"{running.url}/webhooks/google" and live.token  # a random token was sent
+
+    moved = at(3, hour=15)
+    google.state.move_event("primary", event["id"], {"dateTime": moved.isoformat(), "timeZone": MADRID})
+
+    _wait(lambda: _starts(sqlite_store).get("Session") == moved, "the moved session in the mirror")
+    pings = [d for d in _deliveries(google, channel_id) if d["resource_state"] == "exists"]
+    assert pings and all(d["status"] == 200 for d in pings)
+    # The ping's sync was incremental: one events.list with the sync token.
+    incremental = [r for r in google.list_requests() if "syncToken" in r["query"]]
+    assert incremental
+
+
+def test_a_burst_of_pings_and_duplicates_coalesce_into_one_sync(
+    google: GoogleWorld, sqlite_store: Store, served: tuple[RunningApp, EmbeddedWorker | None]
+) -> None:
+    running, _ = served
+    events = [google.seed({"summary": f"S{n}", **timed(at(n + 1), tz=MADRID)}) for n in range(5)]
+    therapist, connection = _connect(sqlite_store, google)
+    view = get_connection(sqlite_store, therapist, connection)
+    assert view is not None and sync_one(sqlite_store, running.settings, view).ok
+    channel_id = _open_channel(sqlite_store, running.settings, google, connection)
+
+    google.state.inject_push_faults(duplicate=3)
+    for n, event in enumerate(events):
+        google.state.retitle_event("primary", event["id"], f"T{n}")
+    assert google.state.push.wait_idle(30)
+    pings = [d for d in _deliveries(google, channel_id) if d["resource_state"] == "exists"]
+    assert len(pings) == 5 + 3 and all(d["status"] == 200 for d in pings)
+    assert _pending_syncs(sqlite_store) == 1  # eight pings, one sync waiting
+
+    google.state.clear_request_log()
+    InProcessRunner(sqlite_store, build_registry(running.settings)).run_pending()
+    assert sorted(_starts(sqlite_store)) == ["T0", "T1", "T2", "T3", "T4"]
+    assert len(google.list_requests()) == 1  # one incremental events.list for the whole burst
+    assert _pending_syncs(sqlite_store) == 0
+
+
+def test_forged_and_unknown_pings_are_refused_and_sync_nothing(
+    google: GoogleWorld,
+    sqlite_store: Store,
+    served: tuple[RunningApp, EmbeddedWorker | None],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    running, _ = served
+    _, connection = _connect(sqlite_store, google)
+    channel_id = _open_channel(sqlite_store, running.settings, google, connection)
+    real = google.state.channels[channel_id]
+    headers = {
+        "X-Goog-Channel-ID": channel_id,
+        "X-Goog-Channel-Token": real.token,
+        "X-Goog-Resource-ID": real.resource_id,
+        "X-Goog-Resource-State": "exists",
+        "X-Goog-Message-Number": "7",
+    }
+    url = f"{running.url}/webhooks/google"
+    forged_token = "not-the-token-" + "x" * 30
+    with caplog.at_level(logging.INFO), httpx.Client(trust_env=False) as http:
+        wrong_token = http.post(url, headers={**headers, "X-Goog-Channel-Token": forged_token})
+        no_token = http.post(url, headers={k: v for k, v in headers.items() if k != "X-Goog-Channel-Token"})
+        unknown = http.post(url, headers={**headers, "X-Goog-Channel-ID": "someone-elses-channel"})
+        other_resource = http.post(url, headers={**headers, "X-Goog-Resource-ID": "another-calendar"})
+        assert [r.status_code for r in (wrong_token, no_token, unknown, other_resource)] == [403] * 4
+        assert _pending_syncs(sqlite_store) == 0
+        # A "sync" message (also of a channel not stored yet: it may beat the watch response) is acknowledged.
+        assert http.post(url, headers={**headers, "X-Goog-Resource-State": "sync"}).status_code == 200
+        assert _pending_syncs(sqlite_store) == 0
+        genuine = http.post(url, headers=headers)
+        assert genuine.status_code == 200 and not genuine.content
+    assert _pending_syncs(sqlite_store) == 1
+    assert "refused" in caplog.text
+    assert real.token not in caplog.text and forged_token not in caplog.text
+
+
+def test_renewal_opens_a_new_channel_before_expiry_then_stops_the_old_one(
+    google: GoogleWorld, sqlite_store: Store, served: tuple[RunningApp, EmbeddedWorker | None]
+) -> None:
+    running, _ = served
+    _, connection = _connect(sqlite_store, google)
+    old = _open_channel(sqlite_store, running.settings, google, connection)
+    (first,) = channels_of(sqlite_store, connection)
+
+    # Nothing to do while the channel is far from expiry: no call to Google at all.
+    google.state.clear_request_log()
+    quiet = maintain_channels(sqlite_store, running.settings, datetime.now(UTC))
+    assert not quiet.opened and not quiet.stopped and google.state.requests("/calendar/v3") == []
+
+    # Half a day before it expires (the emulator caps channels at 7 days; it is the returned expiry
+    # that counts), a new channel opens and the old one is stopped at Google and here.
+    renewal = maintain_channels(sqlite_store, running.settings, first.expires_at - timedelta(hours=12))
+    assert renewal.opened == [connection] and renewal.stopped == [old]
+    rows = {c.channel_id: c for c in channels_of(sqlite_store, connection)}
+    new = next(cid for cid in rows if cid != old)
+    assert rows[old].stopped_at is not None and rows[new].stopped_at is None
+    assert set(google.state.channels) == {new}
+    stop_calls = google.state.requests("/calendar/v3/channels/stop", "POST")
+    assert [c["status"] for c in stop_calls] == [204]
+
+    # The new channel's pings are genuine.
+    google.seed({"summary": "After renewal", **timed(at(4), tz=MADRID)})
+    assert google.state.push.wait_idle(30)
+    assert [d["status"] for d in _deliveries(google, new) if d["resource_state"] == "exists"] == [200]
+    assert _pending_syncs(sqlite_store) == 1
+
+
+def test_a_removed_connection_loses_its_channel_and_its_pings_are_refused(
+    google: GoogleWorld, sqlite_store: Store, served: tuple[RunningApp, EmbeddedWorker | None]
+) -> None:
+    running, _ = served
+    therapist, connection = _connect(sqlite_store, google)
+    channel_id = _open_channel(sqlite_store, running.settings, google, connection)
+    assert remove_connection(sqlite_store, therapist, connection)
+    report = maintain_channels(sqlite_store, running.settings, datetime.now(UTC))
+    assert report.stopped == [channel_id] and not report.opened
+    google.seed({"summary": "Later", **timed(at(5), tz=MADRID)})
+    assert google.state.push.wait_idle(30)
+    assert [d["status"] for d in _deliveries(google, channel_id) if d["resource_state"] == "exists"] == [403]
+    assert _pending_syncs(sqlite_store) == 0
+
+
+def test_without_a_public_url_no_channel_is_opened(google: GoogleWorld, sqlite_store: Store, tmp_path: Path) -> None:
+    from tests.integrations.alliance_server import settings_for
+
+    _, connection = _connect(sqlite_store, google)
+    settings = settings_for(google.emu, tmp_path / "home", None)
+    assert maintain_channels(sqlite_store, settings, datetime.now(UTC)).opened == []
+    assert channels_of(sqlite_store, connection) == []
+    assert google.state.requests("/calendar/v3/calendars/primary/events/watch") == []
+    assert "push.renew" not in {p.name for p in build_registry(settings).periodic}
