@@ -27,11 +27,13 @@ from alliance.mail import build_transport, mail_policy
 from alliance.push import PUSH_RENEW, RENEW_EVERY, maintain_channels
 from alliance.reconcile import SYNC_CONNECTION, plan_reconciliation, sweep_period, sync_connection_job
 from alliance.settings import Settings
+from core.client_mail import ClientMailConfig, MailPlanConfig, parse_hours, reconcile, reconcile_occurrence
+from core.client_mail import sweep as client_mail_sweep
 from core.clients import handle_outbox_event
 from core.clients.events import SESSION_ASSIGNED
 from core.jobs import Event, Handler, JobRegistry, RetryPolicy
 from core.jobs.retention import prune_finished
-from core.links import handle_session_assigned
+from core.links import LinkPolicy, handle_session_assigned
 from core.mail import deliver_due
 from core.notes import relink_orphaned_session
 from core.ratings import record_session_end
@@ -179,6 +181,7 @@ def build_registry(
     _add_video_jobs(registry, settings)
     # Outlook change notifications (issue 5): coalesced syncs, lifecycle events, subscription upkeep.
     outlook_push.register_jobs(registry, settings)
+    _add_client_mail_jobs(registry, settings)
     return registry
 
 
@@ -216,3 +219,55 @@ def _add_video_jobs(registry: JobRegistry, settings: Settings) -> None:
         apply_call_events(store)
 
     registry.add_periodic(VIDEO_CALL_EVENTS, timedelta(seconds=settings.video_events_seconds), call_events)
+
+
+# --- Client e-mail (issue 7, clientmail): confirmation, reminders, rating link --------------------
+CLIENT_MAIL = "client_mail.reconcile"
+CLIENT_MAIL_SWEEP = "client_mail.sweep"
+
+
+def client_mail_config(settings: Settings) -> ClientMailConfig:
+    """The client-mail rules the settings ask for (reminder hours, language, link timing)."""
+    link = LinkPolicy(
+        valid_days=settings.link_valid_days,
+        join_opens_minutes=settings.join_opens_minutes,
+        rating_delay_minutes=settings.rating_delay_minutes,
+        min_call_minutes=settings.rating_min_call_minutes,
+    )
+    return ClientMailConfig(
+        base_url=settings.base_url,
+        sender=settings.mail_from,
+        language=settings.client_mail_language,
+        plan=MailPlanConfig(reminder_hours=parse_hours(settings.reminder_hours), link=link),
+    )
+
+
+def _add_client_mail_jobs(registry: JobRegistry, settings: Settings) -> None:
+    from core.clients.events import SESSION_KINDS
+
+    config = client_mail_config(settings)
+
+    def on_event(store: Store, event: Event) -> None:
+        # Idempotent (dedupe keys): a redelivered event queues nothing new.
+        session_id = event.payload.get("session_id")
+        if event.kind == SESSION_ENDED:
+            # The rating e-mail depends on the call's end: record it first (idempotent, the same
+            # as ratings.session_ended does), whichever of the two handlers runs first.
+            _record_session_end(store, event)
+        if isinstance(session_id, int):
+            # session.assigned makes sure the (new) client has a link, as links.issue does.
+            reconcile(store, session_id, config, issue=event.kind == SESSION_ASSIGNED)
+        elif event.occurrence_id is not None:
+            reconcile_occurrence(store, event.occurrence_id, config)
+
+    # Not occurrence.created: a new occurrence has no session yet (session.assigned follows).
+    kinds = tuple(k for k in OCCURRENCE_KINDS if k != "occurrence.created")
+    registry.add_handler(CLIENT_MAIL, (*kinds, *SESSION_KINDS, SESSION_ENDED), on_event)
+    interval = timedelta(seconds=settings.client_mail_sweep_seconds)
+
+    def sweep_sessions(store: Store) -> None:
+        count = client_mail_sweep(store, config, lookahead=2 * interval)
+        if count:
+            log.info("client mail sweep: %d session(s) checked", count)
+
+    registry.add_periodic(CLIENT_MAIL_SWEEP, interval, sweep_sessions)

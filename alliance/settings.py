@@ -143,6 +143,21 @@ class Settings(BaseSettings):
     # trailing slash), e.g. https://alliance.example.org. Unset: no push channels are opened and
     # connections are kept up by the reconciliation sync alone.
     public_url: str | None = None
+    # --- Client e-mail (issue 7, clientmail: core/client_mail) ---
+    # Reminders this many hours before a session ("24,1"; whole hours, 1 to 336; "" for none).
+    reminder_hours: str = "24,1"
+    # The language of client e-mails: no per-client language preference is stored (the client
+    # pages follow the browser), so one language per practice.
+    client_mail_language: Literal["en", "es"] = "en"
+    # How often the worker re-checks sessions whose client mail is about to go out.
+    client_mail_sweep_seconds: int = Field(default=300, ge=10, le=24 * 3600)
+
+    @field_validator("reminder_hours")
+    @classmethod
+    def _reminder_hours(cls, value: str) -> str:
+        from core.client_mail.plan import parse_hours  # a pure module: no database, no provider
+
+        return ",".join(str(h) for h in parse_hours(value))
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,151 @@
+"""Which e-mails a session's client should get: a pure function of the session's current state.
+
+The service (core.client_mail.service) compares this plan with the outbox: planned messages
+not queued yet are queued (when still timely), pending ones no longer planned are withdrawn.
+The plan never depends on the clock, so a reminder that is merely due is never withdrawn; only
+:func:`timely` looks at the clock, to avoid queuing what would arrive too late.
+
+Every message's dedupe key names what makes it that message: the session, the recipient (a
+digest of the link token and the address, so a new client, a re-issued link or a changed
+address gets its own messages), and the times it is about. A key once queued is never queued
+again (core.mail), so each message goes out at most once.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from core.links.policy import CallTimes, LinkPolicy, expires_at, rating_opens_at
+
+__all__ = [
+    "PURPOSES",
+    "Kind",
+    "MailPlanConfig",
+    "Planned",
+    "SessionFacts",
+    "parse_hours",
+    "plan",
+    "recipient_tag",
+    "timely",
+]
+
+
+class Kind(enum.StrEnum):
+    INVITATION = "client.invitation"  # confirmation (first) or update (after a move), with the .ics
+    REMINDER = "client.reminder"
+    RATING = "client.rating"
+
+
+PURPOSES = tuple(k.value for k in Kind)
+"""The outbox purposes this module owns (core.mail ``purpose``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MailPlanConfig:
+    reminder_hours: tuple[int, ...] = (24, 1)
+    link: LinkPolicy = field(default_factory=LinkPolicy)
+    # A reminder found late (the worker was down) still goes out this long after its time.
+    reminder_grace: timedelta = timedelta(minutes=15)
+    # A rating e-mail is only queued this long after the rating opened (no mail for old sessions
+    # assigned after the fact).
+    rating_grace: timedelta = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFacts:
+    """What the plan depends on, read in one transaction (core.client_mail.service)."""
+
+    session_id: int
+    recipient: str | None  # the client's e-mail; None: no mail at all
+    link_token: str | None  # the live client link; None (revoked, not issued): no mail at all
+    cancelled: bool
+    start: datetime
+    end: datetime
+    call: CallTimes | None = None
+    rated: bool = False
+    archived: bool = False
+    # How often the occurrence's times changed, and how often it was cancelled, so far. A key
+    # once withdrawn is spent, so a session moved back to an earlier time, or restored, needs
+    # new keys for its reminders; a restore (same times) needs no new invitation.
+    moves: int = 0
+    cancels: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    key: str
+    kind: Kind
+    send_after: datetime | None  # None: right away
+    expires_at: datetime
+    hours: int | None = None  # reminders: how long before the start
+
+
+def recipient_tag(link_token: str, recipient: str) -> str:
+    """16 hex digits naming (link, address) without revealing either (the token is secret)."""
+    return hashlib.sha256(f"{link_token}\n{recipient.strip().lower()}".encode()).hexdigest()[:16]
+
+
+def _stamp(at: datetime) -> str:
+    return at.strftime("%Y%m%dT%H%MZ")
+
+
+def plan(facts: SessionFacts, config: MailPlanConfig) -> list[Planned]:
+    """The messages that should exist for this session as it is now (queued or already sent)."""
+    if facts.recipient is None or facts.link_token is None or facts.archived:
+        return []
+    prefix = f"cm:{facts.session_id}:{recipient_tag(facts.link_token, facts.recipient)}"
+    epoch = f"m{facts.moves}c{facts.cancels}"
+    out: list[Planned] = []
+    if not facts.cancelled:
+        times = f"{_stamp(facts.start)}-{_stamp(facts.end)}:m{facts.moves}"
+        out.append(Planned(f"{prefix}:inv:{times}", Kind.INVITATION, None, facts.start))
+        for hours in sorted(set(config.reminder_hours), reverse=True):
+            at = facts.start - timedelta(hours=hours)
+            out.append(
+                Planned(
+                    f"{prefix}:rem{hours}h:{_stamp(facts.start)}:{epoch}",
+                    Kind.REMINDER,
+                    at,
+                    facts.start,
+                    hours=hours,
+                )
+            )
+        opens = rating_opens_at(facts.end, facts.call, config.link)
+        if opens is not None and not facts.rated:
+            out.append(
+                Planned(
+                    f"{prefix}:rate:{_stamp(opens)}:{epoch}",
+                    Kind.RATING,
+                    opens,
+                    expires_at(facts.end, config.link),
+                )
+            )
+    return out
+
+
+def timely(item: Planned, now: datetime, config: MailPlanConfig) -> bool:
+    """Whether queuing ``item`` at ``now`` still makes sense (it would not arrive pointlessly late)."""
+    if now >= item.expires_at:
+        return False
+    if item.send_after is None:
+        return True
+    if item.kind is Kind.REMINDER:
+        return now < item.send_after + config.reminder_grace
+    return now < item.send_after + config.rating_grace  # an invitation: any time before the start
+
+
+def parse_hours(text: str | Sequence[int]) -> tuple[int, ...]:
+    """``"24,1"`` -> (24, 1); each between 1 and 24*14 hours; a clear error otherwise."""
+    parts = [p.strip() for p in text.split(",")] if isinstance(text, str) else [str(p) for p in text]
+    hours: list[int] = []
+    for part in parts:
+        if not part:
+            continue
+        if not part.isdigit() or not 1 <= int(part) <= 24 * 14:
+            raise ValueError(f"reminder hours must be whole numbers from 1 to 336, got {part!r}")
+        hours.append(int(part))
+    return tuple(sorted(set(hours), reverse=True))

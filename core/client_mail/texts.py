@@ -1,0 +1,145 @@
+"""The words of client e-mails, in English and Spanish, and the .ics invitation.
+
+Privacy (reference/clinical.md, F): subjects and bodies say "appointment" and a time, nothing
+else. No client name (a shared inbox or a lock-screen preview shows it), no diagnosis, no word
+for the kind of care or how it is delivered, no therapist notes. The Spanish matches the client
+pages (informal "tú").
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parseaddr
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import icalendar
+from babel.dates import format_datetime
+
+__all__ = ["LANGUAGES", "Rendered", "invitation_ics", "local_time", "render"]
+
+LANGUAGES = ("en", "es")
+
+_TEXT: dict[str, dict[str, str]] = {
+    "en": {
+        "subject.confirmation": "Your appointment on {when}",
+        "subject.update": "Your appointment has moved to {when}",
+        "subject.reminder": "Reminder: your appointment on {when}",
+        "subject.rating": "How was your appointment?",
+        "hello": "Hello,",
+        "body.confirmation": "your appointment is on {when}.",
+        "body.update": "your appointment has moved. The new time is {when}.",
+        "body.reminder": "a reminder: your appointment is on {when}.",
+        "body.link": "Everything you need, including how to join, is on your page:",
+        "body.ics": "The attached invitation adds the appointment to your calendar.",
+        "body.rating": "thank you for today. Two minutes of feedback help us get the next appointment right:",
+        "body.footer": "This link is personal; please do not forward this e-mail.",
+        "summary": "Appointment",
+        "link": "Open your page",
+    },
+    "es": {
+        "subject.confirmation": "Tu cita del {when}",
+        "subject.update": "Tu cita ha cambiado al {when}",
+        "subject.reminder": "Recordatorio: tu cita del {when}",
+        "subject.rating": "¿Qué tal fue tu cita?",
+        "hello": "Hola:",
+        "body.confirmation": "tu cita es el {when}.",
+        "body.update": "tu cita ha cambiado. La nueva hora es el {when}.",
+        "body.reminder": "te recordamos tu cita del {when}.",
+        "body.link": "Todo lo que necesitas, también cómo conectarte, está en tu página:",
+        "body.ics": "La invitación adjunta añade la cita a tu calendario.",
+        "body.rating": "gracias por hoy. Dos minutos de tu opinión nos ayudan a preparar bien la próxima cita:",
+        "body.footer": "Este enlace es personal; por favor, no reenvíes este correo.",
+        "summary": "Cita",
+        "link": "Abrir tu página",
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name) if name else ZoneInfo("UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def local_time(at: datetime, zone: str | None, language: str, *, all_day: bool = False) -> str:
+    """E.g. "Tuesday, 5 March 2030, 10:00 (Europe/Madrid)" / "martes, 5 de marzo de 2030, 10:00 (...)"."""
+    tz = _zone(zone)
+    local = at.astimezone(tz)
+    if all_day:
+        return format_datetime(
+            local, "EEEE, d MMMM y" if language == "en" else "EEEE, d 'de' MMMM 'de' y", locale=language
+        )
+    pattern = "EEEE, d MMMM y, HH:mm" if language == "en" else "EEEE, d 'de' MMMM 'de' y, HH:mm"
+    return f"{format_datetime(local, pattern, tzinfo=tz, locale=language)} ({tz.key})"
+
+
+def render(message: str, *, language: str, when: str, url: str, with_ics: bool) -> Rendered:
+    """One message (``confirmation``, ``update``, ``reminder``, ``rating``) in ``language``."""
+    words = _TEXT[language if language in _TEXT else "en"]
+    subject = words[f"subject.{message}"].format(when=when)
+    lead = words[f"body.{message}"].format(when=when)
+    paragraphs = [words["hello"], lead]
+    if message != "rating":
+        paragraphs.append(words["body.link"])
+    text_parts = [*paragraphs, url]
+    if with_ics:
+        text_parts.append(words["body.ics"])
+    text_parts.append(words["body.footer"])
+    text = "\n\n".join(text_parts) + "\n"
+    esc = html.escape
+    body = "".join(f"<p>{esc(p)}</p>" for p in paragraphs)
+    body += f'<p><a href="{esc(url, quote=True)}">{esc(words["link"])}</a></p>'
+    if with_ics:
+        body += f"<p>{esc(words['body.ics'])}</p>"
+    body += f"<p><small>{esc(words['body.footer'])}</small></p>"
+    page = f'<!doctype html><html lang="{language}"><body>{body}</body></html>'
+    return Rendered(subject=subject, text=text, html=page)
+
+
+def invitation_ics(
+    *,
+    uid: str,
+    sequence: int,
+    start: datetime,
+    end: datetime,
+    url: str,
+    organizer: str,
+    attendee: str,
+    language: str,
+    stamp: datetime,
+) -> bytes:
+    """An iTIP REQUEST (RFC 5546) for one appointment: UTC times, the client link, a neutral title."""
+    words = _TEXT[language if language in _TEXT else "en"]
+    cal = icalendar.Calendar()
+    cal.add("prodid", "-//Alliance//client mail//EN")
+    cal.add("version", "2.0")
+    cal.add("method", "REQUEST")
+    event = icalendar.Event()
+    event.add("uid", uid)
+    event.add("sequence", sequence)
+    event.add("dtstamp", stamp.astimezone(UTC))
+    event.add("dtstart", start.astimezone(UTC))
+    event.add("dtend", end.astimezone(UTC))
+    event.add("summary", words["summary"])
+    event.add("description", url)
+    event.add("url", url)
+    event.add("status", "CONFIRMED")
+    event.add("transp", "OPAQUE")
+    _, organizer_address = parseaddr(organizer)
+    event.add("organizer", icalendar.vCalAddress(f"mailto:{organizer_address or 'noreply@localhost'}"))
+    guest = icalendar.vCalAddress(f"mailto:{attendee}")
+    guest.params["ROLE"] = icalendar.vText("REQ-PARTICIPANT")
+    guest.params["RSVP"] = icalendar.vText("FALSE")
+    event.add("attendee", guest)
+    cal.add_component(event)
+    return bytes(cal.to_ical())
