@@ -19,17 +19,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import typer
 
-from alliance.cli.common import CliError, Env, console, err_console, open_env
+from alliance.cli.common import CliError, err_console, open_env
+from alliance.cli.connecting import connect_and_sync
 from alliance.providers import provider_options, registry
-from alliance.syncing import sync_one
-from core.mirror import (
-    ConnectionView,
-    add_connection,
-    list_connections,
-    remove_unsynced_connection,
-    update_connection_settings,
-)
-from core.sync import SyncReport
 from integrations.google import oauth
 from integrations.google.settings import GoogleOptions, read_authorized_user_file
 
@@ -37,7 +29,6 @@ _DONE_PAGE = (
     b"<!doctype html><meta charset=utf-8><title>Alliance</title>"
     b"<p>Alliance received Google's answer. You can close this tab and return to the terminal.</p>"
 )
-_SUMMARY = ("created", "updated", "rescheduled", "restored", "cancelled", "unchanged")
 
 
 class _CallbackServer(HTTPServer):
@@ -116,38 +107,7 @@ def connect_google(
     )
     settings = provider.normalize_settings({**raw, "calendar_id": calendar})
     name = name or ("google" if calendar == "primary" else f"google {calendar}")
-    existing = next((c for c in list_connections(env.store, env.therapist_id) if c.name == name), None)
-    if existing is not None and existing.provider == "google":
-        _reconnect(env, existing, settings)
-        return
-    try:
-        connection_id = add_connection(env.store, env.therapist_id, "google", name, settings)
-    except ValueError as exc:
-        raise CliError(f"{exc}; choose another with --name") from None
-    connection = next(c for c in list_connections(env.store, env.therapist_id) if c.id == connection_id)
-    outcome = sync_one(env.store, env.settings, connection)
-    if not outcome.ok or outcome.report is None:
-        remove_unsynced_connection(env.store, connection_id)
-        raise CliError(f"could not read {name!r}, nothing was added: {outcome.error}")
-    console.print(f"connected {name!r} (id {connection_id})", highlight=False, markup=False)
-    _print_summary(name, outcome.report)
-
-
-def _reconnect(env: Env, connection: ConnectionView, settings: dict[str, Any]) -> None:
-    """A new grant for an existing connection: its occurrences, and the sessions on them, stay."""
-    update_connection_settings(env.store, connection.id, settings)
-    refreshed = next(c for c in list_connections(env.store, env.therapist_id) if c.id == connection.id)
-    outcome = sync_one(env.store, env.settings, refreshed)
-    if not outcome.ok or outcome.report is None:
-        update_connection_settings(env.store, connection.id, connection.settings)  # keep the old grant
-        raise CliError(f"could not read {connection.name!r}, nothing was changed: {outcome.error}")
-    console.print(f"reconnected {connection.name!r} (id {connection.id})", highlight=False, markup=False)
-    _print_summary(connection.name, outcome.report)
-
-
-def _print_summary(name: str, report: SyncReport) -> None:
-    counts = ", ".join(f"{getattr(report, f)} {f}" for f in _SUMMARY)
-    console.print(f"{name}: {counts}", highlight=False, markup=False)
+    connect_and_sync(env, "google", name, settings)
 
 
 def register(connect_app: typer.Typer) -> None:

@@ -18,23 +18,14 @@ from typing import Any
 
 import typer
 
-from alliance.cli.common import CliError, Env, console, err_console, open_env
+from alliance.cli.common import CliError, err_console, open_env
+from alliance.cli.connecting import connect_and_sync
 from alliance.cli.loopback import LoopbackListener
 from alliance.providers import provider_options, registry
-from alliance.syncing import sync_one
-from core.mirror import (
-    ConnectionView,
-    add_connection,
-    list_connections,
-    remove_unsynced_connection,
-    update_connection_settings,
-)
-from core.sync import SourceError, SyncReport
+from core.sync import SourceError
 from integrations.base import InvalidSettings
 from integrations.outlook import oauth
 from integrations.outlook.settings import OutlookOptions
-
-_SUMMARY = ("created", "updated", "rescheduled", "restored", "cancelled", "unchanged")
 
 
 def _sign_in(options: OutlookOptions, *, open_browser: bool, timeout: float) -> dict[str, Any]:
@@ -94,38 +85,7 @@ def connect_outlook(
         raise CliError(f"{exc}; nothing was added") from None
     settings = provider.normalize_settings(raw)
     name = name or "outlook"
-    existing = next((c for c in list_connections(env.store, env.therapist_id) if c.name == name), None)
-    if existing is not None and existing.provider == "outlook":
-        _reconnect(env, existing, settings)
-        return
-    try:
-        connection_id = add_connection(env.store, env.therapist_id, "outlook", name, settings)
-    except ValueError as exc:
-        raise CliError(f"{exc}; choose another with --name") from None
-    connection = next(c for c in list_connections(env.store, env.therapist_id) if c.id == connection_id)
-    outcome = sync_one(env.store, env.settings, connection)
-    if not outcome.ok or outcome.report is None:
-        remove_unsynced_connection(env.store, connection_id)
-        raise CliError(f"could not read {name!r}, nothing was added: {outcome.error}")
-    console.print(f"connected {name!r} (id {connection_id})", highlight=False, markup=False)
-    _print_summary(name, outcome.report)
-
-
-def _reconnect(env: Env, connection: ConnectionView, settings: dict[str, Any]) -> None:
-    """A new grant for an existing connection: its occurrences, and the sessions on them, stay."""
-    update_connection_settings(env.store, connection.id, settings)
-    refreshed = next(c for c in list_connections(env.store, env.therapist_id) if c.id == connection.id)
-    outcome = sync_one(env.store, env.settings, refreshed)
-    if not outcome.ok or outcome.report is None:
-        update_connection_settings(env.store, connection.id, connection.settings)  # keep the old grant
-        raise CliError(f"could not read {connection.name!r}, nothing was changed: {outcome.error}")
-    console.print(f"reconnected {connection.name!r} (id {connection.id})", highlight=False, markup=False)
-    _print_summary(connection.name, outcome.report)
-
-
-def _print_summary(name: str, report: SyncReport) -> None:
-    counts = ", ".join(f"{getattr(report, f)} {f}" for f in _SUMMARY)
-    console.print(f"{name}: {counts}", highlight=False, markup=False)
+    connect_and_sync(env, "outlook", name, settings)
 
 
 def register(connect_app: typer.Typer) -> None:
