@@ -28,9 +28,6 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from benchmarks.harness import free_port, median_summary, stop_servers
 
 TARGET = 0.5
 OCCURRENCES = 100
@@ -59,12 +58,6 @@ class Sample:
 
 
 # -- the two servers -----------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _ics(first: datetime) -> bytes:
@@ -285,7 +278,7 @@ def main() -> None:
         )
         token, window = _seed(home, env)
         headers = {"Authorization": f"Bearer {token}"}
-        alliance_port, floor_port = _free_port(), _free_port()
+        alliance_port, floor_port = free_port(), free_port()
         query = "?" + "&".join(f"{k}={v.replace('+', '%2B')}" for k, v in window.items())
         urls = {
             "alliance": f"http://127.0.0.1:{alliance_port}{PATH}{query}",
@@ -342,25 +335,9 @@ def main() -> None:
                         file=sys.stderr,
                     )
         finally:
-            for process in processes:
-                process.send_signal(signal.SIGTERM)
-            for process in processes:
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-            for log in logs:
-                log.close()
+            stop_servers(processes, logs)
 
-    summary: dict[str, dict[str, float]] = {}
-    for server in ("alliance", "floor"):
-        mine = [s for s in samples if s.server == server]
-        summary[server] = {
-            "rps": statistics.median(s.rps for s in mine),
-            "p50_ms": statistics.median(s.p50_ms for s in mine),
-            "p99_ms": statistics.median(s.p99_ms for s in mine),
-            "errors": sum(s.errors for s in mine),
-        }
+    summary = median_summary(samples)
     ratio = summary["alliance"]["rps"] / summary["floor"]["rps"]
     verdict = "meets" if ratio >= TARGET else "misses"
     print(

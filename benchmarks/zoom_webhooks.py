@@ -33,9 +33,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from benchmarks.harness import free_port, median_summary, stop_servers
 
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 50.0
@@ -63,12 +62,6 @@ class Sample:
     p99_ms: float
     requests: int
     errors: int
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _bare_app() -> Any:
@@ -213,7 +206,7 @@ def webhook_throughput(args: argparse.Namespace) -> dict[str, Any]:
                 "ALLIANCE_SYNC_INTERVAL_MINUTES": "1440",
             }
         )
-        ports = {"alliance": _free_port(), "floor": _free_port()}
+        ports = {"alliance": free_port(), "floor": free_port()}
         urls = {name: f"http://127.0.0.1:{port}{PATH}" for name, port in ports.items()}
         script = tmpdir / "zoom.lua"
         script.write_text(_LUA)
@@ -269,24 +262,8 @@ def webhook_throughput(args: argparse.Namespace) -> dict[str, Any]:
                         file=sys.stderr,
                     )
         finally:
-            for process in processes:
-                process.send_signal(signal.SIGTERM)
-            for process in processes:
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-            for log in logs:
-                log.close()
-    summary: dict[str, dict[str, float]] = {}
-    for server in ("alliance", "floor"):
-        mine = [s for s in samples if s.server == server]
-        summary[server] = {
-            "rps": statistics.median(s.rps for s in mine),
-            "p50_ms": statistics.median(s.p50_ms for s in mine),
-            "p99_ms": statistics.median(s.p99_ms for s in mine),
-            "errors": sum(s.errors for s in mine),
-        }
+            stop_servers(processes, logs)
+    summary = median_summary(samples)
     return {"samples": [asdict(s) for s in samples], "summary": summary}
 
 
