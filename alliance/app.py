@@ -15,15 +15,20 @@ from sqlalchemy import text
 
 from alliance.keys import open_store
 from alliance.settings import Settings
-from alliance.worker import EmbeddedWorker
+from alliance.worker import BackgroundWorker
 from core.accounts import LoginPolicy
 from core.store import Store, pending_migrations
 from portal import api as api_routes
 from portal import api_checklists as checklists_api
 from portal import api_clients, api_mirror, api_video, client_pages, connect_google, connect_zoom, pages
 from portal import checklist_pages as checklists_pages
+from portal import connect_outlook as outlook_connect_pages  # /connect/outlook (MSAL code flow)
 from portal import ratings_view as ratings_pages
+from portal.api_attendance import router as attendance_api_router  # who cancelled, R8 (issue 7)
 from portal.api_notes import router as notes_api_router  # session notes (notes issue)
+from portal.api_sync_health import router as sync_health_router  # per-connection sync health (issue 9)
+from portal.cancellation_pages import router as cancellation_pages_router  # who cancelled (issue 7)
+from portal.client_list import router as client_list_router  # the therapist's client list (issue 7)
 from portal.deps import StoreDep
 from portal.errors import document_problems, install_error_handlers
 from portal.listing_cache import ListingCache
@@ -32,13 +37,14 @@ from portal.pages_notes import router as notes_pages_router  # session notes (no
 from portal.schemas import Readiness
 from portal.token_cache import TokenCache
 from webhooks.router import router as webhooks_router
+from webhooks.zoom import ZoomWebhook  # POST /webhooks/zoom, ahead of the routing table (issue 6)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["create_app"]
 
 
-def _readiness(store: Store, worker: EmbeddedWorker | None) -> dict[str, str]:
+def _readiness(store: Store, worker: BackgroundWorker | None) -> dict[str, str]:
     checks: dict[str, str] = {}
     try:
         with store.engine.connect() as conn:
@@ -61,7 +67,7 @@ def _readiness(store: Store, worker: EmbeddedWorker | None) -> dict[str, str]:
     return checks
 
 
-def create_app(settings: Settings, *, store: Store | None = None, worker: EmbeddedWorker | None = None) -> FastAPI:
+def create_app(settings: Settings, *, store: Store | None = None, worker: BackgroundWorker | None = None) -> FastAPI:
     """Build the web app on ``store`` (opened from ``settings`` when not given; then the app closes it).
 
     ``worker`` is the embedded worker ``alliance serve`` runs; ``/readyz`` reports whether it is alive.
@@ -95,7 +101,8 @@ def create_app(settings: Settings, *, store: Store | None = None, worker: Embedd
 
     install_error_handlers(app)
     # Added innermost first: SecurityHeaders wraps RequestLog (so even its 500s get the headers),
-    # which wraps the body limit.
+    # which wraps the body limit, which wraps the Zoom webhook (answered before any route is looked up).
+    app.add_middleware(ZoomWebhook)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(RequestLog)
     app.add_middleware(SecurityHeaders, production=settings.env != "development")
@@ -113,19 +120,26 @@ def create_app(settings: Settings, *, store: Store | None = None, worker: Embedd
         body = Readiness(status="ready" if ready else "unavailable", checks=checks)
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
+    # First: routes are tried in order, and the client pages are the most requested (one load per
+    # client per page view, benchmarks/README.md); no other route starts with /c/.
+    app.include_router(client_pages.router)
     app.include_router(api_routes.router)
     app.include_router(api_mirror.router)
+    app.include_router(sync_health_router)
     app.include_router(api_clients.router)
     app.include_router(notes_api_router)
     app.include_router(notes_pages_router)
     app.include_router(checklists_api.router)
     app.include_router(checklists_pages.router)
     app.include_router(ratings_pages.router)
+    app.include_router(client_list_router)
+    app.include_router(attendance_api_router)
+    app.include_router(cancellation_pages_router)
     app.include_router(pages.router)
     app.include_router(connect_zoom.router)
     app.include_router(api_video.router)
-    app.include_router(client_pages.router)
     app.include_router(connect_google.router)
+    app.include_router(outlook_connect_pages.router)
     app.include_router(webhooks_router, prefix="/webhooks")
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
 

@@ -22,11 +22,12 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from alliance import outlook_push
+from alliance import outlook_push, video_writeback
 from alliance.mail import build_transport, mail_policy
 from alliance.push import PUSH_RENEW, RENEW_EVERY, maintain_channels
 from alliance.reconcile import SYNC_CONNECTION, plan_reconciliation, sweep_period, sync_connection_job
 from alliance.settings import Settings
+from core.audit import Actor
 from core.client_mail import ClientMailConfig, MailPlanConfig, parse_hours, reconcile, reconcile_occurrence
 from core.client_mail import sweep as client_mail_sweep
 from core.clients import handle_outbox_event
@@ -35,7 +36,7 @@ from core.jobs import Event, Handler, JobRegistry, RetryPolicy
 from core.jobs.retention import prune_finished
 from core.links import LinkPolicy, handle_session_assigned
 from core.mail import deliver_due
-from core.notes import relink_orphaned_session
+from core.notes import relink_orphaned_session, retire_superseded_keys
 from core.ratings import record_session_end
 from core.store import Store
 
@@ -45,6 +46,7 @@ __all__ = [
     "OUTBOX_HANDLERS",
     "PRUNE_FINISHED",
     "PUSH_RENEW",
+    "RETIRE_KEYS",
     "SYNC_ALL",
     "SYNC_CONNECTION",
     "build_registry",
@@ -56,6 +58,7 @@ log = logging.getLogger(__name__)
 SYNC_ALL = "sync.all"
 PRUNE_FINISHED = "jobs.prune"
 DELIVER_MAIL = "mail.deliver"
+RETIRE_KEYS = "keys.retire_superseded"
 
 # The outbox kinds the sync engine writes (core.sync.engine, ``occurrence.<history kind>``).
 OCCURRENCE_KINDS = (
@@ -71,7 +74,8 @@ def _assign_sessions(store: Store, event: Event) -> None:
     # Series assignments and the attendee rule turn new or changed occurrences into sessions;
     # idempotent (core.clients.service), so at-least-once delivery is fine.
     if event.occurrence_id is not None:
-        handle_outbox_event(store, event.kind, event.occurrence_id)
+        # Through the delivery's transaction: the sessions made and the "done" mark commit together.
+        handle_outbox_event(store, event.kind, event.occurrence_id, session=event.session)
 
 
 def _issue_client_link(store: Store, event: Event) -> None:
@@ -104,6 +108,12 @@ def _record_session_end(store: Store, event: Event) -> None:
     )
 
 
+def _retire_keys(store: Store) -> None:
+    retired = retire_superseded_keys(store, Actor(None, f"job {RETIRE_KEYS}"))
+    if retired:
+        log.info("%d superseded data key(s) destroyed", retired)
+
+
 def _relink_sessions(store: Store, event: Event) -> None:
     # A calendar connected again: sessions (and notes) of its removed twin move to the new
     # occurrences with the same identity (core.notes.orphans); idempotent.
@@ -122,7 +132,7 @@ OUTBOX_HANDLERS: tuple[tuple[str, tuple[str, ...], Handler], ...] = (
 
 def retry_policy(settings: Settings) -> RetryPolicy:
     """The retry policy the settings ask for."""
-    return RetryPolicy(max_attempts=settings.job_max_attempts)
+    return RetryPolicy(max_attempts=settings.job_max_attempts, claim_for=timedelta(seconds=settings.job_claim_seconds))
 
 
 def build_registry(
@@ -138,6 +148,7 @@ def build_registry(
     """
     now = clock or _utcnow
     registry = JobRegistry()
+    _select_backend(registry, settings, now)
     for name, kinds, handler in OUTBOX_HANDLERS:
         registry.add_handler(name, kinds, handler)
 
@@ -167,6 +178,8 @@ def build_registry(
         log.info("pruned %d event(s), %d delivery(ies), %d job(s)", counts.events, counts.deliveries, counts.jobs)
 
     registry.add_periodic(PRUNE_FINISHED, timedelta(days=1), prune)
+    # Superseded data keys nothing is sealed under any more are destroyed (issue 8, core.crypto.retire).
+    registry.add_periodic(RETIRE_KEYS, timedelta(hours=1), _retire_keys)
 
     transport = build_transport(settings)
     policy = mail_policy(settings)
@@ -179,6 +192,9 @@ def build_registry(
 
     registry.add_periodic(DELIVER_MAIL, timedelta(seconds=settings.mail_poll_seconds), deliver_mail)
     _add_video_jobs(registry, settings)
+    # Video links (issue 4/6, i46): written back onto Google events; the therapist told when one is missing.
+    video_writeback.register_jobs(registry, settings)
+    _add_video_notice(registry, settings)
     # Outlook change notifications (issue 5): coalesced syncs, lifecycle events, subscription upkeep.
     outlook_push.register_jobs(registry, settings)
     _add_client_mail_jobs(registry, settings)
@@ -187,6 +203,16 @@ def build_registry(
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _select_backend(registry: JobRegistry, settings: Settings, now: Callable[[], datetime]) -> None:
+    # Scale-out (issue 9): on PostgreSQL jobs go to procrastinate unless ALLIANCE_QUEUE=embedded.
+    from alliance.queue.selection import PROCRASTINATE, queue_kind
+
+    if queue_kind(settings) == PROCRASTINATE:
+        from alliance.queue.backend import ProcrastinateBackend
+
+        registry.backend = ProcrastinateBackend(clock=now)
 
 
 # --- Video links (issue 6): outbox handler + periodic sweep + Zoom call events -----------------
@@ -200,12 +226,14 @@ def _add_video_jobs(registry: JobRegistry, settings: Settings) -> None:
     from alliance.video import provider_factory, video_config
     from core.clients.events import SESSION_KINDS
     from core.video.calls import apply_call_events
-    from core.video.service import handle_event, sweep
+    from core.video.service import SessionBusy, handle_event, sweep
 
     factory, config = provider_factory(settings), video_config(settings)
 
     def lifecycle(store: Store, event: Event) -> None:
-        handle_event(store, event.occurrence_id, event.payload, factory, config)
+        outcomes = handle_event(store, event.occurrence_id, event.payload, factory, config, session=event.session)
+        if "busy" in outcomes.values():
+            raise SessionBusy("a session of this event is held by another run; delivered again later")
 
     def sweep_sessions(store: Store) -> None:
         outcomes = sweep(store, factory, config)
@@ -219,6 +247,21 @@ def _add_video_jobs(registry: JobRegistry, settings: Settings) -> None:
         apply_call_events(store)
 
     registry.add_periodic(VIDEO_CALL_EVENTS, timedelta(seconds=settings.video_events_seconds), call_events)
+
+
+# --- Video link missing: the therapist is told by e-mail (issue 6, i46) ---------------------------
+VIDEO_NOTICE = "video.tell_therapist"
+
+
+def _add_video_notice(registry: JobRegistry, settings: Settings) -> None:
+    from core.video.notice import tell_link_missing
+    from core.video.service import VIDEO_LINK_MISSING
+
+    def notice(store: Store, event: Event) -> None:
+        # Through the delivery's own transaction: the mail and the "done" mark commit together.
+        tell_link_missing(store, event.session, event.payload, sender=settings.mail_from)
+
+    registry.add_handler(VIDEO_NOTICE, (VIDEO_LINK_MISSING,), notice)
 
 
 # --- Client e-mail (issue 7, clientmail): confirmation, reminders, rating link --------------------
@@ -256,9 +299,9 @@ def _add_client_mail_jobs(registry: JobRegistry, settings: Settings) -> None:
             _record_session_end(store, event)
         if isinstance(session_id, int):
             # session.assigned makes sure the (new) client has a link, as links.issue does.
-            reconcile(store, session_id, config, issue=event.kind == SESSION_ASSIGNED)
+            reconcile(store, session_id, config, issue=event.kind == SESSION_ASSIGNED, reading=event.session)
         elif event.occurrence_id is not None:
-            reconcile_occurrence(store, event.occurrence_id, config)
+            reconcile_occurrence(store, event.occurrence_id, config, reading=event.session)
 
     # Not occurrence.created: a new occurrence has no session yet (session.assigned follows).
     kinds = tuple(k for k in OCCURRENCE_KINDS if k != "occurrence.created")

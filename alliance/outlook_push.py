@@ -1,24 +1,34 @@
 """Outlook change notifications, composed: keep one subscription per connection alive, and turn
 what Graph posts into syncs.
 
-- :func:`maintain_subscriptions` (a periodic job, hourly) creates a subscription for every
-  Outlook connection that has none, and renews one whose expiry is less than
-  :data:`RENEW_WHEN_LEFT` away: with a lifetime just under 4,230 minutes, that is one renewal a
-  day, two days ahead. A subscription Graph no longer knows is made again. A failure is logged
-  with the connection id and raised at the end, so the job runner retries it and parks it (visible
-  in ``alliance jobs failed``) if it keeps failing: never silently lost.
-- The notification URL carries the connection id (``?c=<id>``; Graph keeps query strings); the
-  webhook checks the subscription id and the ``clientState`` stored (encrypted) with that
-  connection's settings before anything happens.
+- Subscriptions are push channels (``core.push``): the Graph subscription id is the channel id,
+  ``/me/events`` the resource, the random ``clientState`` the channel token (stored encrypted,
+  bound to the subscription). They are not kept in the connection's settings: those hold MSAL's
+  token cache, written back by whichever job refreshes a token, and a subscription saved next to it
+  could be overwritten by a job holding older settings (a renewal lost, notifications refused).
+- :func:`maintain_subscriptions` (a periodic job, hourly) creates a subscription for every Outlook
+  connection that has no live one, and renews one whose expiry is less than
+  :data:`RENEW_WHEN_LEFT` away, in place (``PATCH``, same id): with a lifetime just under 4,230
+  minutes, one renewal a day, two days ahead. A subscription Graph no longer knows is made again. A
+  failure is logged with the connection id and raised at the end, so the job runner retries it and
+  parks it (visible in ``alliance jobs failed``) if it keeps failing: never silently lost.
+  Why not the generic ``push.renew`` job (``alliance.push``), and so no ``Capability.PUSH``: that
+  job replaces channels (Google cannot renew one) and only logs a failure for the next minute's
+  run; Graph renews in place, keeping the id Graph is already delivering with, and a lapsing
+  subscription must be surfaced.
+- The webhook checks each notification's subscription id and ``clientState`` with
+  ``core.push.verify_ping``; a batch may carry several connections' subscriptions.
 - :func:`request_sync` queues one ``outlook.sync`` job per connection under a queueing lock, so a
   burst of notifications (or notifications during a sync) becomes a single follow-up sync.
-- Lifecycle events: ``reauthorizationRequired`` reauthorizes (renews when Graph refuses),
-  ``subscriptionRemoved`` subscribes again and syncs, ``missed`` syncs.
+- Lifecycle events: ``reauthorizationRequired`` reauthorizes (subscribes again when Graph no longer
+  knows it), ``subscriptionRemoved`` subscribes again and syncs, ``missed`` syncs.
+
+Connections made before subscriptions moved here kept theirs in their settings; those lapse at Graph
+within three days (their notifications are refused meanwhile) and the hourly job subscribes anew.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,11 +37,26 @@ from alliance.providers import context_for, provider_for
 from alliance.settings import Settings
 from core.jobs import JobRegistry
 from core.jobs.queue import defer_job
-from core.mirror import ConnectionView, list_connections, therapist_timezone, update_connection_settings
+from core.mirror import (
+    ConnectionView,
+    get_connection,
+    list_connections,
+    therapist_timezone,
+    update_connection_settings,
+)
+from core.push import ChannelView, channels_of, extend_channel, mark_stopped, record_channel
 from core.store import Store
 from core.sync import SourceError
+from core.sync.backoff import delay_past_backoff, waiting_until
 from integrations.outlook import OutlookProvider
-from integrations.outlook.subscriptions import LIFETIME, RENEW_EVERY, SubscriptionGone, Subscriptions, new_client_state
+from integrations.outlook.subscriptions import (
+    LIFETIME,
+    RENEW_EVERY,
+    RESOURCE,
+    SubscriptionGone,
+    Subscriptions,
+    new_client_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,28 +68,53 @@ MAINTAIN_EVERY = timedelta(hours=1)
 RENEW_WHEN_LEFT = LIFETIME - RENEW_EVERY
 
 
-def notification_urls(public_url: str, connection_id: int) -> tuple[str, str]:
-    """(notification URL, lifecycle URL) of one connection."""
-    return (
-        f"{public_url}/webhooks/outlook?c={connection_id}",
-        f"{public_url}/webhooks/outlook/lifecycle?c={connection_id}",
+def notification_urls(public_url: str) -> tuple[str, str]:
+    """(notification URL, lifecycle URL): the same for every connection (each item names its subscription)."""
+    return f"{public_url}/webhooks/outlook", f"{public_url}/webhooks/outlook/lifecycle"
+
+
+def request_sync(
+    store: Store, registry: JobRegistry, connection_id: int, now: datetime, delay: timedelta = timedelta(0)
+) -> bool:
+    """Queue one sync of the connection; False when one is already waiting (it absorbs this one).
+
+    Never earlier than the connection's ``backoff_until`` (core.sync.backoff).
+    """
+    return request_sync_after(
+        store, registry, connection_id, now, delay, backoff_until=waiting_until(store, connection_id, now)
     )
 
 
-def request_sync(store: Store, registry: JobRegistry, connection_id: int, now: datetime) -> bool:
-    """Queue one sync of the connection; False when one is already waiting (it absorbs this one)."""
+def request_sync_after(
+    store: Store,
+    registry: JobRegistry,
+    connection_id: int,
+    now: datetime,
+    delay: timedelta,
+    *,
+    backoff_until: datetime | None,
+) -> bool:
+    """:func:`request_sync` for a caller that read ``backoff_until`` already (the webhook, with the
+    subscription it verified): one transaction less per notification."""
+    delay = delay_past_backoff(delay, now, backoff_until)
     return defer_job(
         store,
         registry,
         SYNC_JOB,
         {"connection_id": connection_id},
-        run_at=now,
+        run_at=now + delay,
         queueing_lock=f"{SYNC_JOB}:{connection_id}",
     )
 
 
-def _outlook_connections(store: Store) -> list[ConnectionView]:
-    return [c for c in list_connections(store) if c.provider == PROVIDER]
+def _outlook_connections(store: Store, *, with_settings: bool = True) -> list[ConnectionView]:
+    return [c for c in list_connections(store, with_settings=with_settings) if c.provider == PROVIDER]
+
+
+def live_subscription(store: Store, connection_id: int) -> ChannelView | None:
+    """The connection's newest subscription not stopped (None: it has none)."""
+    live = [c for c in channels_of(store, connection_id) if c.provider == PROVIDER and c.stopped_at is None]
+    return max(live, key=lambda c: c.expires_at) if live else None
 
 
 def _provider(store: Store, settings: Settings, connection: ConnectionView, now: datetime) -> OutlookProvider:
@@ -72,50 +122,58 @@ def _provider(store: Store, settings: Settings, connection: ConnectionView, now:
         update_connection_settings(store, connection.id, new_settings)
 
     context = context_for(settings, therapist_timezone(store, connection.therapist_id), now)
-    provider = provider_for(connection, context, save_settings=save)
+    provider = provider_for(connection, context, save_settings=save, store=store)
     if not isinstance(provider, OutlookProvider):
         raise TypeError(f"connection {connection.id} is not an Outlook connection")
     return provider
-
-
-def _store_subscription(
-    store: Store, provider: OutlookProvider, connection_id: int, record: dict[str, str] | None
-) -> None:
-    provider.settings = dataclasses.replace(provider.settings, subscription=record)
-    update_connection_settings(store, connection_id, provider.settings.as_dict())
 
 
 def _subscribe(store: Store, settings: Settings, provider: OutlookProvider, connection_id: int, now: datetime) -> None:
     if settings.public_url is None:
         return
     secret = new_client_state()
-    notify, lifecycle = notification_urls(settings.public_url, connection_id)
-    made = Subscriptions(provider.client).create(notify, lifecycle, secret, now)
-    _store_subscription(
-        store,
-        provider,
-        connection_id,
-        {"id": made.id, "client_state": secret, "expires_at": made.expires_at.isoformat()},
-    )
+    notify, lifecycle = notification_urls(settings.public_url)
+    subscriptions = Subscriptions(provider.client)
+    made = subscriptions.create(notify, lifecycle, secret, now)
+    try:
+        record_channel(
+            store,
+            connection_id,
+            PROVIDER,
+            channel_id=made.id,
+            resource_id=RESOURCE,
+            token=secret,
+            expires_at=made.expires_at,
+        )
+    except Exception:
+        # Not stored means its notifications would be refused: do not leave it running at Graph.
+        subscriptions.delete(made.id)
+        raise
     log.info("Outlook subscription made for connection %s", connection_id)
 
 
 def maintain_connection(store: Store, settings: Settings, connection: ConnectionView, now: datetime) -> None:
     """Make sure one connection has a live subscription that lasts at least another day."""
-    provider = _provider(store, settings, connection, now)
-    current = provider.settings.subscription
+    current = live_subscription(store, connection.id)
+    if current is not None and current.expires_at - now > RENEW_WHEN_LEFT:
+        return
+    with_settings = (
+        get_connection(store, connection.therapist_id, connection.id) if not connection.settings else connection
+    )
+    if with_settings is None:
+        return  # removed meanwhile
+    provider = _provider(store, settings, with_settings, now)
     if current is None:
         _subscribe(store, settings, provider, connection.id, now)
         return
-    if datetime.fromisoformat(current["expires_at"]) - now > RENEW_WHEN_LEFT:
-        return
     try:
-        renewed = Subscriptions(provider.client).renew(current["id"], now)
+        renewed = Subscriptions(provider.client).renew(current.channel_id, now)
     except SubscriptionGone:
         log.info("Outlook subscription of connection %s is gone; subscribing again", connection.id)
+        mark_stopped(store, current.channel_id, now)
         _subscribe(store, settings, provider, connection.id, now)
         return
-    _store_subscription(store, provider, connection.id, {**current, "expires_at": renewed.expires_at.isoformat()})
+    extend_channel(store, current.channel_id, renewed.expires_at)
 
 
 def maintain_subscriptions(store: Store, settings: Settings, now: datetime | None = None) -> int:
@@ -124,7 +182,8 @@ def maintain_subscriptions(store: Store, settings: Settings, now: datetime | Non
         return 0
     now = now or datetime.now(UTC)
     failed: list[int] = []
-    for connection in _outlook_connections(store):
+    # Listed without decrypting anything; a connection's settings are opened only when Graph must be called.
+    for connection in _outlook_connections(store, with_settings=False):
         try:
             maintain_connection(store, settings, connection, now)
         except (SourceError, ValueError) as exc:  # ValueError: InvalidSettings
@@ -135,21 +194,33 @@ def maintain_subscriptions(store: Store, settings: Settings, now: datetime | Non
     return 0
 
 
-def handle_lifecycle(store: Store, settings: Settings, registry: JobRegistry, connection_id: int, event: str) -> None:
+def handle_lifecycle(
+    store: Store,
+    settings: Settings,
+    registry: JobRegistry,
+    connection_id: int,
+    event: str,
+    subscription_id: str | None = None,
+) -> None:
     """Act on one verified lifecycle event of a connection's subscription."""
     now = datetime.now(UTC)
     connection = next((c for c in _outlook_connections(store) if c.id == connection_id), None)
     if connection is None:
         return  # removed meanwhile
     provider = _provider(store, settings, connection, now)
-    current = provider.settings.subscription
-    if event == "reauthorizationRequired" and current is not None:
+    if subscription_id is None:
+        current = live_subscription(store, connection_id)
+        subscription_id = current.channel_id if current is not None else None
+    if event == "reauthorizationRequired" and subscription_id is not None:
         try:
-            Subscriptions(provider.client).reauthorize(current["id"])
+            Subscriptions(provider.client).reauthorize(subscription_id)
         except SubscriptionGone:
+            mark_stopped(store, subscription_id, now)
             _subscribe(store, settings, provider, connection_id, now)
         return
     if event == "subscriptionRemoved":
+        if subscription_id is not None:
+            mark_stopped(store, subscription_id, now)
         _subscribe(store, settings, provider, connection_id, now)
     # subscriptionRemoved and missed: notifications may have been lost; a delta sync catches up.
     request_sync(store, registry, connection_id, now)
@@ -167,13 +238,22 @@ def register_jobs(registry: JobRegistry, settings: Settings) -> None:
         connection = next((c for c in _outlook_connections(store) if c.id == connection_id), None)
         if connection is None:
             return  # removed since the notification came
+        started = datetime.now(UTC)
+        if connection.backoff_until is not None and connection.backoff_until > started:
+            # Graph throttled an earlier sync: a notification does not call it before the backoff ends.
+            request_sync(store, registry, connection_id, started, connection.backoff_until - started)
+            return
         outcome = sync_one(store, settings, connection)
         if outcome.failure == "busy":
             # The running sync may have read the delta before this change: run once more after it.
             raise SyncBusy(f"connection {connection_id} is being synced; trying again")
+        if outcome.backoff_until is not None:
+            # A retryable failure (core.sync.backoff): ask again when the backoff ends, not by job retry.
+            at = datetime.now(UTC)
+            request_sync(store, registry, connection_id, at, max(timedelta(0), outcome.backoff_until - at))
 
-    def outlook_lifecycle(store: Store, connection_id: int, event: str) -> None:
-        handle_lifecycle(store, settings, registry, connection_id, event)
+    def outlook_lifecycle(store: Store, connection_id: int, event: str, subscription_id: str | None = None) -> None:
+        handle_lifecycle(store, settings, registry, connection_id, event, subscription_id)
 
     def outlook_subscriptions(store: Store) -> None:
         maintain_subscriptions(store, settings)
@@ -191,9 +271,11 @@ __all__ = [
     "RENEW_WHEN_LEFT",
     "SYNC_JOB",
     "handle_lifecycle",
+    "live_subscription",
     "maintain_connection",
     "maintain_subscriptions",
     "notification_urls",
     "register_jobs",
     "request_sync",
+    "request_sync_after",
 ]

@@ -9,7 +9,8 @@ from functools import lru_cache
 from typing import Any
 
 from alliance.settings import Settings
-from core.mirror import ConnectionView
+from core.mirror import ConnectionView, update_connection_settings_locked
+from core.store import Store
 from integrations.base import CalendarProvider, ProviderContext, ProviderRegistry
 
 
@@ -37,6 +38,7 @@ def provider_options(settings: Settings) -> dict[str, dict[str, Any]]:
             "client_id": settings.ms_client_id,
             "client_secret": ms_secret.get_secret_value() if ms_secret is not None else None,
             "ca_bundle": str(settings.ms_ca_bundle) if settings.ms_ca_bundle else None,
+            "slots_database_url": settings.effective_database_url,  # per-mailbox limit across processes
         },
     }
 
@@ -56,8 +58,20 @@ def provider_for(
     context: ProviderContext,
     *,
     save_settings: Callable[[dict[str, Any]], None] | None = None,
+    store: Store | None = None,
 ) -> CalendarProvider:
-    """The provider of one stored connection; ``save_settings`` persists settings it changes itself."""
+    """The provider of one stored connection; ``save_settings`` persists settings it changes itself.
+
+    With ``store``, the provider may also renew a token under the connection's lock in the database
+    (``ProviderContext.update_settings_locked``), so worker processes refresh it one at a time.
+    """
     if save_settings is not None:
         context = dataclasses.replace(context, save_settings=save_settings)
+    if store is not None:
+        connection_id = connection.id
+
+        def locked(step: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
+            return update_connection_settings_locked(store, connection_id, step)
+
+        context = dataclasses.replace(context, update_settings_locked=locked)
     return registry().get(connection.provider).from_settings(connection.settings, context)

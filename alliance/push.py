@@ -10,7 +10,10 @@ The periodic :data:`PUSH_RENEW` job (every minute, when ALLIANCE_PUBLIC_URL is s
 - forgets channels stopped long ago.
 
 A failure for one connection is logged (without secrets) and retried on the next run; the
-reconciliation sync keeps the mirror current meanwhile.
+reconciliation sync keeps the mirror current meanwhile. A provider that says "slow down"
+(a rate limit or its quota, ``integrations.base.throttle.Throttled``) pauses that connection's
+upkeep instead, growing with each refusal in a row (``core.push.pause``): the job does not ask
+again every minute, and connections refused together do not come back together.
 """
 
 from __future__ import annotations
@@ -38,11 +41,13 @@ from core.push import (
     prune_stopped,
     record_channel,
 )
+from core.push.pause import clear_pause, pause_upkeep, paused_connections
 from core.redaction import describe_error
 from core.store import Store
 from core.sync import SourceError
 from integrations.base import Capability, InvalidSettings, ProviderError
 from integrations.base.push import PushSource
+from integrations.base.throttle import Throttled
 
 __all__ = ["CHANNEL_TTL", "PUSH_RENEW", "RENEW_BEFORE", "PushReport", "maintain_channels", "webhook_address"]
 
@@ -65,6 +70,7 @@ class PushReport:
     opened: list[int] = field(default_factory=list)  # connection ids
     stopped: list[str] = field(default_factory=list)  # channel ids
     failed: list[int] = field(default_factory=list)  # connection ids
+    paused: dict[int, datetime] = field(default_factory=dict)  # connection id -> upkeep resumes at
 
 
 def webhook_address(settings: Settings, provider: str) -> str | None:
@@ -151,22 +157,40 @@ def maintain_channels(store: Store, settings: Settings, now: datetime) -> PushRe
     # anything, one query for the live channels, and no provider call.
     connections = [c for c in list_connections(store, with_settings=False) if _pushes(c.provider)]
     live_by_connection: dict[int, list[ChannelView]] = {}
+    by_push: dict[str, bool] = {}
     for channel in live_channels(store):
-        live_by_connection.setdefault(channel.connection_id, []).append(channel)
+        # Only channels of PUSH providers are this job's: Outlook keeps its subscriptions itself
+        # (alliance.outlook_push renews them in place), in the same table.
+        if by_push.setdefault(channel.provider, _pushes(channel.provider)):
+            live_by_connection.setdefault(channel.connection_id, []).append(channel)
     by_provider: dict[str, str | None] = {}
+    paused = paused_connections(store, now)
     for listed in connections:
         address = by_provider.setdefault(listed.provider, webhook_address(settings, listed.provider))
         live = live_by_connection.get(listed.id, [])
-        if address is None or not _needs_work(live, now):
+        if address is None or not _needs_work(live, now) or listed.id in paused:
             continue
         connection = get_connection(store, listed.therapist_id, listed.id)  # now with its credentials
         if connection is None:
             continue
         try:
             _maintain(store, settings, connection, live, address, now, report)
+        except Throttled as exc:
+            until = pause_upkeep(
+                store, connection.id, now, quota=exc.quota, reason=describe_error(exc), retry_after=exc.retry_after
+            )
+            report.paused[connection.id] = until
+            log.warning(
+                "push channel of connection %s not renewed: %s; next try at %s",
+                connection.id,
+                describe_error(exc),
+                until.isoformat(timespec="minutes"),
+            )
         except (SourceError, InvalidSettings, ProviderError) as exc:
             report.failed.append(connection.id)
             log.warning("push channel of connection %s not renewed: %s", connection.id, describe_error(exc))
+        else:
+            clear_pause(store, connection.id)
     # Channels of connections that are gone (removed: their credentials are forgotten, so they
     # cannot be stopped at the provider; they lapse there, and their pings are refused here).
     known = {c.id for c in connections}
@@ -175,11 +199,12 @@ def maintain_channels(store: Store, settings: Settings, now: datetime) -> PushRe
             for channel in channels:
                 _stop(None, store, channel, now, report)
     prune_stopped(store, now - PRUNE_AFTER)
-    if report.opened or report.stopped or report.failed:
+    if report.opened or report.stopped or report.failed or report.paused:
         log.info(
-            "push channels: %d opened, %d stopped, %d failed",
+            "push channels: %d opened, %d stopped, %d failed, %d paused",
             len(report.opened),
             len(report.stopped),
             len(report.failed),
+            len(report.paused),
         )
     return report

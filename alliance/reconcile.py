@@ -24,13 +24,15 @@ from core.jobs.coalesce import request_run
 from core.jobs.spread import reconcile_at
 from core.mirror import ConnectionView, get_connection, list_connections
 from core.store import Store
-from core.store.models import Connection
+from core.store.models import Connection, Therapist
+from core.sync.backoff import delay_past_backoff, waiting_until
 
 __all__ = [
     "FOLLOW_UP_DELAY",
     "SYNC_CONNECTION",
     "plan_reconciliation",
     "request_sync",
+    "request_sync_after",
     "sweep_period",
     "sync_connection_job",
     "sync_key",
@@ -56,18 +58,44 @@ def sweep_period(settings: Settings) -> timedelta:
 def request_sync(
     store: Store, registry: JobRegistry, connection_id: int, now: datetime, delay: timedelta = timedelta(0)
 ) -> bool:
-    """Ask for one sync of a connection; False when a waiting request absorbed this one."""
+    """Ask for one sync of a connection; False when a waiting request absorbed this one.
+
+    Never earlier than the connection's ``backoff_until`` (core.sync.backoff): a storm of push
+    pings during a provider's throttling queues one run for the end of the backoff, not one each.
+    """
+    backoff_until = waiting_until(store, connection_id, now)
+    return request_sync_after(store, registry, connection_id, now, delay, backoff_until=backoff_until)
+
+
+def request_sync_after(
+    store: Store,
+    registry: JobRegistry,
+    connection_id: int,
+    now: datetime,
+    delay: timedelta,
+    *,
+    backoff_until: datetime | None,
+) -> bool:
+    """:func:`request_sync` for a caller that read ``backoff_until`` already (a push ping, in the
+    transaction that verified it): one transaction less per ping."""
+    delay = delay_past_backoff(delay, now, backoff_until)
     return request_run(
         store, registry, SYNC_CONNECTION, key=sync_key(connection_id), now=now, delay=delay, connection_id=connection_id
     )
 
 
-def _live_connection(store: Store, connection_id: int) -> ConnectionView | None:
+def _live_connection(store: Store, connection_id: int) -> tuple[ConnectionView, str] | None:
+    """The connection and its therapist's time zone (read together: the sync needs both)."""
     with store.session() as session:
-        therapist_id = session.scalar(select(Connection.therapist_id).where(Connection.id == connection_id))
-    if therapist_id is None:
+        row = session.execute(
+            select(Connection.therapist_id, Therapist.timezone)
+            .join(Therapist, Therapist.id == Connection.therapist_id)
+            .where(Connection.id == connection_id)
+        ).first()
+    if row is None:
         return None
-    return get_connection(store, therapist_id, connection_id)
+    connection = get_connection(store, row.therapist_id, connection_id)
+    return None if connection is None else (connection, row.timezone)
 
 
 def sync_connection_job(
@@ -79,16 +107,31 @@ def sync_connection_job(
     now: Callable[[], datetime],
     progress: Callable[[int, int | None], None] | None = None,
 ) -> None:
-    """Sync one connection; a source failure is recorded on the connection (health), not retried early."""
-    connection = _live_connection(store, connection_id)
-    if connection is None:
+    """Sync one connection; a source failure is recorded on the connection (health), not retried early.
+
+    A retryable failure (throttling, 5xx, timeouts) sets the connection's ``backoff_until``
+    (core.sync.backoff) and this job asks for itself again then; a request arriving meanwhile (a
+    push ping, the reconciliation sweep) does not call the provider early: it re-requests the run
+    for ``backoff_until`` and returns. No job-queue retry is involved (reference/scale.md 6.2).
+    """
+    live = _live_connection(store, connection_id)
+    if live is None:
         log.info("sync of connection %s skipped: it was removed", connection_id)
         return
-    outcome = sync_one(store, settings, connection, progress=progress)
+    connection, timezone = live
+    started = now()
+    if connection.backoff_until is not None and connection.backoff_until > started:
+        log.info("sync of connection %s waits for its backoff", connection_id)
+        request_sync(store, registry, connection_id, started, connection.backoff_until - started)
+        return
+    outcome = sync_one(store, settings, connection, progress=progress, clock=now, timezone=timezone)
     if outcome.failure == "busy":
         # Someone else's sync (the API's "sync now") holds it and may have started before the
         # change this run was asked for: ask once more rather than lose it.
         request_sync(store, registry, connection_id, now(), FOLLOW_UP_DELAY)
+    elif outcome.backoff_until is not None:
+        at = now()
+        request_sync(store, registry, connection_id, at, max(timedelta(0), outcome.backoff_until - at))
 
 
 def plan_reconciliation(store: Store, settings: Settings, registry: JobRegistry, now: datetime) -> int:

@@ -55,6 +55,16 @@ class Settings(BaseSettings):
     # Jobs (the embedded worker inside ``alliance serve``).
     sync_interval_minutes: int = Field(default=10, ge=1, le=24 * 60)
     job_max_attempts: int = Field(default=8, ge=1, le=100)
+    # How long a worker's claim on an outbox delivery or periodic run lasts: a worker that died
+    # mid-run (SIGKILL, lost machine) has its work run again by another one after this. Longer
+    # than the slowest handler (a first mirror of a large calendar), short enough to recover soon.
+    job_claim_seconds: int = Field(default=600, ge=10, le=24 * 3600)
+    # Per-connection sync backoff (core.sync.backoff): after a throttled / failing provider the
+    # connection waits Retry-After, else base * 2^(n-1) capped, with full jitter; after
+    # sync_max_failures failures in a row it "needs attention" and the therapist gets one e-mail.
+    sync_backoff_base_seconds: float = Field(default=30.0, gt=0, le=3600)
+    sync_backoff_cap_seconds: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600)
+    sync_max_failures: int = Field(default=8, ge=1, le=1000)
     worker_poll_seconds: float = Field(default=2.0, gt=0, le=60)
     # Finished outbox events, deliveries and jobs are deleted this long after they finished (a
     # daily job); parked ones stay until retried.
@@ -139,6 +149,10 @@ class Settings(BaseSettings):
     video_sweep_seconds: int = Field(default=300, ge=5, le=24 * 3600)
     # How often the worker applies stored Zoom webhook events (meeting.ended -> session.ended).
     video_events_seconds: int = Field(default=5, ge=1, le=3600)
+    # How long one provisioning run may hold a session's row (its lease) before another worker may
+    # take the session over: a worker that died mid-create is replaced after this. Keep it well
+    # above the longest Zoom request (timeouts included) and below the outbox claim (10 minutes).
+    video_lease_seconds: int = Field(default=120, ge=1, le=600)
     # Google push (issue 4): where providers reach this service from the internet (HTTPS, no
     # trailing slash), e.g. https://alliance.example.org. Unset: no push channels are opened and
     # connections are kept up by the reconciliation sync alone.
@@ -151,6 +165,23 @@ class Settings(BaseSettings):
     client_mail_language: Literal["en", "es"] = "en"
     # How often the worker re-checks sessions whose client mail is about to go out.
     client_mail_sweep_seconds: int = Field(default=300, ge=10, le=24 * 3600)
+    # --- Scale-out (issue 9, alliance/queue) ---
+    # Which job queue runs background work: "procrastinate" (PostgreSQL only; the default there) or
+    # "embedded" (the in-process worker; the default on SQLite). Unset: chosen by the database.
+    queue: Literal["procrastinate", "embedded"] | None = None
+    # procrastinate workers: how often each writes its heartbeat, and when a heartbeat counts as
+    # stale (the stalled-jobs reaper retries such a worker's jobs; /readyz of a worker host fails).
+    worker_heartbeat_seconds: float = Field(default=10.0, gt=0, le=60)
+    worker_stale_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # --- Push pings (webhooks/google, webhooks/outlook) ---
+    # Ping-started syncs of one calendar begin at least this many milliseconds apart: the first
+    # ping after a quiet spell syncs at once, and the pings of a burst (quick successive edits, a
+    # series edit) arriving within this spacing of the last sync's start join one sync due at its
+    # end, i.e. one events.list. Off (0) by default: a therapist's successive edits each wait up
+    # to the spacing (1 s made the Google push benchmark's p50 1.07 s against its 1 s target).
+    # benchmarks/README.md
+    # (load test, "push spacing") has the measurements.
+    push_sync_spacing_ms: int = Field(default=0, ge=0, le=10_000)
 
     @field_validator("reminder_hours")
     @classmethod
@@ -237,6 +268,12 @@ class Settings(BaseSettings):
                 "ALLIANCE_MASTER_KEY must be set when ALLIANCE_ENV=production "
                 "(generate one with 'alliance keys generate')"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _backoff_cap_not_below_base(self) -> Settings:
+        if self.sync_backoff_cap_seconds < self.sync_backoff_base_seconds:
+            raise ValueError("ALLIANCE_SYNC_BACKOFF_CAP_SECONDS must not be below ALLIANCE_SYNC_BACKOFF_BASE_SECONDS")
         return self
 
     @property

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from alliance.providers import context_for, provider_for
 from alliance.settings import Settings
+from alliance.sync_backoff import note_failure
 from core.mirror import ConnectionView, list_connections, therapist_timezone, update_connection_settings
 from core.store import Store
 from core.sync import ConnectionGone, SourceError, SyncInProgress, SyncReport, sync_connection
@@ -30,6 +32,8 @@ class SyncOutcome:
     report: SyncReport | None
     error: str | None
     failure: Failure | None = None
+    # After a failure: no sync before this (a retryable failure's backoff, core.sync.backoff).
+    backoff_until: datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -43,15 +47,23 @@ def sync_one(
     *,
     force_empty: bool = False,
     progress: Callable[[int, int | None], None] | None = None,
+    clock: Callable[[], datetime] | None = None,
+    timezone: str | None = None,
 ) -> SyncOutcome:
-    """Sync one connection; provider and source failures become the outcome's error."""
-    context = context_for(settings, therapist_timezone(store, connection.therapist_id))
+    """Sync one connection; provider and source failures become the outcome's error.
+
+    A failure is also counted on the connection and may set its backoff (alliance.sync_backoff),
+    reckoned from the moment of the failure by ``clock`` (the job's; the current time by default).
+    ``timezone``: the therapist's, when the caller read it already (saves a transaction).
+    """
+    zone = timezone if timezone is not None else therapist_timezone(store, connection.therapist_id)
+    context = context_for(settings, zone)
 
     def save_settings(new_settings: dict[str, Any]) -> None:
         update_connection_settings(store, connection.id, new_settings)
 
     try:
-        provider = provider_for(connection, context, save_settings=save_settings)
+        provider = provider_for(connection, context, save_settings=save_settings, store=store)
         report = sync_connection(store, connection.id, provider, force_empty=force_empty, progress=progress)
     except SyncInProgress as exc:
         log.info("sync of connection %s skipped: %s", connection.id, exc)
@@ -62,7 +74,9 @@ def sync_one(
         return SyncOutcome(connection, None, "the connection was removed", "gone")
     except (SourceError, InvalidSettings, ProviderError) as exc:
         log.info("sync of connection %s failed: %s", connection.id, exc)
-        return SyncOutcome(connection, None, str(exc), "source")
+        record = note_failure(store, settings, connection.id, exc, clock() if clock else datetime.now(UTC))
+        backoff_until = record.backoff_until if record is not None else None
+        return SyncOutcome(connection, None, str(exc), "source", backoff_until)
     return SyncOutcome(connection, report, None)
 
 

@@ -22,6 +22,7 @@ def video_config(settings: Settings) -> VideoConfig:
         daily_budget=settings.video_daily_budget,
         max_attempts=settings.video_max_attempts,
         policy=RetryPolicy(max_attempts=settings.video_max_attempts),
+        lease=timedelta(seconds=settings.video_lease_seconds),
     )
 
 

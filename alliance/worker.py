@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Protocol
 
 from alliance.jobs import build_registry, retry_policy
 from alliance.settings import Settings
@@ -18,7 +19,7 @@ from core.jobs import InProcessRunner, JobRegistry
 from core.redaction import describe_error, format_exception_safely
 from core.store import Store
 
-__all__ = ["EmbeddedWorker"]
+__all__ = ["BackgroundWorker", "EmbeddedWorker"]
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,18 @@ log = logging.getLogger(__name__)
 # minutes (integrations.ics.fetch.TOTAL_SECONDS) without reporting progress, hence the floor.
 MIN_STALE_SECONDS = 180.0
 STALE_POLL_INTERVALS = 30
+
+
+class BackgroundWorker(Protocol):
+    """What the web app and ``alliance serve`` need of a worker: this one or alliance.queue's."""
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+    def wake(self, after: float = 0.0) -> None: ...
+
+    def is_alive(self) -> bool: ...
 
 
 def _utcnow() -> datetime:
@@ -70,6 +83,11 @@ class EmbeddedWorker:
         )
         self._stop = threading.Event()
         self._wake = threading.Event()
+        # A wake-up for now (``_kicked``) or for when a job requested for later falls due (``_due``,
+        # time.monotonic(): a debounced ping's sync); both guarded by ``_wake_lock``.
+        self._kicked = False
+        self._due: float | None = None
+        self._wake_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._heartbeat: float | None = None
         self.ticks = 0
@@ -87,8 +105,19 @@ class EmbeddedWorker:
         self._thread.start()
         log.info("embedded worker started", extra={"poll_seconds": self.poll_interval})
 
-    def wake(self) -> None:
-        """Cut the current pause short: work was just queued (a push ping asked for a sync)."""
+    def wake(self, after: float = 0.0) -> None:
+        """Cut the current pause short: work was just queued (a push ping asked for a sync).
+
+        ``after`` seconds when that work is due only then (a debounced sync): the pause ends at
+        that moment instead of at the next poll, and no tick runs before it.
+        """
+        with self._wake_lock:
+            if after > 0:
+                due = time.monotonic() + after
+                if self._due is None or due < self._due:
+                    self._due = due
+            else:
+                self._kicked = True
         self._wake.set()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -124,12 +153,28 @@ class EmbeddedWorker:
         self._beat()
         return ran
 
+    def _rest(self) -> None:
+        """Pause until the next poll, a :meth:`wake`, :meth:`stop`, or a job announced as due falls due."""
+        poll_end = time.monotonic() + self.poll_interval
+        while not self._stop.is_set():
+            with self._wake_lock:
+                now = time.monotonic()
+                if self._kicked or now >= poll_end:
+                    self._kicked = False
+                    return
+                if self._due is not None and self._due <= now:
+                    self._due = None
+                    return
+                self._wake.clear()  # under the lock: a wake() after this sets it again
+                until = poll_end if self._due is None else min(poll_end, self._due)
+            self._wake.wait(until - now)
+
     def _loop(self) -> None:
         try:
             while not self._stop.is_set():
                 self._wake.clear()  # before the tick: a wake-up during it means "tick again"
                 ran = self.tick()
                 if ran == 0:
-                    self._wake.wait(self.poll_interval)
+                    self._rest()
         except BaseException as exc:  # the thread ends here; say so instead of dying silently
             log.critical("embedded worker loop died: %s", describe_error(exc))

@@ -18,8 +18,11 @@ Measured in one run (needs ``wrk`` and ``/usr/bin/chromium``):
 
 1. **Transfer per page** (target <= 60 KB): a fresh headless Chromium context (no cache) per page;
    the bytes on the wire are the sum of ``encodedDataLength`` of every response (HTML, CSS, JS,
-   headers included) from the DevTools protocol. Pages: before the session, the rating form, the
-   thanks page (a rated session), the not-found page.
+   headers included) from the DevTools protocol. Pages: before an online session, before an
+   in-person one (no checklist, device check or script), the rating form, the thanks page (a rated
+   session), the not-found page.
+1b. **Render time per page**: one request at a time on a kept-alive connection, alliance and the
+   floor alternating request by request (``--render-loads`` each); median and p99.
 2. **Latency at 200 concurrent clients** (target p99 < 50 ms): ``wrk -c<clients>``, one connection
    per client, each on its own link, pausing 0.5-1.5 s between page loads (``delay()`` in the Lua
    script: about ``--per-second`` loads per client per second, a person reading a page rather than
@@ -76,12 +79,22 @@ def _ics(first: datetime, future: int) -> bytes:
             "LOCATION:https://us02web.zoom.us/j/81234567890",
             "END:VEVENT",
         ]
+    # One in-person appointment (no video link: the session's modality defaults to in person).
+    lines += [
+        "BEGIN:VEVENT",
+        "UID:inperson@bench",
+        "DTSTAMP:20260101T000000Z",
+        f"DTSTART:{first + timedelta(hours=3):{fmt}}",
+        f"DTEND:{first + timedelta(hours=3, minutes=50):{fmt}}",
+        "SUMMARY:Appointment",
+        "END:VEVENT",
+    ]
     lines.append("END:VCALENDAR")
     return ("\r\n".join(lines) + "\r\n").encode()
 
 
-def _seed(home: Path, env: dict[str, str], clients: int) -> tuple[list[str], list[str]]:
-    """Fill a fresh home; return (tokens of future sessions, tokens of past sessions)."""
+def _seed(home: Path, env: dict[str, str], clients: int) -> tuple[list[str], list[str], str]:
+    """Fill a fresh home; return (tokens of future online sessions, of past ones, of the in-person one)."""
     from alliance.keys import open_store
     from alliance.settings import Settings
     from alliance.syncing import sync_one
@@ -103,16 +116,20 @@ def _seed(home: Path, env: dict[str, str], clients: int) -> tuple[list[str], lis
         if view is None or not sync_one(store, settings, view).ok:
             raise SystemExit("benchmark: seeding the connection failed")
         code = create_client(store, therapist, name="Bench Client", timezone="Europe/Madrid").code
-        for uid in ("future@bench", "past@bench"):
+        for uid in ("future@bench", "past@bench", "inperson@bench"):
             assign_series(store, therapist, connection_id, uid, code, from_start=first - timedelta(days=30))
-        future, past = [], []
+        future, past, in_person = [], [], []
         for s in list_sessions(store, therapist):
-            (future if s.start >= first else past).append(issue_link(store, therapist, s.id))
+            token = issue_link(store, therapist, s.id)
+            (in_person if s.uid == "inperson@bench" else future if s.start >= first else past).append(token)
     finally:
         store.close()
-    if len(future) != clients or len(past) != 5:
-        raise SystemExit(f"benchmark: expected {clients} future and 5 past sessions, got {len(future)}, {len(past)}")
-    return future, past
+    if len(future) != clients or len(past) != 5 or len(in_person) != 1:
+        raise SystemExit(
+            f"benchmark: expected {clients} future, 5 past and 1 in-person session, "
+            f"got {len(future)}, {len(past)}, {len(in_person)}"
+        )
+    return future, past, in_person[0]
 
 
 # -- the floor ----------------------------------------------------------------------------------
@@ -150,16 +167,21 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
 # -- 1. transfer in Chromium --------------------------------------------------------------------
 
 
-def transfer_sizes(base: str, future: str, rating: str, rated: str) -> dict[str, int]:
-    """Bytes on the wire per page, each in a fresh browser context (nothing cached)."""
-    from playwright.sync_api import sync_playwright
-
-    pages = {
-        "before the session": f"{base}/c/{future}",
+def client_pages(base: str, future: str, in_person: str, rating: str, rated: str) -> dict[str, str]:
+    """The measured pages: name -> URL."""
+    return {
+        "before the session (online)": f"{base}/c/{future}",
+        "before the session (in person)": f"{base}/c/{in_person}",
         "rating": f"{base}/c/{rating}",
         "thanks (rating received)": f"{base}/c/{rated}",
         "not found": f"{base}/c/{future[:-4]}zzzz",
     }
+
+
+def transfer_sizes(pages: dict[str, str]) -> dict[str, int]:
+    """Bytes on the wire per page, each in a fresh browser context (nothing cached)."""
+    from playwright.sync_api import sync_playwright
+
     sizes: dict[str, int] = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -194,7 +216,48 @@ def transfer_sizes(base: str, future: str, rating: str, rated: str) -> dict[str,
     return sizes
 
 
+# -- 1b. render time per page, one request at a time -------------------------------------------
+
+
+def render_times(bases: dict[str, str], pages: dict[str, str], loads: int) -> dict[str, dict[str, float]]:
+    """Per page: median and p99 of one-at-a-time loads (kept-alive connection), alliance and floor
+    alternating request by request, so both see the same machine."""
+    out: dict[str, dict[str, float]] = {}
+    clients = {
+        name: httpx.Client(base_url=base, trust_env=False, headers={"accept": "text/html"})
+        for name, base in bases.items()
+    }
+    try:
+        for page, path in pages.items():
+            times: dict[str, list[float]] = {name: [] for name in bases}
+            for i in range(loads + 10):
+                for name, client in clients.items():
+                    started = time.perf_counter()
+                    client.get(path).read()
+                    if i >= 10:  # the first ten warm up
+                        times[name].append((time.perf_counter() - started) * 1000)
+            out[page] = {}
+            for name, values in times.items():
+                values.sort()
+                out[page][f"{name}_p50_ms"] = round(statistics.median(values), 2)
+                out[page][f"{name}_p99_ms"] = round(values[min(len(values) - 1, int(len(values) * 0.99))], 2)
+    finally:
+        for client in clients.values():
+            client.close()
+    return out
+
+
 # -- 2 and 3. load with wrk ----------------------------------------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the server process has used so far, from /proc (Linux).
+
+    Server CPU per page hardly moves with the machine's load, unlike latency: the figure to
+    compare two builds by on shared cores.
+    """
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wrk(
@@ -244,10 +307,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--per-second", type=float, default=1.0, help="page loads per client per second")
+    parser.add_argument("--render-loads", type=int, default=100, help="one-at-a-time loads per page and server")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
     seconds = args.seconds
+    load_before = os.getloadavg()[0]
     if subprocess.run(["which", "wrk"], capture_output=True).returncode != 0:
         raise SystemExit("benchmark: needs wrk (apt-get install -y wrk)")
 
@@ -267,7 +332,7 @@ def main() -> None:
                 "ALLIANCE_LINK_FAILURES_PER_MINUTE": "10000",
             }
         )
-        future, past = _seed(home, env, args.clients)
+        future, past, in_person = _seed(home, env, args.clients)
         ports = {"alliance": _free_port(), "floor": _free_port()}
         bases = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         logs = [(tmpdir / f"{n}.log").open("wb") for n in ports]
@@ -282,12 +347,26 @@ def main() -> None:
                 )
             )
             _wait_ready(f"{bases['alliance']}/healthz", processes[0])
+            sent = httpx.post(
+                f"{bases['alliance']}/c/{past[1]}/rating",
+                data={"bond": "9", "goals": "9", "approach": "9", "overall": "9"},
+                trust_env=False,
+            )
+            if sent.status_code != 303:
+                raise SystemExit(f"benchmark: rating the past session failed ({sent.status_code})")
             rendered = {
                 t: httpx.get(f"{bases['alliance']}/c/{t}", headers={"accept": "text/html"}, trust_env=False).text
                 for t in future
             }
             if not all("Before you start" in html for html in rendered.values()):
                 raise SystemExit("benchmark: alliance did not render the before-session page for every link")
+            pages = client_pages("", future[0], in_person, past[0], past[1])
+            # The floor also answers the other measured pages, with alliance's bytes for them.
+            for path in pages.values():
+                got = httpx.get(f"{bases['alliance']}{path}", headers={"accept": "text/html"}, trust_env=False)
+                rendered[path.removeprefix("/c/")] = got.text
+            if "client.js" in rendered[in_person]:
+                raise SystemExit("benchmark: the in-person page offers a call")
             pages_file = tmpdir / "pages.json"
             pages_file.write_text(json.dumps(rendered))
             processes.append(
@@ -299,15 +378,8 @@ def main() -> None:
                 )
             )
             _wait_ready(f"{bases['floor']}/c/{future[0]}", processes[1])
-
-            sent = httpx.post(
-                f"{bases['alliance']}/c/{past[1]}/rating",
-                data={"bond": "9", "goals": "9", "approach": "9", "overall": "9"},
-                trust_env=False,
-            )
-            if sent.status_code != 303:
-                raise SystemExit(f"benchmark: rating the past session failed ({sent.status_code})")
-            sizes = transfer_sizes(bases["alliance"], future[0], past[0], past[1])
+            sizes = transfer_sizes({name: f"{bases['alliance']}{path}" for name, path in pages.items()})
+            render = render_times(bases, pages, args.render_loads)
 
             pace_ms = round(1000 / args.per_second)
             script = tmpdir / "paths.lua"
@@ -316,7 +388,11 @@ def main() -> None:
             rounds: dict[str, list[dict[str, float]]] = {"alliance": [], "floor": []}
             for r in range(args.rounds):
                 for name in ("alliance", "floor") if r % 2 == 0 else ("floor", "alliance"):
-                    rounds[name].append(_wrk(bases[name], future, seconds, args.clients, script, pace_ms))
+                    pid = processes[0 if name == "alliance" else 1].pid
+                    before = _cpu_seconds(pid)
+                    row = _wrk(bases[name], future, seconds, args.clients, script, pace_ms)
+                    row["cpu_ms_per_page"] = round((_cpu_seconds(pid) - before) * 1000 / max(row["requests"], 1), 3)
+                    rounds[name].append(row)
             saturation = {name: _wrk(bases[name], future, seconds, args.clients, script, None) for name in bases}
         finally:
             for process in processes:
@@ -337,6 +413,7 @@ def main() -> None:
             "p50_ms": round(statistics.median(r["p50_ms"] for r in rows), 2),
             "p99_ms": round(statistics.median(r["p99_ms"] for r in rows), 2),
             "worst_p99_ms": round(max(r["p99_ms"] for r in rows), 2),
+            "cpu_ms_per_page": round(statistics.median(r["cpu_ms_per_page"] for r in rows), 3),
         }
         for name, rows in rounds.items()
     }
@@ -349,6 +426,8 @@ def main() -> None:
         "rounds": args.rounds,
         "seconds": seconds,
         "transfer_bytes": sizes,
+        "render_ms": render,
+        "load_average": {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
         "paced": paced,
         "paced_rounds": rounds,
         "saturation": saturation,
@@ -362,17 +441,24 @@ def main() -> None:
     print("\n| page | bytes on the wire | target |\n|---|---:|---:|")
     for name, size in sizes.items():
         print(f"| {name} | {size:,} ({size / 1024:.1f} KB) | <= 60 KB |")
-    print("\n| paced | requests | errors | req/s | p50 ms | p99 ms (median of rounds) | worst p99 ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("\n| render, one at a time | alliance p50 ms | p99 ms | floor p50 ms | p99 ms |\n|---|---:|---:|---:|---:|")
+    for name, row in render.items():
+        print(
+            f"| {name} | {row['alliance_p50_ms']} | {row['alliance_p99_ms']} | {row['floor_p50_ms']} "
+            f"| {row['floor_p99_ms']} |"
+        )
+    print("\n| paced | requests | errors | req/s | p50 ms | p99 ms (median) | worst p99 ms | server CPU/page |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, row in paced.items():
         print(
             f"| {name} | {row['requests']} | {row['errors']} | {row['rps']} | {row['p50_ms']} | {row['p99_ms']} "
-            f"| {row['worst_p99_ms']} |"
+            f"| {row['worst_p99_ms']} | {row['cpu_ms_per_page']} ms |"
         )
     print("\n| saturation | req/s | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|")
     for name, row in saturation.items():
         print(f"| {name} | {row['rps']:.0f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['errors']:.0f} |")
     print(f"\nalliance / floor requests per second at saturation: {ratio:.2f}x")
+    print(f"load average: {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
     print(f"targets: transfer {'met' if ok_transfer else 'MISSED'}, p99 < 50 ms {'met' if ok_latency else 'MISSED'}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

@@ -23,6 +23,15 @@ loopback port as the public URL, a subscription made through the validation hand
 embedded worker running; N events are created one after another through the emulator's control
 API, and each latency is the time from the create until the occurrence is in the mirror (targets
 p50 <= 1 s, p99 <= 3 s). ``python -m benchmarks.outlook_sync --help``.
+
+``--compare TREE [TREE...]`` measures code trees side by side instead (main against a branch): one
+emulator and one signed-in mailbox; each round runs, for every tree in turn (the order alternating
+from round to round), a fresh interpreter importing that tree's code which does ``floor`` and then
+``full`` and ``delta``. Per tree: medians, and the ratio of its own full mirror to the floor measured
+just before it.
+
+The process tunes its garbage collector after its imports as ``alliance sync``, ``alliance worker``
+and ``alliance serve`` do (alliance/gc_tuning.py), like the Google benchmark; ``--default-gc`` does not.
 """
 
 from __future__ import annotations
@@ -43,6 +52,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from sandbox.listen import listen_tcp
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -162,11 +173,12 @@ PREFER = [
     ("Prefer", 'IdType="ImmutableId"'),
     ("Prefer", 'outlook.timezone="UTC"'),
     ("Prefer", f"odata.maxpagesize={PAGE_SIZE}"),
+    ("Prefer", 'outlook.body-content-type="text"'),  # as the mirror asks (plain descriptions)
 ]
 
 
-def floor_full(info: dict[str, Any], token: str) -> tuple[float, float, int, str]:
-    """Bare httpx: page the delta, fetch each master once (4 at a time).
+def floor_full(info: dict[str, Any], token: str, master_workers: int = 4) -> tuple[float, float, int, str]:
+    """Bare httpx: page the delta, fetch each master once (``master_workers`` at a time).
 
     Returns (seconds, CPU seconds of this process, items, deltaLink).
     """
@@ -189,7 +201,7 @@ def floor_full(info: dict[str, Any], token: str) -> tuple[float, float, int, str
             items += len(body["value"])
             wanted = {i["seriesMasterId"] for i in body["value"] if i.get("seriesMasterId")} - masters
             masters |= wanted
-            with ThreadPoolExecutor(max_workers=4) as pool:
+            with ThreadPoolExecutor(max_workers=master_workers) as pool:
                 list(
                     pool.map(
                         lambda m: client.get(f"{info['graph_url']}/me/events/{m}", headers=PREFER[:2]).json(),
@@ -253,7 +265,6 @@ def alliance_rounds(
 
 def notification_latency(info: dict[str, Any], settings: dict[str, Any], workdir: Path, edits: int) -> list[float]:
     """Seconds from each create in Outlook until its occurrence is in the mirror, through push."""
-    import socket
     import threading
 
     import httpx
@@ -273,9 +284,7 @@ def notification_latency(info: dict[str, Any], settings: dict[str, Any], workdir
     store = Store.open(
         f"sqlite:///{workdir / 'latency.db'}", keyring=Keyring(MasterKeys.from_env_value(BENCH_MASTER_KEY))
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
+    sock = listen_tcp()
     public = f"http://127.0.0.1:{sock.getsockname()[1]}"
     options = _options(info)
     app_settings = Settings(
@@ -340,6 +349,93 @@ def notification_latency(info: dict[str, Any], settings: dict[str, Any], workdir
     return latencies
 
 
+def _tune_gc(default_gc: bool) -> None:
+    if not default_gc:
+        from alliance.gc_tuning import tune_for_long_running_process
+
+        tune_for_long_running_process()
+
+
+def _one_round(job: Path) -> None:
+    """Child of ``--compare``: floor, full and delta once, with the code of the tree it was started in."""
+    spec = json.loads(job.read_text())
+    import alliance  # noqa: F401  (the tree's packages are imported before the collector is tuned)
+    import core.sync  # noqa: F401
+    import integrations.outlook  # noqa: F401
+
+    _tune_gc(spec["default_gc"])
+    info, settings = spec["info"], spec["settings"]
+    floor_s, floor_cpu, _, delta_link = floor_full(info, spec["token"], spec["floor_workers"])
+    floor_d = floor_delta(info, spec["token"], delta_link)
+    with tempfile.TemporaryDirectory(prefix="outlook-bench-") as tmp:
+        full, full_cpu, delta, made, requests = alliance_rounds(info, settings, Path(tmp))
+    print(
+        json.dumps(
+            {
+                "floor": floor_s,
+                "floor-cpu": floor_cpu,
+                "floor-d": floor_d,
+                "full": full,
+                "full-cpu": full_cpu,
+                "delta": delta,
+                "created": made,
+                "requests": requests,
+            }
+        ),
+        flush=True,
+    )
+
+
+def compare(info: dict[str, Any], settings: dict[str, Any], token: str, args: argparse.Namespace) -> dict[str, Any]:
+    """``--compare``: every tree's rounds in fresh interpreters, alternating; per-tree medians and ratios."""
+    trees = [Path(t).resolve() for t in args.compare]
+    samples: dict[str, list[dict[str, Any]]] = {str(t): [] for t in trees}
+    with tempfile.TemporaryDirectory(prefix="outlook-compare-") as tmp:
+        job = Path(tmp) / "job.json"
+        spec = {"info": info, "settings": settings, "token": token}
+        job.write_text(json.dumps(spec | {"default_gc": args.default_gc, "floor_workers": args.floor_workers}))
+        for round_number in range(args.repeat):
+            order = trees if round_number % 2 == 0 else trees[::-1]
+            for tree in order:
+                # run_path: this file's own code, with only the tree (not benchmarks/) on sys.path.
+                code = (
+                    "import runpy, sys; sys.argv = ['outlook_sync', '--one-round', sys.argv[1]]; "
+                    f"runpy.run_path({str(Path(__file__).resolve())!r}, run_name='__main__')"
+                )
+                done = subprocess.run(
+                    [sys.executable, "-c", code, str(job)],
+                    cwd=tree,
+                    env={**os.environ, "PYTHONPATH": str(tree), "NO_PROXY": "127.0.0.1,localhost"},
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                result = json.loads(done.stdout.strip().splitlines()[-1])
+                result["load"] = os.getloadavg()[0]
+                samples[str(tree)].append(result)
+                print(
+                    f"round {round_number + 1} {tree.name:<12} floor {result['floor']:.3f} s "
+                    f"(CPU {result['floor-cpu']:.3f})  full {result['full']:.3f} s (CPU {result['full-cpu']:.3f}) "
+                    f"{result['full'] / result['floor']:.2f}x  delta {result['delta']:.3f} s, "
+                    f"{result['requests']} request(s)  load {result['load']:.1f}",
+                    flush=True,
+                )
+    summary: dict[str, Any] = {}
+    print(f"{'tree':<14} {'floor s':>8} {'full s':>8} {'ratio':>6} {'floor CPU':>9} {'full CPU':>9} {'delta s':>8}")
+    for tree in trees:
+        rows = samples[str(tree)]
+        med = {k: statistics.median(r[k] for r in rows) for k in ("floor", "full", "floor-cpu", "full-cpu", "delta")}
+        ratio = statistics.median(r["full"] / r["floor"] for r in rows)
+        summary[str(tree)] = {"median": med, "median_ratio": ratio, "rounds": rows}
+        print(
+            f"{tree.name:<14} {med['floor']:>8.3f} {med['full']:>8.3f} {ratio:>6.2f} {med['floor-cpu']:>9.3f} "
+            f"{med['full-cpu']:>9.3f} {med['delta']:>8.3f}"
+        )
+    loads = [r["load"] for rows in samples.values() for r in rows]
+    print(f"load average (1 min) during the rounds: {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} CPUs")
+    return summary
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
@@ -352,10 +448,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write every sample and the summary here")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--latency", type=int, default=200, help="edits for the push latency run (0: skip)")
+    parser.add_argument("--compare", nargs="+", metavar="TREE", help="code trees to measure side by side")
+    parser.add_argument(
+        "--floor-workers",
+        type=int,
+        default=4,
+        help="series masters the floor fetches at once (4, Graph's per-mailbox limit; Alliance keeps 2)",
+    )
+    parser.add_argument("--default-gc", action="store_true", help="keep the interpreter's collector settings")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--one-round", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         _serve(args.seed)
+        return 0
+    if args.one_round:
+        _one_round(args.one_round)
         return 0
     child = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.outlook_sync", "--serve", "--seed", str(args.seed)],
@@ -370,6 +478,12 @@ def main(argv: list[str] | None = None) -> int:
         info = json.loads(child.stdout.readline())
         settings = _connection_settings(info)
         token = _access_token(info, settings)
+        if args.compare:
+            result = compare(info, settings, token, args)
+            if args.json:
+                args.json.write_text(json.dumps(result, indent=2))
+            return 0
+        _tune_gc(args.default_gc)
         samples: dict[str, list[float]] = {
             "floor": [],
             "full": [],
@@ -382,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         created: list[int] = []
         with tempfile.TemporaryDirectory(prefix="outlook-bench-") as tmp:
             for _ in range(args.repeat):
-                seconds, cpu, items, delta_link = floor_full(info, token)
+                seconds, cpu, items, delta_link = floor_full(info, token, args.floor_workers)
                 samples["floor"].append(seconds)
                 samples["floor-cpu"].append(cpu)
                 samples["floor-d"].append(floor_delta(info, token, delta_link))

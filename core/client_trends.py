@@ -25,9 +25,10 @@ from core.alerts import (
     records_from_sessions,
     session_numbers,
 )
+from core.attendance import CancelledBy, cancellations
 from core.clients import Client, Modality, SessionSource, SessionView, TherapySession, UnknownClient, normalise_code
 from core.links.policy import CallTimes, LinkPolicy, rating_opens_at
-from core.ratings.models import Rating, SessionEnd
+from core.ratings.models import Rating, RatingDecline, SessionEnd
 from core.store.db import Store
 from core.store.models import Connection, Occurrence
 from core.sync.types import Status
@@ -78,6 +79,7 @@ class _Stored:
     sessions: list[SessionView]
     ratings: dict[int, _Rated]
     calls: dict[int, CallTimes]
+    declined: set[int]
 
 
 def _chunks(ids: Sequence[int], size: int = 500) -> list[Sequence[int]]:
@@ -183,7 +185,8 @@ def _load(store: Store, therapist_id: int, code: str) -> _Stored:
                 )
             ):
                 calls[sid] = CallTimes(started_at=started, ended_at=ended, no_show=no_show)
-    return _Stored(client_id, client_code, sessions, ratings, calls)
+        declined = set(session.scalars(select(RatingDecline.session_id).where(RatingDecline.client_id == client_id)))
+    return _Stored(client_id, client_code, sessions, ratings, calls, declined)
 
 
 def client_trend(
@@ -207,11 +210,16 @@ def client_trend(
     stored = _load(store, therapist_id, code)
     sessions, ratings = stored.sessions, stored.ratings
     ids = {s.id for s in sessions}
+    cancelled = cancellations(store, [s.id for s in sessions if s.status is Status.CANCELLED])
+    by_client = {sid for sid, c in cancelled.items() if c.cancelled_by is CancelledBy.CLIENT}
     records = records_from_sessions(
         sessions,
         now=at,
         ratings={sid: r.scores for sid, r in ratings.items() if sid in ids},
         no_shows={sid for sid, call in stored.calls.items() if call.no_show},
+        client_cancelled=by_client,
+        late_cancelled={sid for sid in by_client if cancelled[sid].late},
+        declined=stored.declined & ids,
         rating_window=timedelta(days=link_policy.valid_days),
     )
     ends = {s.id: s.end for s in sessions}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, bindparam, func, select, update
+from sqlalchemy.engine import Connection as DbConnection
 from sqlalchemy.orm import Session
 
 from core.crypto import Owner
@@ -92,6 +94,36 @@ def update_connection_settings(store: Store, connection_id: int, settings: dict[
         _seal_config(store, session, connection, settings)
 
 
+def update_connection_settings_locked(
+    store: Store, connection_id: int, step: Callable[[dict[str, Any]], dict[str, Any] | None]
+) -> dict[str, Any]:
+    """Run ``step(settings as stored now)`` holding the connection's lock; store and return what it returns.
+
+    ``step`` returning None keeps the stored settings (and they are returned). The lock is taken by
+    a no-op UPDATE of the connection's row before anything is read, as
+    ``core.video.service.update_credentials_locked`` does: the row's lock on PostgreSQL, the write
+    lock on SQLite (busy_timeout makes the second writer wait), held until commit. So two
+    processes renewing one connection's OAuth token run one after the other, and the second reads
+    what the first stored instead of redeeming the refresh token again. ``step`` may make one
+    token request (with a timeout) while the lock is held; never a whole sync.
+    """
+    with store.session() as session:
+        locked = session.execute(
+            update(Connection).where(Connection.id == connection_id).values(health=Connection.health)
+        )
+        if locked.rowcount != 1:  # type: ignore[attr-defined]
+            raise LookupError(f"no connection with id {connection_id}")
+        connection = session.scalars(
+            select(Connection).where(Connection.id == connection_id).execution_options(populate_existing=True)
+        ).one()
+        current = _open_config(store, session, connection)
+        new = step(current)
+        if new is None:
+            return current
+        _seal_config(store, session, connection, new)
+        return new
+
+
 @dataclass(frozen=True)
 class ConnectionView:
     id: int
@@ -105,6 +137,10 @@ class ConnectionView:
     last_success_at: datetime | None
     last_result: dict[str, Any] | None
     occurrences: int
+    # Sync backoff (core.sync.backoff): no sync before backoff_until; failures in a row and since when.
+    backoff_until: datetime | None = None
+    consecutive_failures: int = 0
+    failing_since: datetime | None = None
 
 
 def _connection_view(
@@ -122,6 +158,9 @@ def _connection_view(
         last_success_at=c.last_success_at,
         last_result=c.last_result,
         occurrences=occurrences,
+        backoff_until=c.backoff_until,
+        consecutive_failures=c.consecutive_failures or 0,
+        failing_since=c.failing_since,
     )
 
 
@@ -362,7 +401,12 @@ _LISTING_VERSION = (
 def listing_version(store: Store, therapist_id: int) -> ListingVersion:
     """What a therapist's occurrence listings depend on; it changes whenever one of them may."""
     with store.reader() as connection:
-        rows = connection.execute(_LISTING_VERSION, {"therapist_id": therapist_id}).all()
+        return read_listing_version(connection, therapist_id)
+
+
+def read_listing_version(connection: DbConnection, therapist_id: int) -> ListingVersion:
+    """:func:`listing_version` on a connection the caller holds (``Store.reader_nowait`` on the event loop)."""
+    rows = connection.execute(_LISTING_VERSION, {"therapist_id": therapist_id}).all()
     return tuple((cid, revision) for cid, revision in rows)
 
 

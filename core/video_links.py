@@ -42,6 +42,8 @@ def find_video_url(text: str) -> str | None:
     """Return the earliest video-call link in ``text``, or None."""
     # Google and Outlook descriptions are HTML: "&amp;" inside a link is an escaped "&".
     text = html.unescape(text)
+    if "://" not in text:  # every pattern starts with https://: no need to try them one by one
+        return None
     best: tuple[int, str] | None = None
     for pattern in _PATTERNS:
         match = pattern.search(text)

@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
+from core.attendance import CancellationView, who_cancelled
 from core.clients import (
     AmbiguousEvent,
     ClientCodeTaken,
@@ -100,6 +101,7 @@ def _details(d: ClientDetails | None) -> ClientDetailsPublic | None:
         phone=d.phone,
         timezone=d.timezone,
         modality=d.modality.value if d.modality else None,
+        language=d.language,
     )
 
 
@@ -119,7 +121,7 @@ def _iso(value: datetime, all_day: bool) -> str:
     return value.date().isoformat() if all_day else value.astimezone(UTC).isoformat()
 
 
-def _session_public(s: SessionView, reveal: bool) -> SessionPublic:
+def _session_public(s: SessionView, reveal: bool, cancelled: CancellationView | None = None) -> SessionPublic:
     return SessionPublic(
         id=s.id,
         occurrence_id=s.occurrence_id,
@@ -135,6 +137,8 @@ def _session_public(s: SessionView, reveal: bool) -> SessionPublic:
         connection=s.connection,
         connection_id=s.connection_id,
         client_details=_details(s.client) if reveal else None,
+        cancelled_by=cancelled.cancelled_by.value if cancelled else None,
+        cancelled_late=cancelled.late if cancelled else None,
     )
 
 
@@ -184,6 +188,7 @@ def create_client_route(
             phone=body.phone,
             timezone=body.timezone,
             modality=body.modality,
+            language=body.language,
             code=body.code,
             actor=actor_for(request, therapist_id),
         )
@@ -223,7 +228,9 @@ def update_client_route(
     """Change some of a client's details (`null` clears one), and archive or restore it with `archived`."""
     sent = body.model_fields_set
     changes: dict[str, Any] = {
-        field: getattr(body, field) for field in ("name", "email", "phone", "timezone", "modality") if field in sent
+        field: getattr(body, field)
+        for field in ("name", "email", "phone", "timezone", "modality", "language")
+        if field in sent
     }
     actor = actor_for(request, therapist_id)
     try:
@@ -260,7 +267,8 @@ def sessions(
         )
     except ClientsError as exc:
         _raise_for(exc)
-    return [_session_public(s, query.reveal) for s in views]
+    cancelled = who_cancelled(store, views)
+    return [_session_public(s, query.reveal, cancelled.get(s.id)) for s in views]
 
 
 @router.get("/sessions/{session_id}", tags=["sessions"], responses={404: {"description": "No such session of yours"}})
@@ -271,7 +279,7 @@ def session(
     actor = actor_for(request, therapist_id)
     try:
         view = get_session(store, therapist_id, session_id, reveal=query.reveal, actor=actor)
-        return _session_public(view, query.reveal)
+        return _session_public(view, query.reveal, who_cancelled(store, [view]).get(view.id))
     except ClientsError as exc:
         _raise_for(exc)
 

@@ -18,7 +18,9 @@ from core.clients import ClientsError, UnknownClient
 from core.crypto import MasterKeyError
 from core.notes import (
     ClientErased,
+    InvalidImport,
     InvalidNote,
+    NewNote,
     NoteNotFound,
     NotesError,
     NoteSigned,
@@ -32,6 +34,7 @@ from core.notes import (
     export_client,
     export_html,
     get_note,
+    import_notes,
     list_notes,
     sign_note,
 )
@@ -49,6 +52,7 @@ Kind = Literal["progress", "process"]
 # Not blank, stated in the schema (search semantics: some non-space character) so that every
 # request the schema accepts is one the core accepts; 64 KB is checked on the UTF-8 bytes (413).
 _SOME_TEXT = r"\S"
+MAX_BULK = 1000  # notes per bulk request (64 MB of text at most); larger imports: several requests
 
 
 class NoteCreate(BaseModel):
@@ -205,6 +209,52 @@ def sign(
         return _public(sign_note(store, actor_for(request, therapist_id), session_id, note_id))
     except (NotesError, MasterKeyError) as exc:
         raise_for_notes(exc)
+
+
+class BulkNote(BaseModel):
+    session_id: int = Field(ge=1, le=2**31 - 1, description="One of your sessions.")
+    kind: Kind = Field(default="progress", description="'progress' or 'process' (psychotherapy note, author only).")
+    text: str = Field(pattern=_SOME_TEXT, description="Markdown text (not blank), at most 64 KB (UTF-8).")
+
+
+class BulkCreate(BaseModel):
+    """Many new notes: all are written (one transaction, one audit entry each) or none."""
+
+    notes: list[BulkNote] = Field(min_length=1, max_length=MAX_BULK, description=f"At most {MAX_BULK} notes.")
+
+
+class BulkCreated(BaseModel):
+    id: int
+    session_id: int
+    kind: Kind
+    version: int = 1
+
+
+@router.post(
+    "/notes/bulk",
+    status_code=201,
+    responses={
+        404: {"description": "An item names no session of yours (its position is given); nothing was written"},
+        410: {"description": "An item is for an erased client; nothing was written"},
+        413: {"description": "An item's text is larger than 64 KB; nothing was written"},
+        503: NOTE_ERRORS[503],
+    },
+)
+def bulk_create(
+    body: BulkCreate, request: Request, store: StoreDep, therapist_id: CurrentTherapist
+) -> list[BulkCreated]:
+    """Write many notes at once (an import): each as ``POST .../notes`` would, or none at all."""
+    items = [NewNote(n.session_id, n.text, n.kind) for n in body.notes]
+    try:
+        written = import_notes(store, actor_for(request, therapist_id), items)
+    except InvalidImport as exc:
+        status = {SessionNotFound: 404, ClientErased: 410, NoteTooLarge: 413}.get(type(exc.cause), 422)
+        if status == 422:
+            raise field_error("body", "notes", f"Note {exc.index}: {exc.cause}.") from None
+        raise HTTPException(status_code=status, detail=f"Note {exc.index}: {exc.cause}; nothing was written.") from None
+    except (NotesError, MasterKeyError) as exc:
+        raise_for_notes(exc)
+    return [BulkCreated(id=n.id, session_id=n.session_id, kind=n.kind.value) for n in written]
 
 
 ClientCode = Annotated[str, Path(min_length=1, max_length=40, description="The client's code, e.g. K7Q2.")]

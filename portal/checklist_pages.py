@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
 from core.accounts import get_therapist
+from core.attendance import cancellations
 from core.checklists import (
     AnswerInput,
     AnswerStatus,
@@ -44,6 +45,7 @@ TITLES = {
     Phase.POST: "After the session",
 }
 _SAVED = {phase.value: f"{title}: saved." for phase, title in TITLES.items()}
+_SAVED["cancellation"] = "Who cancelled: saved."
 
 
 def _sentence(message: str) -> str:
@@ -78,6 +80,8 @@ def _page(
         "csrf_token": csrf_token_for(secret),
         "signed_in": True,
         "cancelled": found.session.status.value == "cancelled",
+        # Who cancelled (portal.cancellation_pages; alert rule R8): read only for a cancelled session.
+        "cancellation": cancellations(store, [found.session.id]).get(found.session.id),
     }
     return templates.TemplateResponse(request, "checklists.html", context, status_code=status_code)
 

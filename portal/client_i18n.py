@@ -12,7 +12,7 @@ import io
 import re
 from collections.abc import Callable
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -67,9 +67,12 @@ def _accepted(header: str) -> list[str]:
     return [tag for _, _, tag in sorted(weighted)]
 
 
-def choose_language(query: str | None, cookie: str | None, accept_language: str | None) -> str:
-    """``?lang=`` beats the cookie, which beats the browser's preference; English otherwise."""
-    for explicit in (query, cookie):
+def choose_language(
+    query: str | None, cookie: str | None, accept_language: str | None, preferred: str | None = None
+) -> str:
+    """``?lang=`` beats the cookie, which beats the client's stored language (``preferred``), which
+    beats the browser's preference; English otherwise."""
+    for explicit in (query, cookie, preferred):
         if explicit in LANGUAGES:
             return explicit
     if accept_language:
@@ -79,8 +82,13 @@ def choose_language(query: str | None, cookie: str | None, accept_language: str 
     return DEFAULT_LANGUAGE
 
 
+@lru_cache(maxsize=4096)
 def format_when(value: datetime, zone: str, lang: str) -> tuple[str, str, str]:
-    """(date, time, zone label) of ``value`` in ``zone``, in the words of ``lang``."""
+    """(date, time, zone label) of ``value`` in ``zone``, in the words of ``lang``.
+
+    Cached: Babel's formatting was a fifth of a client page's server time, and a page is opened
+    again and again (reloads, the reminder, the device check) with the same three arguments.
+    """
     local = value.astimezone(ZoneInfo(zone))
     label = f"{get_timezone_name(local, 'long', locale=lang)}, {zone}"
     return format_date(local, "full", locale=lang), format_time(local, "short", locale=lang), label

@@ -38,6 +38,7 @@ from core.ratings import (
     ITEMS,
     LICENSED_MEASURE,
     InvalidRating,
+    decline_rating,
     licensed_measure,
     submit_rating,
 )
@@ -144,6 +145,19 @@ class _View:
         self._: Gettext = gettext_for(self.lang)
         self.templates: Jinja2Templates = request.app.state.templates
 
+    def prefer(self, language: str | None) -> None:
+        """Use the client's stored language unless ``?lang=`` or the cookie chose one."""
+        request = self.request
+        chosen = choose_language(
+            request.query_params.get("lang"),
+            request.cookies.get(LANG_COOKIE),
+            request.headers.get("accept-language"),
+            language,
+        )
+        if chosen != self.lang:
+            self.lang = chosen
+            self._ = gettext_for(chosen)
+
     def render(self, name: str, context: dict[str, Any], status_code: int = 200) -> Response:
         full = {"_": self._, "lang": self.lang, **context}
         response = self.templates.TemplateResponse(self.request, f"client/{name}", full, status_code=status_code)
@@ -186,6 +200,7 @@ def _resolve(request: Request, store: Store, settings: Settings, token: str) -> 
     if page is None:
         limiter.failed(address)
         return view, view.not_found()
+    view.prefer(page.client_language)
     return view, page
 
 
@@ -198,7 +213,13 @@ def _zone(page: LinkPage, settings: Settings) -> tuple[str, bool]:
 
 def _phase(page: LinkPage, settings: Settings, now: datetime) -> Phase:
     return phase(
-        cancelled=page.cancelled, rated=page.rated, end=page.end, call=page.call, policy=policy_of(settings), now=now
+        cancelled=page.cancelled,
+        rated=page.rated,
+        end=page.end,
+        call=page.call,
+        policy=policy_of(settings),
+        now=now,
+        declined=page.declined,
     )
 
 
@@ -241,6 +262,7 @@ def _before(
         "opens_text": opens_text,
         "zone_label": zone_label,
         "own_zone": own_zone,
+        "in_person": page.in_person,
         "has_video": page.video_url is not None,
         "join_open": page.video_url is not None
         and join_open(start=page.start, end=page.end, policy=policy_of(settings), now=now),
@@ -284,6 +306,11 @@ def _received(view: _View) -> Response:
     )
 
 
+def _declined(view: _View) -> Response:
+    _ = view._
+    return view.message(_("Thank you"), [_("You chose not to answer the questions this time. That is fine.")])
+
+
 def _after_phase(view: _View, store: Store, settings: Settings, token: str, page: LinkPage) -> Response:
     """The page for every phase but BEFORE."""
     _ = view._
@@ -296,6 +323,8 @@ def _after_phase(view: _View, store: Store, settings: Settings, token: str, page
         )
     if current is Phase.RATED:
         return _received(view)
+    if current is Phase.DECLINED:
+        return _declined(view)
     if current is Phase.NO_RATING:
         return view.message(_("This session is over"), [_("There is nothing to do here.")], contact=page.contact_line)
     return _rating_form(view, store, token)
@@ -303,6 +332,13 @@ def _after_phase(view: _View, store: Store, settings: Settings, token: str, page
 
 @router.get("/c/{token}")
 def client_page(token: str, request: Request, store: StoreDep, settings: SettingsDep) -> Response:
+    """The client's page, in one thread-pool hop (its dependencies are ``async``: no hop of their own).
+
+    Measured both ways under 200 paced clients on two shared cores (benchmarks/README.md, client
+    pages): run on the event loop (no hop) a page costs ~15% less CPU, yet its p50 and p99 were
+    worse whenever other processes competed for the cores, because one event-loop thread gets a
+    smaller share of a busy machine than the pool; so the page stays a plain ``def``.
+    """
     view, resolved = _resolve(request, store, settings, token)
     if isinstance(resolved, Response):
         return resolved
@@ -322,6 +358,7 @@ def join(token: str, request: Request, store: StoreDep, settings: SettingsDep) -
     now = _now()
     if (
         page.video_url is None
+        or page.in_person
         or page.cancelled
         or not join_open(start=page.start, end=page.end, policy=policy_of(settings), now=now)
     ):
@@ -394,6 +431,8 @@ def rate(
     current = _phase(page, settings, _now())
     if current is Phase.RATED:
         return _received(view)  # the first rating stands
+    if current is Phase.DECLINED:
+        return _declined(view)
     if current is Phase.BEFORE:
         return view.message(
             _("Not yet"),
@@ -422,6 +461,26 @@ def rate(
             message = _("Please give “%(item)s” a number from 0 to 10 with at most one decimal.") % {"item": label}
         kept = {k: v for k, v in values.items() if v is not None}
         return _rating_form(view, store, token, kept, message, status_code=422, error_field=exc.field)
+    return RedirectResponse(f"/c/{token}", status_code=303)
+
+
+@router.post("/c/{token}/decline")
+def decline(token: str, request: Request, store: StoreDep, settings: SettingsDep) -> Response:
+    """Record "I'd rather not answer" once (alert rule R6 reads it); then the page says so."""
+    view, resolved = _resolve(request, store, settings, token)
+    if isinstance(resolved, Response):
+        return resolved
+    page = resolved
+    current = _phase(page, settings, _now())
+    if current is Phase.BEFORE:
+        _ = view._
+        return view.message(
+            _("Not yet"),
+            [_("The questions open after your session has ended. Please come back to this link then.")],
+            status_code=409,
+        )
+    if current is Phase.RATING:
+        decline_rating(store, page.session_id, page.client_id, now=_now())
     return RedirectResponse(f"/c/{token}", status_code=303)
 
 

@@ -29,19 +29,10 @@ from fastapi.responses import RedirectResponse, Response
 
 from alliance.providers import provider_options, registry
 from alliance.settings import Settings
-from alliance.syncing import sync_one
-from core.mirror import (
-    ConnectionNameTaken,
-    add_connection,
-    get_connection,
-    list_connections,
-    remove_unsynced_connection,
-    update_connection_settings,
-)
-from core.store import Store
 from integrations.base import InvalidSettings
 from integrations.google import oauth
 from integrations.google.settings import GoogleOptions
+from portal.connecting import allow_form_action, connect_calendar
 from portal.cookies import SESSION_COOKIE, check_csrf, csrf_token_for
 from portal.deps import SettingsDep, SignedInTherapist, StoreDep
 from portal.pages import TemplatesDep
@@ -88,7 +79,8 @@ def _page(templates: Any, request: Request, *, error: str | None = None, status_
     secret = request.cookies.get(SESSION_COOKIE, "")
     context = {"csrf_token": csrf_token_for(secret), "signed_in": True, "error": error}
     response: Response = templates.TemplateResponse(request, "connect_google.html", context, status_code=status_code)
-    return response
+    settings: Settings = request.app.state.settings
+    return allow_form_action(response, _options(settings).auth_url)
 
 
 @router.get("/connect/google")
@@ -146,32 +138,7 @@ def finish_connect_google(
         provider_settings = registry().get("google").normalize_settings({**raw, "calendar_id": "primary"})
     except (oauth.AuthorizationFailed, InvalidSettings) as exc:
         return _page(templates, request, error=f"{exc}. Nothing was added.", status_code=400)
-    error = _connect(store, settings, therapist_id, provider_settings)
+    error = connect_calendar(store, settings, therapist_id, "google", NAME, provider_settings)
     if error is not None:
         return _page(templates, request, error=error, status_code=502)
     return RedirectResponse("/", status_code=303)
-
-
-def _connect(store: Store, settings: Settings, therapist_id: int, provider_settings: dict[str, Any]) -> str | None:
-    """Add (or reconnect) the therapist's Google connection and sync it once; an error line, or None."""
-    existing = next(
-        (c for c in list_connections(store, therapist_id) if c.name == NAME and c.provider == "google"), None
-    )
-    if existing is not None:
-        update_connection_settings(store, existing.id, provider_settings)
-        refreshed = get_connection(store, therapist_id, existing.id)
-        outcome = sync_one(store, settings, refreshed) if refreshed is not None else None
-        if outcome is None or not outcome.ok:
-            update_connection_settings(store, existing.id, existing.settings)  # keep the old grant
-            return f"Could not read the calendar; nothing was changed ({outcome.error if outcome else 'removed'})."
-        return None
-    try:
-        connection_id = add_connection(store, therapist_id, "google", NAME, provider_settings)
-    except ConnectionNameTaken:
-        return "A calendar named 'google' of another kind exists; rename it first."
-    view = get_connection(store, therapist_id, connection_id)
-    outcome = sync_one(store, settings, view) if view is not None else None
-    if outcome is None or not outcome.ok:
-        remove_unsynced_connection(store, connection_id)
-        return f"Could not read the calendar; nothing was added ({outcome.error if outcome else 'removed'})."
-    return None

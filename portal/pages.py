@@ -49,8 +49,14 @@ FormField = Annotated[str | None, Form()]
 
 
 def build_templates() -> Jinja2Templates:
-    """The page templates (autoescaped)."""
-    return Jinja2Templates(directory=TEMPLATES_DIR)
+    """The page templates (autoescaped), compiled once.
+
+    They ship with the code, so Jinja2's default check of every template file's mtime on each
+    render (``auto_reload``) only costs: a restart picks up an edited template.
+    """
+    templates = Jinja2Templates(directory=TEMPLATES_DIR)
+    templates.env.auto_reload = False
+    return templates
 
 
 def get_templates(request: Request) -> Jinja2Templates:

@@ -114,7 +114,7 @@ class ConnectionPublic(BaseModel):
     id: int
     name: str
     provider: str
-    health: str = Field(description="`ok`, `error` or `needs_reconnect`.")
+    health: str = Field(description="`ok`, `error`, `needs_reconnect` or `needs_attention` (failing K times in a row).")
     last_error: str | None = Field(description="One line about the last failed sync.")
     last_sync_at: datetime | None
     last_success_at: datetime | None
@@ -194,6 +194,9 @@ class ClientCreate(BaseModel):
         default=None, max_length=64, pattern=_LABEL, description="An IANA zone, e.g. Europe/Berlin."
     )
     modality: Modality | None = Field(default=None, description="The preferred modality of new sessions.")
+    language: Literal["en", "es"] | None = Field(
+        default=None, description="The client's language for e-mails and their page (else the practice's)."
+    )
     code: str | None = Field(
         default=None,
         pattern=_CODE,
@@ -211,6 +214,7 @@ class ClientUpdate(BaseModel):
     phone: str | None = Field(default=None, pattern=_PHONE)
     timezone: str | None = Field(default=None, max_length=64, pattern=_LABEL)
     modality: Modality | None = None
+    language: Literal["en", "es"] | None = None
     archived: bool | None = Field(
         default=None, description="`true` archives (no new sessions by series or rules), `false` restores."
     )
@@ -224,6 +228,7 @@ class ClientDetailsPublic(BaseModel):
     phone: str | None
     timezone: str | None
     modality: Modality | None
+    language: str | None = None
 
 
 class ClientPublic(BaseModel):
@@ -265,6 +270,14 @@ class SessionPublic(BaseModel):
     connection: str
     connection_id: int
     client_details: ClientDetailsPublic | None = Field(description="Null unless `?reveal=true`.")
+    cancelled_by: Literal["client", "therapist"] | None = Field(
+        default=None,
+        description="Who cancelled this cancelled session, as you recorded it (`PUT .../cancellation`); "
+        "null when it is not cancelled or nobody recorded it. Calendars never say.",
+    )
+    cancelled_late: bool | None = Field(
+        default=None, description="The client cancelled at short notice; null when `cancelled_by` is null."
+    )
 
 
 class AssignmentCreate(BaseModel):

@@ -75,6 +75,7 @@ def test_production_refuses_to_start_without_a_master_key(monkeypatch: pytest.Mo
         ("ALLIANCE_DATABASE_URL", "mysql://localhost/x"),
         ("ALLIANCE_WINDOW_FUTURE_DAYS", "0"),
         ("ALLIANCE_ENV", "staging"),
+        ("ALLIANCE_JOB_CLAIM_SECONDS", "5"),  # shorter than any handler could promise to finish in
     ],
 )
 def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

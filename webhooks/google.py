@@ -8,7 +8,12 @@ run) and run by the worker, never here: the endpoint answers within milliseconds
 - ``sync`` (the first message of a new channel, which may arrive before ``events.watch`` even
   returned): acknowledged, nothing to sync.
 - ``exists`` / ``not_exists``: the channel id, its token and the resource id must match a channel
-  we opened (``core.push.verify_ping``); then a sync is requested and 200 returned.
+  we opened (``core.push.verify_ping``); then a sync is requested and 200 returned. Ping-started
+  syncs of a calendar begin ``ALLIANCE_PUSH_SYNC_SPACING_MS`` apart (off by default): a ping after a
+  quiet spell syncs at once, the pings of a burst (quick successive edits, a series edit touching
+  many events) within that spacing of the last sync join one run due then: one events.list.
+- A re-delivery (its ``X-Goog-Message-Number`` no higher than one already acted on for the channel,
+  ``core.push.pings``) is acknowledged with 200 and syncs nothing.
 - Anything unverified: 403, logged with the channel id only (never the token), nothing synced.
   Google does not retry a 403 (only 5xx), so a forged or stale ping costs one request.
 """
@@ -16,14 +21,14 @@ run) and run by the worker, never here: the endpoint answers within milliseconds
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Request, Response
 
 from alliance.jobs import build_registry
-from alliance.reconcile import request_sync
+from alliance.reconcile import request_sync_after
 from core.jobs import JobRegistry
-from core.push import verify_ping
+from core.push.pings import accept_ping, parse_message_number, release_ping
 from portal.deps import SettingsDep, StoreDep
 
 __all__ = ["router"]
@@ -60,23 +65,35 @@ def google_ping(request: Request, store: StoreDep, settings: SettingsDep) -> Res
         log.info("Google push channel %s confirmed", channel_id[:64])
         return Response(status_code=200)
     now = datetime.now(UTC)
-    connection_id = verify_ping(
+    number = parse_message_number(headers.get("x-goog-message-number"))
+    ping = accept_ping(
         store,
         PROVIDER,
         channel_id=channel_id,
         token=headers.get("x-goog-channel-token"),
         resource_id=headers.get("x-goog-resource-id"),
+        message_number=number,
         now=now,
     )
-    if connection_id is None:
+    if ping is None:
         log.warning("Google push ping refused: unknown channel %r, or wrong token or resource", channel_id[:64])
         return Response(status_code=403)
     if state not in _CHANGE_STATES:
         log.info("Google push ping with resource state %r ignored", state[:32])
         return Response(status_code=200)
-    queued = request_sync(store, _registry(request, settings), connection_id, now)
+    if ping.replay:
+        log.debug("Google push message %s of channel %s delivered again: no sync", number, channel_id[:64])
+        return Response(status_code=200)
+    delay = ping.sync_delay(now, timedelta(milliseconds=settings.push_sync_spacing_ms))
+    try:
+        registry = _registry(request, settings)
+        queued = request_sync_after(store, registry, ping.connection_id, now, delay, backoff_until=ping.backoff_until)
+    except BaseException:
+        if number is not None:  # Google retries the 500 that follows: that retry must not look like a replay
+            release_ping(store, channel_id, number)
+        raise
     worker = getattr(request.app.state, "worker", None)
     if worker is not None:
-        worker.wake()
-    log.debug("Google push ping for connection %s (%s)", connection_id, "queued" if queued else "coalesced")
+        worker.wake(after=delay.total_seconds())  # the embedded worker; procrastinate's insert NOTIFY wakes its own
+    log.debug("Google push ping for connection %s (%s)", ping.connection_id, "queued" if queued else "coalesced")
     return Response(status_code=200)

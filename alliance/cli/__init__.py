@@ -9,6 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from alliance.cli import accounts as account_commands
+from alliance.cli import attendance as attendance_commands  # who cancelled a session (R8)
 from alliance.cli import checklists as checklist_commands
 from alliance.cli import clients as client_commands
 from alliance.cli import db as db_commands
@@ -22,6 +23,7 @@ from alliance.cli import ratings as rating_commands
 from alliance.cli import sandbox as sandbox_commands
 from alliance.cli import serve as serve_commands
 from alliance.cli import video as video_commands
+from alliance.cli import worker as worker_commands  # scale-out worker process (issue 9)
 from alliance.cli.common import CliError, err_console
 from alliance.logging import configure_logging
 from alliance.settings import ConfigFileError, Settings
@@ -52,6 +54,7 @@ def _root(
 mirror_commands.register(app)
 demo_commands.register(app)
 serve_commands.register(app)
+worker_commands.register(app)
 account_commands.register(app)
 client_commands.register(app)
 rating_commands.register(client_commands.clients_app)
@@ -63,6 +66,7 @@ app.add_typer(db_commands.app, name="db")
 app.add_typer(key_commands.app, name="keys")
 video_commands.register(app, mirror_commands.connect_app)
 link_commands.register(app)
+attendance_commands.register(app)
 
 
 def _setting_problem(loc: tuple[int | str, ...], message: str) -> str:

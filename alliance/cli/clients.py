@@ -15,6 +15,7 @@ from rich.table import Table
 
 from alliance.cli.actor import cli_actor
 from alliance.cli.common import CliError, console, open_env, parse_instant
+from core.attendance import CancellationView, who_cancelled
 from core.clients import (
     AmbiguousEvent,
     ClientsError,
@@ -24,10 +25,12 @@ from core.clients import (
     create_client,
     list_clients,
     list_sessions,
+    update_client,
 )
 from core.clients import archive_client as archive_client_service
 from core.links import link_url, live_tokens
 from core.mirror import instant_text
+from core.sync import Status
 from core.video.views import video_links, video_record
 
 clients_app = typer.Typer(help="Pseudonymous clients of the default therapist.", no_args_is_help=True)
@@ -66,6 +69,20 @@ def session_json(s: SessionView, show_names: bool = False) -> dict[str, Any]:
     return row
 
 
+def _cancellation_json(view: CancellationView | None) -> dict[str, Any]:
+    """Who cancelled (null: not cancelled, or not recorded yet) and whether at short notice."""
+    return {
+        "cancelled_by": view.cancelled_by.value if view else None,
+        "cancelled_late": view.late if view else None,
+    }
+
+
+def _cancelled_cell(cancelled: bool, view: CancellationView | None) -> str:
+    if view is not None:
+        return f"{view.cancelled_by.value}{' (late)' if view.late else ''}"
+    return "not recorded" if cancelled else ""
+
+
 def client_json(c: ClientView, show_names: bool = False) -> dict[str, Any]:
     row: dict[str, Any] = {
         "id": c.id,
@@ -81,6 +98,7 @@ def client_json(c: ClientView, show_names: bool = False) -> dict[str, Any]:
             phone=d.phone if d else None,
             timezone=d.timezone if d else None,
             modality=d.modality.value if d and d.modality else None,
+            language=d.language if d else None,
             erased=c.erased,
         )
     return row
@@ -93,6 +111,9 @@ def add(
     phone: str | None = typer.Option(None, "--phone", help="Phone number (stored encrypted)."),
     timezone: str | None = typer.Option(None, "--timezone", help="The client's IANA time zone, e.g. Europe/Berlin."),
     modality: str | None = typer.Option(None, "--modality", help="Preferred modality: online or in_person."),
+    language: str | None = typer.Option(
+        None, "--language", help="The client's language for e-mails and their page: en or es (else the practice's)."
+    ),
     code: str | None = typer.Option(
         None, "--code", help="Use this code instead of a random one (never initials: they re-identify people)."
     ),
@@ -109,6 +130,7 @@ def add(
             phone=phone,
             timezone=timezone,
             modality=modality,
+            language=language,
             code=code,
             actor=cli_actor(env.therapist_id),
         )
@@ -143,6 +165,25 @@ def list_(
             cells += [row[k] or "" for k in ("name", "email", "phone", "timezone", "modality")]
         table.add_row(*cells)
     console.print(table)
+
+
+@clients_app.command("language")
+def language_(
+    code: str = typer.Argument(..., help="The client's code."),
+    language: str | None = typer.Argument(None, help="en or es; leave out with --clear."),
+    clear: bool = typer.Option(False, "--clear", help="Use the practice's default language again."),
+) -> None:
+    """Set the language of a client's e-mails and the default of their page (en or es)."""
+    if (language is None) == (not clear):
+        raise CliError("give a language (en or es), or --clear")
+    env = open_env()
+    try:
+        update_client(
+            env.store, env.therapist_id, code, language=None if clear else language, actor=cli_actor(env.therapist_id)
+        )
+    except ClientsError as exc:
+        raise CliError(str(exc)) from None
+    console.print(f"{code.upper()}: {'the practice default' if clear else language}", highlight=False, markup=False)
 
 
 @clients_app.command("archive")
@@ -268,6 +309,7 @@ def register(app: typer.Typer) -> None:
         except ClientsError as exc:
             raise CliError(str(exc)) from None
         videos = video_links(env.store, env.therapist_id, [s.id for s in views])
+        cancelled = who_cancelled(env.store, views)  # the therapist's record (R8); calendars never say
         if as_json:
             # client_url: the client's link (issue 7), or null before one was issued (or after a revocation).
             tokens = live_tokens(env.store, env.therapist_id, [s.id for s in views])
@@ -276,16 +318,19 @@ def register(app: typer.Typer) -> None:
                     **session_json(s, show_names),
                     "client_url": link_url(env.settings.base_url, tokens[s.id]) if s.id in tokens else None,
                     "video": video_record(videos.get(s.id)),
+                    **_cancellation_json(cancelled.get(s.id)),
                 }
                 for s in views
             ]
             console.print_json(json.dumps(rows))
             return
         columns = ["start", "end", "status", "client", "modality", "source", "uid"]
-        table = Table(*(columns + ["video"] + (["name"] if show_names else [])))
+        table = Table(*(columns + ["cancelled by", "video"] + (["name"] if show_names else [])))
         for s in views:
             row = session_json(s, show_names)
-            cells = [row[c] for c in columns] + [video_record(videos.get(s.id))["link_status"]]
+            cells = [row[c] for c in columns]
+            cells.append(_cancelled_cell(s.status is Status.CANCELLED, cancelled.get(s.id)))
+            cells.append(video_record(videos.get(s.id))["link_status"])
             if show_names:
                 cells.append(row["client_name"] or "")
             table.add_row(*cells)

@@ -12,6 +12,7 @@ from alliance.cli.common import CliError, console, open_env
 from alliance.jobs import build_registry, retry_policy
 from core.jobs import InProcessRunner, list_parked, retry_parked
 from core.jobs.retention import prune_finished
+from core.store import Store
 
 jobs_app = typer.Typer(help="Background jobs: outbox handlers and periodic work.", no_args_is_help=True)
 
@@ -33,6 +34,58 @@ def failed(as_json: bool = typer.Option(False, "--json", help="Print a JSON arra
         parked = i.parked_at.isoformat(timespec="seconds")
         table.add_row(i.id, i.name, event, str(i.attempts), i.last_error or "", parked)
     console.print(table)
+
+
+@jobs_app.command("status")
+def status(as_json: bool = typer.Option(False, "--json", help="Print a JSON array.")) -> None:
+    """Queued, running, failed and stalled jobs per family (procrastinate on PostgreSQL, else the embedded queue)."""
+    from alliance.queue.selection import PROCRASTINATE, QueueConfigError, queue_kind
+    from alliance.queue.stats import embedded_counts, procrastinate_counts
+
+    env = open_env()
+    try:
+        kind = queue_kind(env.settings)
+    except QueueConfigError as exc:
+        raise CliError(str(exc)) from None
+    if kind == PROCRASTINATE:
+        counts = procrastinate_counts(env.store, stale_seconds=env.settings.worker_stale_seconds)
+    else:
+        counts = embedded_counts(env.store, datetime.now(UTC))
+    if as_json:
+        console.print_json(json.dumps([c.as_dict() for c in counts]))
+        return
+    table = Table("family", "queued", "running", "failed", "stalled", title=f"jobs ({kind})")
+    for c in counts:
+        table.add_row(c.family, str(c.queued), str(c.running), str(c.failed), str(c.stalled))
+    console.print(table)
+    _print_periodic(env.store)
+
+
+def _when(at: datetime | None) -> str:
+    return at.isoformat(timespec="seconds") if at is not None else ""
+
+
+def _print_periodic(store: Store) -> None:
+    from alliance.queue.stats import periodic_rows
+
+    table = Table("periodic job", "next run", "last started", "last finished", "last error", title="periodic jobs")
+    for p in periodic_rows(store):
+        table.add_row(
+            p.name, _when(p.next_run_at), _when(p.last_started_at), _when(p.last_finished_at), p.last_error or ""
+        )
+    console.print(table)
+
+
+@jobs_app.command("periodic")
+def periodic(as_json: bool = typer.Option(False, "--json", help="Print a JSON array.")) -> None:
+    """Periodic jobs: next run, when the last run started and finished, its error (either queue)."""
+    from alliance.queue.stats import periodic_rows
+
+    env = open_env()
+    if as_json:
+        console.print_json(json.dumps([p.as_dict() for p in periodic_rows(env.store)]))
+        return
+    _print_periodic(env.store)
 
 
 @jobs_app.command("retry")

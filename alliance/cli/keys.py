@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from alliance.cli.common import CliError, console
-from alliance.keys import load_master_keys
+from alliance.keys import load_master_keys, rotate_master_key
 from alliance.settings import Settings
 from core.crypto import Keyring, MasterKeys, generate_key_text
 from core.store import Store
@@ -48,20 +48,16 @@ def rotate() -> None:
 
     With a key file, a new version is added to it. With ALLIANCE_MASTER_KEY, put the new key first
     ("2:<new>,1:<old>") and run this; then drop the old one with 'alliance keys retire 1'.
+    Run again after a crash: a version written to the key file but never used completes that
+    rotation instead of adding another.
     """
-    settings = Settings()
-    current = load_master_keys(settings)
-    from_env = _from_env(settings)
-    keys = current if from_env else current.with_new_version()
-    store = _open(settings, current)
-    if not from_env:
-        # Write the new version before using it: a crash between the two leaves an unused version,
-        # never data wrapped by a key that is not on disk.
-        keys.save(settings.master_key_file)
-    keyring = Keyring(keys)
-    with store.session() as session:
-        moved = keyring.rotate(session)
-    console.print(f"re-wrapped {moved} data key(s) under master key version {keys.active}")
+    rotation = rotate_master_key(Settings())
+    if rotation.resumed:
+        console.print(
+            f"master key version {rotation.version} was written by an interrupted rotation and wraps no data key "
+            "yet: completing that rotation (no new version added)"
+        )
+    console.print(f"re-wrapped {rotation.moved} data key(s) under master key version {rotation.version}")
 
 
 @app.command("retire")

@@ -13,10 +13,12 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from alliance import gc_tuning
 from alliance.cli import google as google_commands
 from alliance.cli import outlook as outlook_commands
 from alliance.cli.common import CliError, console, err_console, open_env, parse_instant
 from alliance.providers import registry
+from alliance.sync_health import connection_health
 from alliance.syncing import SyncOutcome, sync_all, sync_one
 from core.mirror import (
     ConnectionView,
@@ -27,6 +29,7 @@ from core.mirror import (
     occurrence_record,
     remove_unsynced_connection,
 )
+from core.push.pause import current_pauses
 
 connect_app = typer.Typer(help="Add a calendar connection for the default therapist.", no_args_is_help=True)
 
@@ -121,12 +124,20 @@ def register(app: typer.Typer) -> None:
         """List connections with their health and last sync."""
         env = open_env()
         views = list_connections(env.store, env.therapist_id)
+        now = datetime.now(UTC)
         if as_json:
-            console.print_json(json.dumps([_connection_json(c) for c in views]))
+            # health: backoff, next sync, push expiry and pause (alliance.sync_health)
+            rows = [{**_connection_json(c), **connection_health(env.store, env.settings, c, now)} for c in views]
+            console.print_json(json.dumps(rows))
             return
         table = Table("id", "name", "provider", "health", "last sync", "occurrences")
+        pauses = current_pauses(env.store, now)
         for c in views:
             health = c.health if not c.last_error else f"{c.health}: {c.last_error}"
+            if (pause := pauses.get(c.id)) is not None:
+                # Logged by the renewal job, but the operator reads this table: say it here too.
+                until = pause.until.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+                health += f"; push paused until {until} ({pause.reason})"
             last = c.last_sync_at.isoformat(timespec="seconds") if c.last_sync_at else "never"
             table.add_row(str(c.id), c.name, c.provider, health, last, str(c.occurrences))
         console.print(table)
@@ -141,6 +152,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Sync every connection and print what changed."""
         env = open_env()
+        gc_tuning.tune_for_long_running_process()  # a first mirror writes tens of thousands of rows
         try:
             with _progress(not as_json) as factory:
                 outcomes = sync_all(

@@ -21,6 +21,8 @@ from alliance.cli.keys import app as keys_app
 from core.audit import verify as verify_chain
 from core.clients import ClientsError
 from core.notes import (
+    InvalidImport,
+    NewNote,
     NotesError,
     NoteView,
     create_note,
@@ -28,6 +30,7 @@ from core.notes import (
     export_client,
     export_html,
     get_note,
+    import_notes,
     list_notes,
     reencrypt_clients,
     session_ref,
@@ -85,6 +88,53 @@ def add(
     except NotesError as exc:
         raise CliError(str(exc)) from None
     console.print(f"note {view.id} ({view.kind.value}) written for session {session}, version {view.version}")
+
+
+def _parse_import(raw: bytes, where: str) -> list[NewNote]:
+    """JSON Lines: one ``{"session": ID, "text": "...", "kind": "progress"}`` per line."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CliError(f"{where} is not UTF-8 text") from None
+    items: list[NewNote] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise CliError(f"{where} line {number}: not a JSON object") from None
+        if not isinstance(row, dict) or set(row) - {"session", "text", "kind"}:
+            raise CliError(f'{where} line {number}: expected {{"session": ID, "text": "...", "kind": "progress"}}')
+        session, body, kind = row.get("session"), row.get("text"), row.get("kind", "progress")
+        if not isinstance(session, int) or isinstance(session, bool) or not isinstance(body, str):
+            raise CliError(f"{where} line {number}: 'session' must be a session id and 'text' a string")
+        if not isinstance(kind, str):
+            raise CliError(f"{where} line {number}: 'kind' must be 'progress' or 'process'")
+        items.append(NewNote(session, body, kind))
+    return items
+
+
+@notes_app.command("import")
+def import_(
+    file: Path = typer.Argument(..., help='JSON Lines, one {"session": ID, "text": "...", "kind": "..."} a line.'),
+) -> None:
+    """Write many notes at once: all of them or, if any line is wrong, none (the line is named)."""
+    try:
+        raw = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {file}: {exc.strerror or type(exc).__name__}") from None
+    items = _parse_import(raw, str(file))
+    env = open_env()
+    try:
+        written = import_notes(env.store, cli_actor(env.therapist_id), items)
+    except InvalidImport as exc:
+        # The item's position among the file's notes (blank lines do not count).
+        raise CliError(f"{file}: {exc}; nothing was imported") from None
+    except NotesError as exc:
+        raise CliError(f"{exc}; nothing was imported") from None
+    sessions = len({n.session_id for n in written})
+    console.print(f"imported {len(written)} note(s) for {sessions} session(s)", highlight=False)
 
 
 @notes_app.command("show")
@@ -223,6 +273,8 @@ def reencrypt() -> None:
     result = reencrypt_clients(env.store, cli_actor(env.therapist_id), progress=progress)
     how = "resumed run" if result.resumed else "run"
     console.print(f"{how} {result.run_id} finished: {result.clients} client(s) re-keyed in total", highlight=False)
+    if result.retired:
+        console.print(f"{result.retired} superseded key(s) no longer in use destroyed", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

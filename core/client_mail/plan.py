@@ -27,8 +27,10 @@ __all__ = [
     "MailPlanConfig",
     "Planned",
     "SessionFacts",
+    "key_prefix",
     "parse_hours",
     "plan",
+    "prefix_of",
     "recipient_tag",
     "timely",
 ]
@@ -38,6 +40,7 @@ class Kind(enum.StrEnum):
     INVITATION = "client.invitation"  # confirmation (first) or update (after a move), with the .ics
     REMINDER = "client.reminder"
     RATING = "client.rating"
+    CANCELLATION = "client.cancellation"  # METHOD:CANCEL for an invitation that went out
 
 
 PURPOSES = tuple(k.value for k in Kind)
@@ -73,6 +76,13 @@ class SessionFacts:
     # new keys for its reminders; a restore (same times) needs no new invitation.
     moves: int = 0
     cancels: int = 0
+    # An invitation (.ics) went out to this recipient for this link: a cancellation must then
+    # take it out of the client's calendar (and a restore needs a new invitation).
+    invited: bool = False
+    declined: bool = False  # the client declined the rating on their link: no rating e-mail
+    # Key prefixes (:func:`key_prefix`) of earlier clients of this session whose calendars still
+    # hold its invitation: the session was handed to another client, so theirs must be cancelled.
+    handed_over: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,15 +103,33 @@ def _stamp(at: datetime) -> str:
     return at.strftime("%Y%m%dT%H%MZ")
 
 
+def key_prefix(session_id: int, link_token: str, recipient: str) -> str:
+    """``cm:<session>:<recipient tag>``: every key of one recipient's mail about one session starts so."""
+    return f"cm:{session_id}:{recipient_tag(link_token, recipient)}"
+
+
+def prefix_of(dedupe_key: str) -> str:
+    """The :func:`key_prefix` part of one of this module's dedupe keys."""
+    return ":".join(dedupe_key.split(":")[:3])
+
+
 def plan(facts: SessionFacts, config: MailPlanConfig) -> list[Planned]:
     """The messages that should exist for this session as it is now (queued or already sent)."""
+    # Whoever the session belongs to now (even nobody reachable), an earlier client's calendar
+    # must lose it. Their link token is gone for good, so one cancellation per prefix is enough.
+    out = [Planned(f"{p}:cancel:handed", Kind.CANCELLATION, None, facts.start) for p in facts.handed_over]
     if facts.recipient is None or facts.link_token is None or facts.archived:
-        return []
-    prefix = f"cm:{facts.session_id}:{recipient_tag(facts.link_token, facts.recipient)}"
+        return out
+    prefix = key_prefix(facts.session_id, facts.link_token, facts.recipient)
     epoch = f"m{facts.moves}c{facts.cancels}"
-    out: list[Planned] = []
+    if facts.cancelled and facts.invited:
+        # One cancellation per cancel: a restored and again cancelled session gets a second one.
+        out.append(Planned(f"{prefix}:cancel:c{facts.cancels}", Kind.CANCELLATION, None, facts.start))
     if not facts.cancelled:
-        times = f"{_stamp(facts.start)}-{_stamp(facts.end)}:m{facts.moves}"
+        # After a cancellation the client's calendar dropped the appointment: a restored session
+        # needs a new invitation, hence the cancel count in the key (absent before any cancel).
+        restored = f":c{facts.cancels}" if facts.cancels else ""
+        times = f"{_stamp(facts.start)}-{_stamp(facts.end)}:m{facts.moves}{restored}"
         out.append(Planned(f"{prefix}:inv:{times}", Kind.INVITATION, None, facts.start))
         for hours in sorted(set(config.reminder_hours), reverse=True):
             at = facts.start - timedelta(hours=hours)
@@ -115,7 +143,7 @@ def plan(facts: SessionFacts, config: MailPlanConfig) -> list[Planned]:
                 )
             )
         opens = rating_opens_at(facts.end, facts.call, config.link)
-        if opens is not None and not facts.rated:
+        if opens is not None and not facts.rated and not facts.declined:
             out.append(
                 Planned(
                     f"{prefix}:rate:{_stamp(opens)}:{epoch}",

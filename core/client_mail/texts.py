@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import icalendar
 from babel.dates import format_datetime
 
-__all__ = ["LANGUAGES", "Rendered", "invitation_ics", "local_time", "render"]
+__all__ = ["LANGUAGES", "Rendered", "cancellation_ics", "invitation_ics", "local_time", "render"]
 
 LANGUAGES = ("en", "es")
 
@@ -27,11 +27,17 @@ _TEXT: dict[str, dict[str, str]] = {
         "subject.update": "Your appointment has moved to {when}",
         "subject.reminder": "Reminder: your appointment on {when}",
         "subject.rating": "How was your appointment?",
+        "subject.cancellation": "Cancelled: your appointment on {when}",
         "hello": "Hello,",
         "body.confirmation": "your appointment is on {when}.",
         "body.update": "your appointment has moved. The new time is {when}.",
         "body.reminder": "a reminder: your appointment is on {when}.",
+        "body.cancellation": "your appointment on {when} is cancelled.",
         "body.link": "Everything you need, including how to join, is on your page:",
+        "body.link.in_person": "The details are on your page:",
+        "body.link.cancellation": "If you have questions, your page says how to get in touch:",
+        "body.nolink.cancellation": "If you have questions, please get in touch with us.",
+        "body.ics.cancellation": "The attached update removes the appointment from your calendar.",
         "body.ics": "The attached invitation adds the appointment to your calendar.",
         "body.rating": "thank you for today. Two minutes of feedback help us get the next appointment right:",
         "body.footer": "This link is personal; please do not forward this e-mail.",
@@ -43,11 +49,17 @@ _TEXT: dict[str, dict[str, str]] = {
         "subject.update": "Tu cita ha cambiado al {when}",
         "subject.reminder": "Recordatorio: tu cita del {when}",
         "subject.rating": "¿Qué tal fue tu cita?",
+        "subject.cancellation": "Cancelada: tu cita del {when}",
         "hello": "Hola:",
         "body.confirmation": "tu cita es el {when}.",
         "body.update": "tu cita ha cambiado. La nueva hora es el {when}.",
         "body.reminder": "te recordamos tu cita del {when}.",
+        "body.cancellation": "tu cita del {when} se ha cancelado.",
         "body.link": "Todo lo que necesitas, también cómo conectarte, está en tu página:",
+        "body.link.in_person": "Los detalles están en tu página:",
+        "body.link.cancellation": "Si tienes preguntas, tu página indica cómo ponerte en contacto:",
+        "body.nolink.cancellation": "Si tienes preguntas, ponte en contacto con nosotros.",
+        "body.ics.cancellation": "La actualización adjunta quita la cita de tu calendario.",
         "body.ics": "La invitación adjunta añade la cita a tu calendario.",
         "body.rating": "gracias por hoy. Dos minutos de tu opinión nos ayudan a preparar bien la próxima cita:",
         "body.footer": "Este enlace es personal; por favor, no reenvíes este correo.",
@@ -83,24 +95,35 @@ def local_time(at: datetime, zone: str | None, language: str, *, all_day: bool =
     return f"{format_datetime(local, pattern, tzinfo=tz, locale=language)} ({tz.key})"
 
 
-def render(message: str, *, language: str, when: str, url: str, with_ics: bool) -> Rendered:
-    """One message (``confirmation``, ``update``, ``reminder``, ``rating``) in ``language``."""
+def render(
+    message: str, *, language: str, when: str, url: str | None, with_ics: bool, in_person: bool = False
+) -> Rendered:
+    """One message (``confirmation``, ``update``, ``reminder``, ``rating``, ``cancellation``) in ``language``.
+
+    ``in_person``: the session has no call to join, so the link line does not promise one (the
+    words stay neutral: nothing says how the appointment takes place). ``url`` None (only for a
+    cancellation): the recipient has no page any more (the session went to another client).
+    """
     words = _TEXT[language if language in _TEXT else "en"]
     subject = words[f"subject.{message}"].format(when=when)
     lead = words[f"body.{message}"].format(when=when)
     paragraphs = [words["hello"], lead]
-    if message != "rating":
-        paragraphs.append(words["body.link"])
-    text_parts = [*paragraphs, url]
+    if message == "cancellation":
+        paragraphs.append(words["body.link.cancellation" if url else "body.nolink.cancellation"])
+    elif message != "rating":
+        paragraphs.append(words["body.link.in_person" if in_person else "body.link"])
+    ics_line = words["body.ics.cancellation" if message == "cancellation" else "body.ics"]
+    text_parts = [*paragraphs, url] if url else paragraphs[:]
     if with_ics:
-        text_parts.append(words["body.ics"])
+        text_parts.append(ics_line)
     text_parts.append(words["body.footer"])
     text = "\n\n".join(text_parts) + "\n"
     esc = html.escape
     body = "".join(f"<p>{esc(p)}</p>" for p in paragraphs)
-    body += f'<p><a href="{esc(url, quote=True)}">{esc(words["link"])}</a></p>'
+    if url:
+        body += f'<p><a href="{esc(url, quote=True)}">{esc(words["link"])}</a></p>'
     if with_ics:
-        body += f"<p>{esc(words['body.ics'])}</p>"
+        body += f"<p>{esc(ics_line)}</p>"
     body += f"<p><small>{esc(words['body.footer'])}</small></p>"
     page = f'<!doctype html><html lang="{language}"><body>{body}</body></html>'
     return Rendered(subject=subject, text=text, html=page)
@@ -141,5 +164,38 @@ def invitation_ics(
     guest.params["ROLE"] = icalendar.vText("REQ-PARTICIPANT")
     guest.params["RSVP"] = icalendar.vText("FALSE")
     event.add("attendee", guest)
+    cal.add_component(event)
+    return bytes(cal.to_ical())
+
+
+def cancellation_ics(
+    *,
+    uid: str,
+    sequence: int,
+    start: datetime,
+    end: datetime,
+    organizer: str,
+    attendee: str,
+    language: str,
+    stamp: datetime,
+) -> bytes:
+    """An iTIP CANCEL (RFC 5546, 3.2.5) of the invitation with this UID: a higher SEQUENCE,
+    ``STATUS:CANCELLED``, the same neutral title and no link."""
+    words = _TEXT[language if language in _TEXT else "en"]
+    cal = icalendar.Calendar()
+    cal.add("prodid", "-//Alliance//client mail//EN")
+    cal.add("version", "2.0")
+    cal.add("method", "CANCEL")
+    event = icalendar.Event()
+    event.add("uid", uid)
+    event.add("sequence", sequence)
+    event.add("dtstamp", stamp.astimezone(UTC))
+    event.add("dtstart", start.astimezone(UTC))
+    event.add("dtend", end.astimezone(UTC))
+    event.add("summary", words["summary"])
+    event.add("status", "CANCELLED")
+    _, organizer_address = parseaddr(organizer)
+    event.add("organizer", icalendar.vCalAddress(f"mailto:{organizer_address or 'noreply@localhost'}"))
+    event.add("attendee", icalendar.vCalAddress(f"mailto:{attendee}"))
     cal.add_component(event)
     return bytes(cal.to_ical())

@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from core.audit import Actor, record
 from core.clients.codes import DEFAULT_LENGTH, MAX_LENGTH, generate_code, normalise_code, normalise_email
@@ -110,6 +110,8 @@ class ClientDetails:
     phone: str | None = None
     timezone: str | None = None
     modality: Modality | None = None
+    # The client's language for e-mails and their page ("en" / "es"); None: the practice's default.
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +204,7 @@ def _seal_details(store: Store, session: Session, client: Client, details: Clien
         "phone": details.phone,
         "timezone": details.timezone,
         "modality": details.modality.value if details.modality else None,
+        "language": details.language,
     }
     client.details = cipher.encrypt(
         json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode(), _details_context(client)
@@ -222,6 +225,7 @@ def _open_details(store: Store, session: Session, client: Client) -> ClientDetai
         phone=data.get("phone"),
         timezone=data.get("timezone"),
         modality=Modality(modality) if modality else None,
+        language=data.get("language"),
     )
 
 
@@ -295,6 +299,19 @@ def _clean_timezone(value: str | None) -> str | None:
     return value.strip()
 
 
+CLIENT_LANGUAGES = ("en", "es")
+
+
+def parse_language(value: str | None) -> str | None:
+    """``en`` / ``es`` (any case, also ``es-ES``); None or "" for none (the practice's default)."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip().lower().replace("_", "-").split("-")[0]
+    if text not in CLIENT_LANGUAGES:
+        raise InvalidClientData("language must be 'en' or 'es'", "language")
+    return text
+
+
 def _require_therapist(session: Session, therapist_id: int) -> None:
     if session.get(Therapist, therapist_id) is None:
         raise ClientsError(f"no therapist with id {therapist_id}")
@@ -343,6 +360,7 @@ def create_client(
     phone: str | None = None,
     timezone: str | None = None,
     modality: str | Modality | None = None,
+    language: str | None = None,
     code: str | None = None,
     code_generator: Callable[[int], str] = generate_code,
     actor: Actor | None = None,
@@ -357,6 +375,7 @@ def create_client(
         phone=_clean_phone(phone),
         timezone=_clean_timezone(timezone),
         modality=parse_modality(modality),
+        language=parse_language(language),
     )
     chosen: str | None = None
     if code is not None:
@@ -479,6 +498,7 @@ def update_client(
     phone: str | EllipsisType | None = ...,
     timezone: str | EllipsisType | None = ...,
     modality: str | Modality | EllipsisType | None = ...,
+    language: str | EllipsisType | None = ...,
     actor: Actor | None = None,
 ) -> ClientView:
     """Change some details (``...`` leaves a field as it is, None clears it); returns the revealed view.
@@ -497,6 +517,7 @@ def update_client(
             phone=current.phone if isinstance(phone, EllipsisType) else _clean_phone(phone),
             timezone=current.timezone if isinstance(timezone, EllipsisType) else _clean_timezone(timezone),
             modality=current.modality if isinstance(modality, EllipsisType) else parse_modality(modality),
+            language=current.language if isinstance(language, EllipsisType) else parse_language(language),
         )
         _seal_details(store, session, client, new)
         client.email_index = _email_index(store, session, therapist_id, new.email) if new.email else None
@@ -899,86 +920,134 @@ def _sessions_of(session: Session, occurrence_ids: Iterable[int]) -> dict[int, T
     return found
 
 
-def apply_rules(store: Store, occurrence_ids: Iterable[int], *, therapist_id: int | None = None) -> int:
+def apply_rules(
+    store: Store, occurrence_ids: Iterable[int], *, therapist_id: int | None = None, session: Session | None = None
+) -> int:
     """Turn occurrences matching a series assignment or the attendee rule into sessions.
 
     Idempotent; never overrides a manual assignment, never removes a session. Each occurrence is
     matched against its own therapist's clients only (and, given ``therapist_id``, occurrences of
     other therapists are ignored). Returns how many sessions were created or re-assigned.
+    ``session``: written through the caller's transaction (an outbox delivery's: the sessions and
+    their events commit with its "done" mark, one transaction less), each chunk in a savepoint
+    so a lost race on a unique constraint is retried without undoing the caller's work.
     """
     ids = sorted(set(occurrence_ids))
     changed = 0
     for chunk in _chunks(ids):
-        changed += _retrying(partial(_apply_rules_chunk, store, chunk, therapist_id))
+        if session is None:
+            changed += _retrying(partial(_apply_rules_chunk, store, chunk, therapist_id))
+        else:
+            changed += _retrying(partial(_apply_rules_savepoint, store, session, chunk, therapist_id))
     return changed
 
 
 def _apply_rules_chunk(store: Store, ids: Sequence[int], only_therapist: int | None) -> int:
     with store.session() as session:
-        query = (
-            select(Occurrence, Connection.therapist_id)
-            .join(Connection, Connection.id == Occurrence.connection_id)
-            .where(Occurrence.id.in_(ids))
+        return _apply_rules_in(store, session, ids, only_therapist)
+
+
+def _apply_rules_savepoint(store: Store, session: Session, ids: Sequence[int], only_therapist: int | None) -> int:
+    with session.begin_nested():
+        return _apply_rules_in(store, session, ids, only_therapist)
+
+
+def _apply_rules_in(store: Store, session: Session, ids: Sequence[int], only_therapist: int | None) -> int:
+    query = (
+        select(Occurrence, Connection.therapist_id)
+        .join(Connection, Connection.id == Occurrence.connection_id)
+        # A removed calendar's occurrences are no longer matched (its sessions may have moved
+        # to the calendar connected again: a late event must not make new ones behind them).
+        .where(Occurrence.id.in_(ids), Connection.removed_at.is_(None))
+    )
+    if only_therapist is not None:
+        query = query.where(Connection.therapist_id == only_therapist)
+    rows: list[tuple[Occurrence, int]] = [(o, t) for o, t in session.execute(query)]
+    if not rows:
+        return 0
+    existing = _sessions_of(session, [o.id for o, _ in rows])
+    # Series assignments of these series whose client is active and the occurrence's therapist's.
+    assignments: dict[tuple[int, str], list[tuple[SeriesAssignment, Client]]] = {}
+    pairs = {(o.connection_id, o.ical_uid) for o, _ in rows}
+    found = session.execute(
+        select(SeriesAssignment, Client)
+        .join(Client, Client.id == SeriesAssignment.client_id)
+        .join(Connection, Connection.id == SeriesAssignment.connection_id)
+        .where(
+            SeriesAssignment.connection_id.in_({c for c, _ in pairs}),
+            SeriesAssignment.ical_uid.in_({u for _, u in pairs}),
+            Client.archived_at.is_(None),
+            Client.therapist_id == Connection.therapist_id,
         )
-        if only_therapist is not None:
-            query = query.where(Connection.therapist_id == only_therapist)
-        rows: list[tuple[Occurrence, int]] = [(o, t) for o, t in session.execute(query)]
-        if not rows:
-            return 0
-        existing = _sessions_of(session, [o.id for o, _ in rows])
-        # Series assignments of these series whose client is active and the occurrence's therapist's.
-        assignments: dict[tuple[int, str], list[tuple[SeriesAssignment, Client]]] = {}
-        pairs = {(o.connection_id, o.ical_uid) for o, _ in rows}
-        found = session.execute(
-            select(SeriesAssignment, Client)
-            .join(Client, Client.id == SeriesAssignment.client_id)
-            .join(Connection, Connection.id == SeriesAssignment.connection_id)
-            .where(
-                SeriesAssignment.connection_id.in_({c for c, _ in pairs}),
-                SeriesAssignment.ical_uid.in_({u for _, u in pairs}),
-                Client.archived_at.is_(None),
-                Client.therapist_id == Connection.therapist_id,
-            )
-        )
-        for assignment, client in found:
-            key = (assignment.connection_id, assignment.ical_uid)
-            if key in pairs:
-                assignments.setdefault(key, []).append((assignment, client))
-        modalities = _Modalities(store, session)
-        now = datetime.now(UTC)
-        changed = 0
-        unassigned: list[tuple[Occurrence, int]] = []
-        for occ, therapist_id in rows:
-            current = existing.get(occ.id)
-            if current is not None and current.source == SessionSource.MANUAL.value:
-                continue  # the therapist's own choice for this occurrence
-            series_client = _series_client(assignments.get((occ.connection_id, occ.ical_uid), []), occ.start_utc)
-            if series_client is not None:
-                row = _put_session(
-                    session,
-                    current,
-                    occ,
-                    series_client,
-                    SessionSource.SERIES,
-                    partial(modalities.default, series_client, occ, therapist_id, None),
-                    now,
-                )
-                changed += row is not None
-            elif current is None:
-                unassigned.append((occ, therapist_id))
-            # else: rules add sessions; they never take one away or move it to another client
-        for occ, therapist_id, client, content in _attendee_matches(store, session, unassigned):
+    )
+    for assignment, client in found:
+        key = (assignment.connection_id, assignment.ical_uid)
+        if key in pairs:
+            assignments.setdefault(key, []).append((assignment, client))
+    waiting = _orphan_twins(
+        session, [o for o, _ in rows if o.id not in existing and (o.connection_id, o.ical_uid) in assignments]
+    )
+    modalities = _Modalities(store, session)
+    now = datetime.now(UTC)
+    changed = 0
+    unassigned: list[tuple[Occurrence, int]] = []
+    for occ, therapist_id in rows:
+        current = existing.get(occ.id)
+        if current is not None and current.source == SessionSource.MANUAL.value:
+            continue  # the therapist's own choice for this occurrence
+        series_client = _series_client(assignments.get((occ.connection_id, occ.ical_uid), []), occ.start_utc)
+        if series_client is not None and current is None and occ.id in waiting:
+            continue  # its orphaned session (and notes) is re-linked onto it (core.notes.orphans)
+        if series_client is not None:
             row = _put_session(
                 session,
-                None,
+                current,
                 occ,
-                client,
-                SessionSource.RULE,
-                partial(modalities.default, client, occ, therapist_id, content),
+                series_client,
+                SessionSource.SERIES,
+                partial(modalities.default, series_client, occ, therapist_id, None),
                 now,
             )
             changed += row is not None
-        return changed
+        elif current is None:
+            unassigned.append((occ, therapist_id))
+        # else: rules add sessions; they never take one away or move it to another client
+    for occ, therapist_id, client, content in _attendee_matches(store, session, unassigned):
+        row = _put_session(
+            session,
+            None,
+            occ,
+            client,
+            SessionSource.RULE,
+            partial(modalities.default, client, occ, therapist_id, content),
+            now,
+        )
+        changed += row is not None
+    return changed
+
+
+def _orphan_twins(session: Session, occurrences: Sequence[Occurrence]) -> set[int]:
+    """Ids of ``occurrences`` whose identity (iCalUID, original start) had a session on a removed
+    connection of the same therapist: a calendar connected again, whose orphaned session (with its
+    notes) the re-link handler moves onto the live occurrence."""
+    if not occurrences:
+        return set()
+    live = aliased(Connection)
+    old_occ = aliased(Occurrence)
+    old_conn = aliased(Connection)
+    found = session.scalars(
+        select(Occurrence.id)
+        .join(live, live.id == Occurrence.connection_id)
+        .join(old_occ, (old_occ.ical_uid == Occurrence.ical_uid) & (old_occ.recurrence_id == Occurrence.recurrence_id))
+        .join(old_conn, old_conn.id == old_occ.connection_id)
+        .join(TherapySession, TherapySession.occurrence_id == old_occ.id)
+        .where(
+            Occurrence.id.in_([o.id for o in occurrences]),
+            old_conn.therapist_id == live.therapist_id,
+            old_conn.removed_at.is_not(None),
+        )
+    )
+    return set(found)
 
 
 def _series_client(candidates: list[tuple[SeriesAssignment, Client]], start: datetime) -> Client | None:
@@ -1057,16 +1126,17 @@ def apply_rules_for_therapist(store: Store, therapist_id: int) -> int:
     return apply_rules(store, ids, therapist_id=therapist_id)
 
 
-def handle_outbox_event(store: Store, kind: str, occurrence_id: int | None) -> int:
+def handle_outbox_event(store: Store, kind: str, occurrence_id: int | None, session: Session | None = None) -> int:
     """Outbox consumer: apply the rules to the occurrence of a created/restored/updated/rescheduled event.
 
     Safe to call more than once per event. A reschedule keeps its session by identity; it is
     handled only because the new start may now fall under a series assignment. Cancellations
-    change nothing: the session stays and shows the occurrence's cancelled status.
+    change nothing: the session stays and shows the occurrence's cancelled status. ``session``:
+    the delivery's, which the rules then write through (see :func:`apply_rules`).
     """
     if kind not in RULE_EVENTS or occurrence_id is None:
         return 0
-    return apply_rules(store, [occurrence_id])
+    return apply_rules(store, [occurrence_id], session=session)
 
 
 # -- reading sessions ---------------------------------------------------------------------------
@@ -1194,6 +1264,7 @@ __all__ = [
     "handle_outbox_event",
     "list_clients",
     "list_sessions",
+    "parse_language",
     "parse_modality",
     "session_for_occurrence",
     "set_session_modality",

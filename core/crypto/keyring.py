@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -31,6 +33,10 @@ if (HEADER_BYTES, HEADER_BYTES + NONCE_BYTES) != (17, 29):  # Keyring.decrypt's 
     raise ImportError("ciphertext layout changed: update the offsets in Keyring.decrypt")
 _NONCE_AT = HEADER_BYTES
 _BODY_AT = HEADER_BYTES + NONCE_BYTES
+# How long a process keeps using an owner's current key without asking the database again. Another
+# process may re-key the owner (``alliance keys reencrypt``); after this long every process seals
+# with the new key, which is what lets ``core.crypto.retire`` destroy the superseded one safely.
+OWNER_CACHE_SECONDS = 300.0
 
 
 class DecryptionError(Exception):
@@ -41,9 +47,13 @@ class KeyDestroyed(DecryptionError):
     """The data key was destroyed (crypto-shredded); the data is gone for good."""
 
 
-@dataclass(frozen=True, slots=True)
-class Owner:
-    """Who a data key belongs to, e.g. ``Owner("therapist", 3)`` or ``Owner("client", 12)``."""
+class Owner(NamedTuple):
+    """Who a data key belongs to, e.g. ``Owner("therapist", 3)`` or ``Owner("client", 12)``.
+
+    A named tuple rather than a frozen dataclass: the keyring hashes (encrypt: the owner's cipher)
+    and compares (decrypt: the key's owner) one per field of every row, and a tuple does both in C,
+    where a dataclass runs its generated ``__hash__`` / ``__eq__`` in Python (benchmarks/keyring.py).
+    """
 
     kind: str
     id: int
@@ -91,6 +101,28 @@ def _current(owner: Owner) -> Select[Any]:
     )
 
 
+@contextmanager
+def _scrub_on_write(session: Session) -> Iterator[None]:
+    """On SQLite, have the bytes a destroyed key's row held overwritten with zeros rather than left
+    in the page's free space (PostgreSQL's dump never shows dead row versions).
+
+    Scoped to the writes inside the block: ``secure_delete`` belongs to the connection, which goes
+    back to the pool afterwards, and left on it would make every later delete through that
+    connection zero its pages too. SQLite frees (and so zeroes) a row's old bytes while the UPDATE
+    runs, so turning it off again before the commit keeps the scrub.
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        yield
+        return
+    connection = session.connection()
+    previous = int(connection.exec_driver_sql("PRAGMA secure_delete").scalar_one())
+    connection.exec_driver_sql("PRAGMA secure_delete=ON")
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql(f"PRAGMA secure_delete={previous}")  # 0, 1 or 2 (FAST): an int
+
+
 def _wrap_context(kid: str, owner: Owner) -> bytes:
     return f"alliance data key|{kid}|{owner.kind}|{owner.id}".encode()
 
@@ -101,8 +133,13 @@ class Keyring:
     def __init__(self, master: MasterKeys) -> None:
         self.master = master
         self._ciphers: dict[bytes, OwnerCipher] = {}
-        self._by_owner: dict[Owner, OwnerCipher] = {}
-        # kid -> (owner, bound AESGCM.decrypt): the decrypt fast path's cache.
+        # owner -> (its current cipher, time.monotonic() when that was last read from the database).
+        # One dict, so the hot path hashes the owner once.
+        self._by_owner: dict[Owner, tuple[OwnerCipher, float]] = {}
+        self.owner_cache_seconds = OWNER_CACHE_SECONDS
+        # ciphertext header (format byte + kid) -> (owner, bound AESGCM.decrypt): the decrypt fast
+        # path's cache. Keyed by the whole header, so one slice of the blob finds the key, checks
+        # the format and is the start of the associated data.
         self._fast: dict[bytes, tuple[Owner, Callable[[bytes, bytes, bytes], bytes]]] = {}
 
     # -- master key checks -------------------------------------------------------------------
@@ -146,13 +183,19 @@ class Keyring:
         A key with a ``parent`` (a client's key under its therapist's) is wrapped by the parent's
         data key; otherwise by the active master key.
         """
-        cached = self._by_owner.get(owner)
-        if cached is not None:
-            return cached
+        entry = self._by_owner.get(owner)
+        if entry is not None and time.monotonic() - entry[1] < self.owner_cache_seconds:
+            return entry[0]
+        cached = entry[0] if entry is not None else None
         row = session.scalar(_current(owner))
         if row is None:
             return self._create(session, owner, parent)
-        return self._unwrap(session, row)
+        if row.wrapped is None:
+            raise KeyDestroyed(f"the data key of {owner.kind} {owner.id} was destroyed")
+        if cached is not None and cached.kid.hex() == row.kid:
+            self._by_owner[owner] = (cached, time.monotonic())
+            return cached
+        return self._unwrap_cached(session, row, current=True)
 
     def rekey(self, session: Session, owner: Owner) -> OwnerCipher:
         """Give ``owner`` a new current data key; the old one is superseded but still decrypts.
@@ -213,17 +256,19 @@ class Keyring:
     def _forget(self, cipher: OwnerCipher) -> None:
         if self._ciphers.get(cipher.kid) is cipher:
             del self._ciphers[cipher.kid]
-            self._fast.pop(cipher.kid, None)
-        if self._by_owner.get(cipher.owner) is cipher:
+            self._fast.pop(cipher.header, None)
+        entry = self._by_owner.get(cipher.owner)
+        if entry is not None and entry[0] is cipher:
             del self._by_owner[cipher.owner]
 
-    def _remember(self, cipher: OwnerCipher) -> OwnerCipher:
+    def _remember(self, cipher: OwnerCipher, *, current: bool = True) -> OwnerCipher:
         self._ciphers[cipher.kid] = cipher
-        self._by_owner[cipher.owner] = cipher
-        self._fast[cipher.kid] = (cipher.owner, cipher.aead.decrypt)
+        if current:
+            self._by_owner[cipher.owner] = (cipher, time.monotonic())
+        self._fast[cipher.header] = (cipher.owner, cipher.aead.decrypt)
         return cipher
 
-    def _unwrap(self, session: Session, row: DataKey) -> OwnerCipher:
+    def _unwrap(self, session: Session, row: DataKey, *, current: bool | None = None) -> OwnerCipher:
         owner = Owner(row.owner_kind, row.owner_id)
         if row.wrapped is None:
             raise KeyDestroyed(f"the data key of {owner.kind} {owner.id} was destroyed")
@@ -239,21 +284,31 @@ class Keyring:
             key = wrapping.decrypt(row.wrapped[:NONCE_BYTES], row.wrapped[NONCE_BYTES:], _wrap_context(row.kid, owner))
         except InvalidTag:
             raise MasterKeyError("the master key does not match the data (a data key failed to unwrap)") from None
-        return self._remember(OwnerCipher(owner, bytes.fromhex(row.kid), AESGCM(key), key))
+        # A superseded key (still decrypting what was sealed under it) never becomes the owner's
+        # cached current key: new data is sealed with the current one only.
+        is_current = row.superseded_at is None if current is None else current
+        return self._remember(OwnerCipher(owner, bytes.fromhex(row.kid), AESGCM(key), key), current=is_current)
 
-    def _unwrap_cached(self, session: Session, row: DataKey) -> OwnerCipher:
+    def _unwrap_cached(self, session: Session, row: DataKey, *, current: bool = False) -> OwnerCipher:
         cached = self._ciphers.get(bytes.fromhex(row.kid))
-        return cached if cached is not None else self._unwrap(session, row)
+        if cached is None:
+            return self._unwrap(session, row, current=current or None)
+        if current:
+            self._remember(cached)
+        return cached
 
     def decrypt(self, session: Session, owner: Owner, blob: bytes, context: str) -> bytes:
         """Decrypt ``blob`` that must belong to ``owner`` and to ``context``."""
         # Inlined fast path for a cached key: every row of every listing comes through here, so it
         # uses literal offsets (1 format byte, 16-byte key id, 12-byte nonce) and a bound method.
-        fast = self._fast.get(blob[1:17])
-        if fast is None or (fast[0] is not owner and fast[0] != owner) or blob[0] != 1:
+        # The header slice is the cache key (another format byte simply misses) and the start of
+        # the associated data.
+        header = blob[:17]
+        fast = self._fast.get(header)
+        if fast is None or (fast[0] is not owner and fast[0] != owner):
             return self.cipher_for_blob(session, owner, blob).decrypt(blob, context)
         try:
-            return fast[1](blob[17:29], blob[29:], blob[:17] + context.encode())
+            return fast[1](blob[17:29], blob[29:], header + context.encode())
         except InvalidTag:
             raise DecryptionError("ciphertext does not belong to this row") from None
 
@@ -297,6 +352,20 @@ class Keyring:
         session.flush()
         return moved
 
+    def unadopted_version(self, session: Session) -> int | None:
+        """The active master version when no live data key is wrapped by it yet while older
+        versions still wrap some: a rotation wrote this version (to the key file) and was
+        interrupted before its re-wrap committed. ``rotate`` completes it without a new version.
+
+        None once the active version wraps anything (a completed rotation, or a process that
+        started with it since), and on a database with no master-wrapped key at all: there a new
+        version is what the operator asked for.
+        """
+        in_use = self.versions_in_use(session)
+        if self.master.active in in_use:
+            return None
+        return self.master.active if any(v != self.master.active for v in in_use) else None
+
     def versions_in_use(self, session: Session) -> dict[int, int]:
         """Master version -> number of live data keys it wraps."""
         rows = session.execute(
@@ -309,6 +378,17 @@ class Keyring:
     def can_retire(self, session: Session, version: int) -> bool:
         return version != self.master.active and not self._version_in_use(session, version)
 
+    def destroy_superseded(self, session: Session, kid: str) -> None:
+        """Destroy one superseded data key (``core.crypto.retire`` checked nothing needs it)."""
+        with _scrub_on_write(session):
+            session.execute(
+                update(DataKey)
+                .where(DataKey.kid == kid, DataKey.superseded_at.is_not(None))
+                .values(wrapped=None, destroyed_at=datetime.now(UTC))
+            )
+        self._ciphers.pop(bytes.fromhex(kid), None)
+        self._fast.pop(FORMAT + bytes.fromhex(kid), None)
+
     def destroy(self, session: Session, owner: Owner) -> bool:
         """Crypto-shred ``owner``'s data key (and keys wrapped under it). True if a key was destroyed."""
         rows = session.scalars(
@@ -320,12 +400,13 @@ class Keyring:
             return False
         now = datetime.now(UTC)
         kids = [row.kid for row in rows]  # the current key and any superseded ones
-        while kids:
-            kid = kids.pop()
-            session.execute(update(DataKey).where(DataKey.kid == kid).values(wrapped=None, destroyed_at=now))
-            self._ciphers.pop(bytes.fromhex(kid), None)
-            self._fast.pop(bytes.fromhex(kid), None)
-            kids.extend(session.scalars(select(DataKey.kid).where(DataKey.parent_kid == kid)))
-        self._by_owner = {o: c for o, c in self._by_owner.items() if c.kid in self._ciphers}
+        with _scrub_on_write(session):
+            while kids:
+                kid = kids.pop()
+                session.execute(update(DataKey).where(DataKey.kid == kid).values(wrapped=None, destroyed_at=now))
+                self._ciphers.pop(bytes.fromhex(kid), None)
+                self._fast.pop(FORMAT + bytes.fromhex(kid), None)
+                kids.extend(session.scalars(select(DataKey.kid).where(DataKey.parent_kid == kid)))
+        self._by_owner = {o: e for o, e in self._by_owner.items() if e[0].kid in self._ciphers}
         session.flush()
         return True

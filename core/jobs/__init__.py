@@ -6,6 +6,7 @@ guarantee and ``core.jobs.runner`` for how a distributed queue plugs in.
 """
 
 from core.jobs.admin import ParkedItem, list_parked, retry_parked
+from core.jobs.backend import EmbeddedBackend, JobBackend
 from core.jobs.models import DONE, PARKED, PENDING, RUNNING, OutboxDelivery, PeriodicJobState, QueuedJob
 from core.jobs.outbox import deliver_one, mark_finished_events, relay
 from core.jobs.policy import DEFAULT_MAX_ATTEMPTS, RetryPolicy
@@ -28,9 +29,11 @@ __all__ = [
     "PENDING",
     "RUNNING",
     "DuplicateJobName",
+    "EmbeddedBackend",
     "Event",
     "Handler",
     "InProcessRunner",
+    "JobBackend",
     "JobFunction",
     "JobRegistry",
     "JobRunner",

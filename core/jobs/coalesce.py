@@ -19,11 +19,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from core.jobs.models import PENDING, QueuedJob
-from core.jobs.queue import defer_job, lock_held
+from core.jobs.queue import lock_held
 from core.jobs.registry import JobRegistry
 from core.store import Store
 
@@ -46,16 +46,8 @@ def request_run(
     moved earlier if it was due later (a ping must not wait for a reconciliation scheduled in a
     minute). Its arguments stay those of the first request: one key means one kind of work.
     """
-    run_at = now + delay
-    if defer_job(store, registry, job, args, run_at=run_at, queueing_lock=key):
-        return True
-    with store.session() as session:
-        session.execute(
-            update(QueuedJob)
-            .where(QueuedJob.queueing_lock == key, QueuedJob.status == PENDING, QueuedJob.next_attempt_at > run_at)
-            .values(next_attempt_at=run_at)
-        )
-    return False
+    registry.job_named(job)  # an unknown name is a programming error: fail here, not in the worker
+    return registry.backend.request(store, job, args, key=key, run_at=now + delay)
 
 
 def key_busy(session: Session, key: str, now: datetime) -> bool:

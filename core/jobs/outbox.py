@@ -30,57 +30,84 @@ from core.jobs.registry import Event, JobRegistry
 from core.redaction import describe_error, format_exception_safely
 from core.store import OutboxEvent, Store
 
-__all__ = ["deliver_due", "deliver_one", "mark_finished_events", "relay"]
+__all__ = ["deliver_due", "deliver_one", "mark_finished_events", "relay", "relay_in"]
 
 log = logging.getLogger(__name__)
 
 _DELIVERIES: Table = OutboxDelivery.__table__  # type: ignore[assignment]
 
 
-def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]]) -> None:
+def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]]) -> list[int]:
     # Two relays racing on one event would both insert its deliveries: the unique key decides.
+    # Returns the ids of the rows this call inserted.
     dialect = session.get_bind().dialect.name
     stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_DELIVERIES)
-    session.execute(stmt.on_conflict_do_nothing(index_elements=["event_id", "handler"]), rows)
+    ids: list[int] = []
+    for start in range(0, len(rows), 500):  # one multi-row INSERT per chunk (SQLite caps bound values)
+        chunk = rows[start : start + 500]
+        inserted = session.execute(
+            stmt.values(chunk)
+            .on_conflict_do_nothing(index_elements=["event_id", "handler"])
+            .returning(_DELIVERIES.c.id)
+        )
+        ids.extend(int(i) for i in inserted.scalars())
+    return ids
 
 
 def relay(store: Store, registry: JobRegistry, now: datetime, *, limit: int = 500) -> int:
     """Create the deliveries of up to ``limit`` new outbox events; returns the number of events taken."""
     with store.session() as session:
-        has_deliveries = exists().where(OutboxDelivery.event_id == OutboxEvent.event_id)
-        events = session.execute(
-            select(OutboxEvent.event_id, OutboxEvent.kind)
-            .where(OutboxEvent.processed_at.is_(None), ~has_deliveries)
-            .order_by(OutboxEvent.id)
-            .limit(limit)
-        ).all()
-        nobody_wants: list[str] = []
-        rows: list[dict[str, object]] = []
-        for event_id, kind in events:
-            handlers = registry.handlers_for(kind)
-            if not handlers:
-                nobody_wants.append(event_id)
-            rows.extend(
-                {
-                    "event_id": event_id,
-                    "handler": h.name,
-                    "status": "pending",
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for h in handlers
-            )
-        if rows:
-            _insert_ignoring_duplicates(session, rows)
-        if nobody_wants:
-            session.execute(
-                update(OutboxEvent)
-                .where(OutboxEvent.event_id.in_(nobody_wants), OutboxEvent.processed_at.is_(None))
-                .values(processed_at=now)
-            )
-    return len(events)
+        taken, _ids = relay_in(session, registry, now, limit=limit)
+    return taken
+
+
+def relay_in(
+    session: Session, registry: JobRegistry, now: datetime, *, limit: int = 500, skip_locked: bool = False
+) -> tuple[int, list[int]]:
+    """:func:`relay` inside the caller's transaction: (events taken, ids of the deliveries created).
+
+    With ``skip_locked`` (PostgreSQL) the events are locked ``FOR UPDATE SKIP LOCKED``, so relays
+    running at once in several processes take disjoint events, and a queue adapter can hand the
+    new deliveries to its queue in this same transaction (all or nothing).
+    """
+    has_deliveries = exists().where(OutboxDelivery.event_id == OutboxEvent.event_id)
+    query = (
+        select(OutboxEvent.event_id, OutboxEvent.kind)
+        .where(OutboxEvent.processed_at.is_(None), ~has_deliveries)
+        .order_by(OutboxEvent.id)
+        .limit(limit)
+    )
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True)
+    events = session.execute(query).all()
+    nobody_wants: list[str] = []
+    rows: list[dict[str, object]] = []
+    for event_id, kind in events:
+        handlers = registry.handlers_for(kind)
+        if not handlers:
+            nobody_wants.append(event_id)
+        rows.extend(
+            {
+                "event_id": event_id,
+                "handler": h.name,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for h in handlers
+        )
+    delivery_ids: list[int] = []
+    if rows:
+        delivery_ids = _insert_ignoring_duplicates(session, rows)
+    if nobody_wants:
+        session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.event_id.in_(nobody_wants), OutboxEvent.processed_at.is_(None))
+            .values(processed_at=now)
+        )
+    return len(events), delivery_ids
 
 
 def mark_finished_events(store: Store, now: datetime) -> int:

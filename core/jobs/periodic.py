@@ -9,7 +9,9 @@ it is not retried early: the next period is the retry.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -20,7 +22,14 @@ from core.jobs.registry import JobRegistry, PeriodicSpec
 from core.redaction import describe_error, format_exception_safely
 from core.store import Store
 
-__all__ = ["claim_periodic", "ensure_periodic", "run_due_periodic"]
+__all__ = [
+    "claim_periodic",
+    "ensure_periodic",
+    "mark_periodic_finished",
+    "mark_periodic_started",
+    "run_due_periodic",
+    "run_periodic_job",
+]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +89,36 @@ def _finish(store: Store, name: str, lease: datetime, error: str | None) -> None
         )
 
 
+def run_periodic_job(store: Store, name: str, job: Callable[[], None]) -> str | None:
+    """Run one periodic job; None when it succeeded, else its one-line error (logged, not raised).
+
+    Not raised: one failing periodic job must not stop the others or the worker, and the next
+    period is its retry (on either queue).
+    """
+    try:
+        job()
+    except Exception as exc:
+        error = describe_error(exc)
+        log.warning("periodic job failed (%s)", error, extra={"job": name})
+        log.debug("periodic job failure: %s", format_exception_safely(exc), extra={"job": name})
+        return error
+    return None
+
+
+def mark_periodic_started(store: Store, name: str, at: datetime) -> None:
+    """Record that a run of ``name`` started (a queue whose own locks keep runs apart: no lease)."""
+    with store.session() as session:
+        session.execute(update(PeriodicJobState).where(PeriodicJobState.name == name).values(last_started_at=at))
+
+
+def mark_periodic_finished(store: Store, name: str, at: datetime, error: str | None) -> None:
+    """Record how the run of ``name`` that started last ended (``error`` None: it succeeded)."""
+    with store.session() as session:
+        session.execute(
+            update(PeriodicJobState).where(PeriodicJobState.name == name).values(last_finished_at=at, last_error=error)
+        )
+
+
 def run_due_periodic(store: Store, registry: JobRegistry, now: datetime, policy: RetryPolicy) -> int:
     """Run every periodic job that is due and that this worker claims; returns how many ran."""
     ensure_periodic(store, registry, now, policy)
@@ -89,12 +128,6 @@ def run_due_periodic(store: Store, registry: JobRegistry, now: datetime, policy:
         if lease is None:
             continue
         ran += 1
-        error: str | None = None
-        try:
-            registry.job_named(spec.name)(store)
-        except Exception as exc:  # one failing periodic job must not stop the others or the worker
-            error = describe_error(exc)
-            log.warning("periodic job failed (%s)", error, extra={"job": spec.name})
-            log.debug("periodic job failure: %s", format_exception_safely(exc), extra={"job": spec.name})
+        error = run_periodic_job(store, spec.name, partial(registry.job_named(spec.name), store))
         _finish(store, spec.name, lease, error)
     return ran

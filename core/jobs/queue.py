@@ -7,11 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, exists, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.jobs import _lifecycle
-from core.jobs.models import DONE, PARKED, PENDING, RUNNING, QueuedJob
+from core.jobs.models import DONE, PARKED, RUNNING, QueuedJob
 from core.jobs.policy import RetryPolicy
 from core.jobs.registry import JobRegistry
 from core.redaction import describe_error, format_exception_safely
@@ -33,34 +32,13 @@ def defer_job(
     run_at: datetime,
     queueing_lock: str | None = None,
 ) -> bool:
-    """Queue ``job(store, **args)`` to run at ``run_at``.
+    """Queue ``job(store, **args)`` to run at ``run_at`` on the registry's backend (core.jobs.backend).
 
     With a ``queueing_lock``, a job already waiting under the same lock absorbs this one and
     False is returned (a burst of "sync connection 7" becomes one run).
     """
     registry.job_named(job)  # an unknown name is a programming error: fail here, not in the worker
-    row = {
-        "job": job,
-        "args": args,
-        "queueing_lock": queueing_lock,
-        "status": PENDING,
-        "attempts": 0,
-        "next_attempt_at": run_at,
-        "created_at": run_at,
-        "updated_at": run_at,
-    }
-    try:
-        with store.session() as session:
-            if queueing_lock is not None:
-                waiting = session.scalar(
-                    select(exists().where(QueuedJob.queueing_lock == queueing_lock, QueuedJob.status == PENDING))
-                )
-                if waiting:
-                    return False
-            session.execute(_JOBS.insert(), [row])
-    except IntegrityError:  # another process queued the same lock between our check and insert
-        return False
-    return True
+    return registry.backend.defer(store, job, args, run_at=run_at, queueing_lock=queueing_lock)
 
 
 def lock_held(session: Session, lock: str, now: datetime, job_id: int) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from core.jobs.backend import EmbeddedBackend, JobBackend
 from core.store import Store
 
 __all__ = [
@@ -101,6 +102,8 @@ class JobRegistry:
         self._handlers: dict[str, HandlerSpec] = {}
         self._jobs: dict[str, JobFunction] = {}
         self._periodic: dict[str, PeriodicSpec] = {}
+        # Where deferred jobs go (core.jobs.backend): the embedded table unless a queue adapter sets it.
+        self.backend: JobBackend = EmbeddedBackend()
 
     # -- outbox handlers --------------------------------------------------------------------
     def add_handler(self, name: str, kinds: str | Iterable[str], fn: Handler) -> None:

@@ -1,10 +1,10 @@
 """The runner interface and its in-process implementation (the embedded default).
 
-A distributed queue (procrastinate, see shared/reference/scale.md) implements the same
-:class:`JobRunner` protocol later: it registers every function of the :class:`JobRegistry` as a
-task under the same name, turns :meth:`JobRegistry.periodic` into its periodic tasks, defers
-``queueing_lock`` as its own queueing lock, and runs the outbox through :func:`relay` plus one
-task per delivery calling :func:`deliver_one`. Job functions never know which runner calls them.
+The distributed queue (procrastinate, ``alliance.queue``) registers every function of the
+:class:`JobRegistry` as a task under the same name, runs :meth:`JobRegistry.periodic` once per
+tick across workers, takes deferred jobs through ``registry.backend`` (core.jobs.backend) and runs
+the outbox through :func:`relay_in` plus one task per delivery calling :func:`deliver_one`. Job
+functions never know which runner calls them.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ class Phase(enum.StrEnum):
     BEFORE = "before"  # checklist, device check, Join (open from join_opens_at)
     RATING = "rating"  # the session is over: the rating form
     RATED = "rated"  # the rating was received
+    DECLINED = "declined"  # the client would rather not rate this one
     NO_RATING = "no_rating"  # over, but not rated: nobody came, or the call was too short
 
 
@@ -69,6 +70,7 @@ def phase(
     call: CallTimes | None,
     policy: LinkPolicy,
     now: datetime,
+    declined: bool = False,
 ) -> Phase:
     """What the link shows at ``now``; every case spelled out, cancellation first."""
     if cancelled:
@@ -76,6 +78,8 @@ def phase(
         return Phase.CANCELLED
     if rated:
         return Phase.RATED
+    if declined:
+        return Phase.DECLINED
     opens = rating_opens_at(end, call, policy)
     if opens is None:
         # A no-show or a too-short call: before the scheduled end the page still helps to join

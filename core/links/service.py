@@ -29,7 +29,7 @@ from core.clients.models import Client, TherapySession
 from core.crypto import DecryptionError, Owner
 from core.links.models import ClientCheckin, ClientLink, JoinClick, TherapistContact
 from core.links.policy import CallTimes, LinkPolicy, expires_at
-from core.ratings.models import Rating, SessionEnd
+from core.ratings.models import Rating, RatingDecline, SessionEnd
 from core.store.db import Store
 from core.store.models import Occurrence
 from core.sync.content import unseal
@@ -81,6 +81,9 @@ class LinkPage:
     expires_at: datetime
     # Checklist items the client already ticked (never location or number: a shared device).
     checked: tuple[str, ...] = ()
+    in_person: bool = False  # no call: no device check, no Join, no online checklist
+    client_language: str | None = None  # the client's stored language: the page's default
+    declined: bool = False  # the client said they would rather not rate this session
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +228,7 @@ _OPEN_QUERY = (
         ClientLink.client_id,
         TherapySession.id,
         TherapySession.client_id,
+        TherapySession.modality,
         Occurrence.connection_id,
         Occurrence.ical_uid,
         Occurrence.recurrence_id,
@@ -244,6 +248,7 @@ _OPEN_QUERY = (
         Rating.id,
         ClientCheckin.client_id,
         ClientCheckin.answers,
+        RatingDecline.session_id,
     )
     .join(TherapySession, TherapySession.id == ClientLink.session_id)
     .join(Occurrence, Occurrence.id == TherapySession.occurrence_id)
@@ -252,6 +257,7 @@ _OPEN_QUERY = (
     .outerjoin(SessionEnd, SessionEnd.session_id == TherapySession.id)
     .outerjoin(Rating, Rating.session_id == TherapySession.id)
     .outerjoin(ClientCheckin, ClientCheckin.session_id == TherapySession.id)
+    .outerjoin(RatingDecline, RatingDecline.session_id == TherapySession.id)
     .where(ClientLink.token_hash == bindparam("token_hash"))
 )
 
@@ -266,8 +272,10 @@ def open_link(store: Store, token: str, *, policy: LinkPolicy, now: datetime | N
     if not plausible_token(token):
         return None
     at = now or datetime.now(UTC)
-    with store.session() as session:
-        row = session.execute(_OPEN_QUERY, {"token_hash": token_hash(token)}).first()
+    # A plain connection, not an ORM session: the read is Core and the ORM's execute path cost
+    # more than the query itself. The keyring only touches the session on a key-cache miss.
+    with store.reader() as connection, Session(bind=connection) as session:
+        row = connection.execute(_OPEN_QUERY, {"token_hash": token_hash(token)}).first()
         if row is None:
             return None
         (
@@ -275,6 +283,7 @@ def open_link(store: Store, token: str, *, policy: LinkPolicy, now: datetime | N
             link_client,
             session_id,
             client_id,
+            modality,
             connection_id,
             uid,
             recurrence_id,
@@ -294,6 +303,7 @@ def open_link(store: Store, token: str, *, policy: LinkPolicy, now: datetime | N
             rating_id,
             checkin_client,
             checkin_blob,
+            declined_row,
         ) = row
         if revoked_at is not None or link_client != client_id:
             return None
@@ -335,6 +345,9 @@ def open_link(store: Store, token: str, *, policy: LinkPolicy, now: datetime | N
         rated=rating_id is not None,
         expires_at=expiry,
         checked=checked,
+        in_person=modality == "in_person",
+        client_language=details.get("language"),
+        declined=declined_row is not None,
     )
 
 

@@ -11,6 +11,7 @@ from core.mail.service import (
     Envelope,
     MailPolicy,
     deliver_due,
+    open_envelope,
     queue_mail,
     withdraw_mail,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "PermanentMailError",
     "TransientMailError",
     "deliver_due",
+    "open_envelope",
     "queue_mail",
     "withdraw_mail",
 ]

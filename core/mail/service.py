@@ -40,6 +40,7 @@ __all__ = [
     "Envelope",
     "MailPolicy",
     "deliver_due",
+    "open_envelope",
     "queue_mail",
     "withdraw_mail",
 ]
@@ -227,18 +228,24 @@ def _compose(row: MailMessage, envelope: Envelope, sender: str) -> EmailMessage:
     return message
 
 
+def open_envelope(store: Store, session: Session, row: MailMessage) -> Envelope | None:
+    """The decrypted envelope of a queued message; None when its owner's key was destroyed (erased)."""
+    owner, _ = _owner(row.therapist_id, row.client_id)
+    try:
+        raw = store.keyring.decrypt(session, owner, row.envelope, _context(row.dedupe_key))
+    except KeyDestroyed:
+        return None
+    return Envelope.from_json(raw)
+
+
 def _open(store: Store, message_id: int) -> tuple[MailMessage, Envelope | None]:
     with store.session() as session:
         row = session.get(MailMessage, message_id)
         if row is None:  # pragma: no cover - claimed rows are never deleted
             raise LookupError(f"mail message {message_id} vanished")
-        owner, _ = _owner(row.therapist_id, row.client_id)
-        try:
-            raw = store.keyring.decrypt(session, owner, row.envelope, _context(row.dedupe_key))
-        except KeyDestroyed:
-            return row, None
+        envelope = open_envelope(store, session, row)
         session.expunge(row)
-        return row, Envelope.from_json(raw)
+        return row, envelope
 
 
 def deliver_due(

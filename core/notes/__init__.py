@@ -1,10 +1,12 @@
 """Encrypted, versioned session notes (progress and psychotherapy notes)."""
 
+from core.notes import export_sections  # noqa: F401  (registers the ratings and checklist parts)
+from core.notes.bulk import ImportedNote, InvalidImport, NewNote, import_notes
 from core.notes.erasure import ErasureResult, erase_client
 from core.notes.export import ExportScope, export_client, export_html, register_export_section
 from core.notes.models import KeyReencryptRun, Note, NoteDisclosure, NoteKind, NoteVersion
 from core.notes.orphans import relink_orphaned_session
-from core.notes.reencrypt import ReencryptResult, reencrypt_clients, register_reencryptor
+from core.notes.reencrypt import ReencryptResult, reencrypt_clients, register_reencryptor, retire_superseded_keys
 from core.notes.service import (
     MAX_NOTE_BYTES,
     ClientErased,
@@ -35,8 +37,11 @@ __all__ = [
     "ClientErased",
     "ErasureResult",
     "ExportScope",
+    "ImportedNote",
+    "InvalidImport",
     "InvalidNote",
     "KeyReencryptRun",
+    "NewNote",
     "Note",
     "NoteDisclosure",
     "NoteKind",
@@ -59,6 +64,7 @@ __all__ = [
     "export_client",
     "export_html",
     "get_note",
+    "import_notes",
     "list_client_notes",
     "list_notes",
     "parse_kind",
@@ -66,6 +72,7 @@ __all__ = [
     "register_export_section",
     "register_reencryptor",
     "relink_orphaned_session",
+    "retire_superseded_keys",
     "session_ref",
     "sign_note",
 ]

@@ -27,12 +27,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.audit import Actor, record
-from core.clients.models import Client
+from core.checklists.models import ChecklistAnswer, ChecklistRun
+from core.checklists.service import _detail_context  # the one definition of each row binding below
+from core.clients.models import Client, TherapySession
 from core.clients.service import _details_context  # the one definition of that row binding
-from core.crypto import Owner
+from core.crypto import DecryptionError, Owner
 from core.crypto.models import DataKey
+from core.crypto.retire import retire_superseded
+from core.links.models import ClientCheckin
+from core.links.service import _checkin_context
 from core.notes.models import KeyReencryptRun, Note, NoteVersion
 from core.notes.service import body_context
+from core.ratings.models import Rating
+from core.ratings.service import _comment_context
 from core.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -71,8 +78,59 @@ def _client_details(store: Store, session: Session, client_id: int) -> int:
     return 1
 
 
+def _resealed(store: Store, session: Session, owner: Owner, blob: bytes | None, context: str) -> bytes | None:
+    """``blob`` sealed again under ``owner``'s current key; None when it is not ``owner``'s (or empty)."""
+    if not blob:
+        return None
+    try:
+        plain = store.keyring.decrypt(session, owner, blob, context)
+    except DecryptionError:
+        return None  # sealed for another owner (e.g. a session that changed client), or unreadable
+    return store.keyring.cipher(session, owner).encrypt(plain, context)
+
+
+def _rating_comments(store: Store, session: Session, client_id: int) -> int:
+    owner = Owner("client", client_id)
+    done = 0
+    for rating in session.scalars(select(Rating).where(Rating.client_id == client_id, Rating.comment.is_not(None))):
+        sealed = _resealed(store, session, owner, rating.comment, _comment_context(rating.session_id, client_id))
+        if sealed is not None:
+            rating.comment, done = sealed, done + 1
+    return done
+
+
+def _checklist_answers(store: Store, session: Session, client_id: int) -> int:
+    owner = Owner("client", client_id)
+    done = 0
+    rows = session.scalars(
+        select(ChecklistAnswer)
+        .join(ChecklistRun, ChecklistRun.id == ChecklistAnswer.run_id)
+        .join(TherapySession, TherapySession.id == ChecklistRun.session_id)
+        .where(TherapySession.client_id == client_id, ChecklistAnswer.detail.is_not(None))
+    )
+    for answer in rows:
+        context = _detail_context(answer.run_id, answer.item_key, client_id)
+        sealed = _resealed(store, session, owner, answer.detail, context)
+        if sealed is not None:
+            answer.detail, done = sealed, done + 1
+    return done
+
+
+def _checkins(store: Store, session: Session, client_id: int) -> int:
+    owner = Owner("client", client_id)
+    done = 0
+    for checkin in session.scalars(select(ClientCheckin).where(ClientCheckin.client_id == client_id)):
+        sealed = _resealed(store, session, owner, checkin.answers, _checkin_context(checkin.session_id, client_id))
+        if sealed is not None:
+            checkin.answers, done = sealed, done + 1
+    return done
+
+
 register_reencryptor("notes", _notes)
 register_reencryptor("client_details", _client_details)
+register_reencryptor("rating_comments", _rating_comments)
+register_reencryptor("checklist_answers", _checklist_answers)
+register_reencryptor("client_checkins", _checkins)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +139,23 @@ class ReencryptResult:
     resumed: bool
     clients: int
     payloads: int
+    # Superseded keys (of earlier runs, past their grace) destroyed at the end of this one.
+    retired: int = 0
+
+
+def retire_superseded_keys(store: Store, actor: Actor, *, now: datetime | None = None) -> int:
+    """Destroy every superseded data key that nothing is sealed under any more, audited; returns how many.
+
+    Run by the periodic job ``keys.retire_superseded`` and after every re-encryption run
+    (``core.crypto.retire`` says when a key counts as unused).
+    """
+    from core.store.schema import metadata  # every table of every feature, for the reference scan
+
+    with store.session() as session:
+        retired = retire_superseded(session, store.keyring, metadata.tables.values(), now=now)
+        if retired:
+            record(session, actor, "erase", "keyring", None, detail={"superseded_keys": len(retired)})
+    return len(retired)
 
 
 def _open_run(store: Store) -> tuple[KeyReencryptRun, bool]:
@@ -146,7 +221,8 @@ def reencrypt_clients(
             detail={"clients": finished.clients_done, "resumed": resumed},
         )
         clients = finished.clients_done
-    return ReencryptResult(run.id, resumed, clients, payloads)
+    retired = retire_superseded_keys(store, actor)
+    return ReencryptResult(run.id, resumed, clients, payloads, retired)
 
 
-__all__ = ["ReencryptResult", "reencrypt_clients", "register_reencryptor"]
+__all__ = ["ReencryptResult", "reencrypt_clients", "register_reencryptor", "retire_superseded_keys"]

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from core.audit import Actor, record
 from core.clients.models import Client, TherapySession
-from core.crypto import DecryptionError, KeyDestroyed, Owner
+from core.crypto import DecryptionError, KeyDestroyed, MasterKeyError, Owner
 from core.crypto.models import DataKey
 from core.notes.models import Note, NoteKind, NoteVersion
 from core.store.db import Store
@@ -151,12 +151,14 @@ def _clean_text(text: str) -> bytes:
         raise InvalidNote("a note's text must be valid Unicode") from None
     if len(raw) > MAX_NOTE_BYTES:
         raise NoteTooLarge(len(raw))
-    if not text.strip():
+    if not text or text.isspace():  # what ``not text.strip()`` says, without copying the text
         raise InvalidNote("a note needs some text")
     return raw
 
 
 def parse_kind(value: str | NoteKind) -> NoteKind:
+    if type(value) is NoteKind:
+        return value
     try:
         return NoteKind(str(value).strip().lower())
     except ValueError:
@@ -195,7 +197,11 @@ def _key_destroyed(session: Session, client_id: int) -> bool:
     """Asked of the database on every read: another process may have erased the client since this
     one cached its key, and an erasure must take effect at once everywhere."""
     wrapped_null = session.scalar(
-        select(DataKey.wrapped.is_(None)).where(DataKey.owner_kind == "client", DataKey.owner_id == client_id)
+        # The current key: an erasure destroys it (with every older one); a superseded key alone
+        # may have been retired (core.crypto.retire) while the client lives on.
+        select(DataKey.wrapped.is_(None)).where(
+            DataKey.owner_kind == "client", DataKey.owner_id == client_id, DataKey.superseded_at.is_(None)
+        )
     )
     return bool(wrapped_null)
 
@@ -268,6 +274,7 @@ def _read_notes(
         raise NoteNotFound("notes are read by their therapist only")
     failed: Note | None = None
     reason = ""
+    wrong_key: MasterKeyError | None = None
     views: list[NoteView] = []
     with store.session() as session:
         # The audit entry first: its UPDATE of the chain head makes this a write transaction from
@@ -302,6 +309,11 @@ def _read_notes(
             except (DecryptionError, UnicodeDecodeError):
                 failed, reason = note, "tampered_or_moved"
                 break
+            except MasterKeyError as exc:
+                # This process holds another master key than the one that wrapped the data keys:
+                # nothing is served, and the refused read is audited like a tampered row.
+                failed, reason, wrong_key = note, "wrong_master_key", exc
+                break
             current = next((t.text for t in texts if t.version == note.current_version), None)
             if current is None:
                 failed, reason = note, "version_missing"
@@ -311,6 +323,8 @@ def _read_notes(
         raise ClientErased("this client's notes were erased")
     if failed is not None:
         _record_failure(store, actor, failed, reason)
+        if wrong_key is not None:
+            raise wrong_key
         raise NoteUnreadable(
             f"note {failed.id} cannot be decrypted: its stored text does not belong to it "
             "(altered or moved in the database); the failure was recorded in the audit log"

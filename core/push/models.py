@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.store.models import Base, UtcDateTime, utcnow
@@ -31,3 +31,22 @@ class PushChannel(Base):
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # The highest message number of a ping acted on (Google's X-Goog-Message-Number grows per
+    # channel): a delivery numbered no higher is a re-delivery and needs no sync (core.push.messages).
+    last_message_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class PushPause(Base):
+    """A connection whose provider asked us to slow down (quota or rate limit) while its push
+    channel was being opened, renewed or stopped: channel upkeep waits until ``until``.
+
+    One row per paused connection; ``failures`` counts the refusals in a row (the pause doubles
+    with each); the row goes when an upkeep succeeds.
+    """
+
+    __tablename__ = "push_pauses"
+
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id"), primary_key=True)
+    until: Mapped[datetime] = mapped_column(UtcDateTime)
+    failures: Mapped[int] = mapped_column(Integer, default=1)
+    reason: Mapped[str] = mapped_column(String(200))

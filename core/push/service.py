@@ -7,6 +7,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -20,7 +21,9 @@ __all__ = [
     "STOPPED_GRACE",
     "ChannelView",
     "channels_of",
+    "extend_channel",
     "forget_channel",
+    "genuine_channel",
     "live_channels",
     "mark_stopped",
     "new_channel_token",
@@ -103,31 +106,63 @@ def verify_ping(
     (compared in constant time). The caller logs a refusal; nothing here reveals which check failed
     to the sender.
     """
+    with store.session() as session:
+        channel = genuine_channel(
+            session, store, provider, channel_id=channel_id, token=token, resource_id=resource_id, now=now
+        )
+        return None if channel is None else channel.channel.connection_id
+
+
+class GenuineChannel(NamedTuple):
+    """A verified ping's channel, with its connection's sync state read in the same query (the
+    webhook decides when to sync from it without a second round trip)."""
+
+    channel: PushChannel
+    backoff_until: datetime | None
+    last_sync_at: datetime | None
+
+
+def genuine_channel(
+    session: Session,
+    store: Store,
+    provider: str,
+    *,
+    channel_id: str,
+    token: str | None,
+    resource_id: str | None,
+    now: datetime,
+) -> GenuineChannel | None:
+    """:func:`verify_ping` inside the caller's transaction: the channel row, or None when not genuine."""
     if not channel_id or not token or not resource_id:
         return None
-    with store.session() as session:
-        row = session.execute(
-            select(PushChannel, Connection.therapist_id, Connection.removed_at)
-            .join(Connection, Connection.id == PushChannel.connection_id)
-            .where(PushChannel.channel_id == channel_id, PushChannel.provider == provider)
-        ).first()
-        if row is None:
-            return None
-        channel, therapist_id, removed_at = row
-        if removed_at is not None or channel.expires_at + STOPPED_GRACE <= now:
-            return None
-        if channel.stopped_at is not None and channel.stopped_at + STOPPED_GRACE <= now:
-            return None
-        try:
-            expected = store.keyring.decrypt(
-                session, Owner("therapist", therapist_id), channel.token, _token_context(channel.channel_id)
-            )
-        except DecryptionError:
-            log.warning("push channel %s: its token cannot be decrypted", channel.channel_id)
-            return None
-        token_ok = hmac.compare_digest(expected, token.encode())
-        resource_ok = hmac.compare_digest(channel.resource_id.encode(), resource_id.encode())
-        return channel.connection_id if token_ok and resource_ok else None
+    row = session.execute(
+        select(
+            PushChannel,
+            Connection.therapist_id,
+            Connection.removed_at,
+            Connection.backoff_until,
+            Connection.last_sync_at,
+        )
+        .join(Connection, Connection.id == PushChannel.connection_id)
+        .where(PushChannel.channel_id == channel_id, PushChannel.provider == provider)
+    ).first()
+    if row is None:
+        return None
+    channel, therapist_id, removed_at, backoff_until, last_sync_at = row
+    if removed_at is not None or channel.expires_at + STOPPED_GRACE <= now:
+        return None
+    if channel.stopped_at is not None and channel.stopped_at + STOPPED_GRACE <= now:
+        return None
+    try:
+        expected = store.keyring.decrypt(
+            session, Owner("therapist", therapist_id), channel.token, _token_context(channel.channel_id)
+        )
+    except DecryptionError:
+        log.warning("push channel %s: its token cannot be decrypted", channel.channel_id)
+        return None
+    token_ok = hmac.compare_digest(expected, token.encode())
+    resource_ok = hmac.compare_digest(channel.resource_id.encode(), resource_id.encode())
+    return GenuineChannel(channel, backoff_until, last_sync_at) if token_ok and resource_ok else None
 
 
 def live_channels(store: Store, provider: str | None = None) -> list[ChannelView]:
@@ -147,6 +182,12 @@ def channels_of(store: Store, connection_id: int) -> list[ChannelView]:
             select(PushChannel).where(PushChannel.connection_id == connection_id).order_by(PushChannel.expires_at)
         )
         return [_view(r) for r in rows]
+
+
+def extend_channel(store: Store, channel_id: str, expires_at: datetime) -> None:
+    """Record a channel's new expiry after the provider renewed it in place (Graph's PATCH of a subscription)."""
+    with store.session() as session:
+        session.execute(update(PushChannel).where(PushChannel.channel_id == channel_id).values(expires_at=expires_at))
 
 
 def mark_stopped(store: Store, channel_id: str, now: datetime) -> None:

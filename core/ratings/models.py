@@ -54,3 +54,17 @@ class MeasureText(Base):
     # {"en": {"bond": {"prompt", "low", "high"}, ...}, "es": {...}}
     locales: Mapped[dict[str, Any]] = mapped_column(JSON)
     attested_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class RatingDecline(Base):
+    """The client chose "I'd rather not answer" on the rating page (alert rule R6 reads it).
+
+    One row per session: declining again changes nothing. A rating submitted later still counts
+    (the client changed their mind); the decline then stays only as a record of the first answer.
+    """
+
+    __tablename__ = "rating_declines"
+
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    declined_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

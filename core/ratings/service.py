@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from core.clients.models import Client, TherapySession
 from core.crypto import KeyDestroyed, Owner
 from core.links.policy import CallTimes
-from core.ratings.models import Rating, SessionEnd
+from core.ratings.models import Rating, RatingDecline, SessionEnd
 from core.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -196,6 +196,31 @@ def read_comment(store: Store, record: RatingRecord) -> str | None:
             return None
 
 
+def decline_rating(store: Store, session_id: int, client_id: int, *, now: datetime | None = None) -> bool:
+    """Record that the client would rather not rate this session (alert rule R6); False when it was
+    already declined or rated (nothing changes then)."""
+    at = now or datetime.now(UTC)
+    try:
+        with store.session() as session:
+            _require_session_of(session, session_id, client_id)
+            if session.scalar(select(Rating.id).where(Rating.session_id == session_id)) is not None:
+                return False
+            if session.get(RatingDecline, session_id) is not None:
+                return False
+            session.add(RatingDecline(session_id=session_id, client_id=client_id, declined_at=at))
+            session.flush()
+    except IntegrityError:
+        return False  # declined twice at once: the other one stands
+    log.info("session %d: rating declined", session_id)
+    return True
+
+
+def declined_sessions(store: Store, client_id: int) -> set[int]:
+    """Ids of the client's sessions whose rating the client declined (callers scope the client)."""
+    with store.session() as session:
+        return set(session.scalars(select(RatingDecline.session_id).where(RatingDecline.client_id == client_id)))
+
+
 # -- the real end of a call ---------------------------------------------------------------------
 
 
@@ -263,6 +288,8 @@ __all__ = [
     "InvalidRating",
     "RatingRecord",
     "call_times",
+    "decline_rating",
+    "declined_sessions",
     "get_rating",
     "list_client_ratings",
     "no_show_sessions",

@@ -93,7 +93,7 @@ class Connection(Base):
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     credentials: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     cursor: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # ok | error | needs_reconnect
+    # ok | error | needs_reconnect | needs_attention (K failures in a row, core.sync.backoff)
     health: Mapped[str] = mapped_column(String(20), default="ok")
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     last_sync_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
@@ -110,6 +110,12 @@ class Connection(Base):
     # Bumped by every transaction that changes what a listing of this connection shows (its
     # occurrences, its name): readers compare it to skip recomputing an unchanged listing.
     listing_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Sync backoff (core.sync.backoff): no sync before ``backoff_until`` after a retryable failure;
+    # failures in a row since the last success, and when that streak began (one "needs attention"
+    # e-mail per streak).
+    backoff_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failing_since: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class Occurrence(Base):

@@ -2,6 +2,7 @@
 
 # Imported for their side effect: each registers its tables on the shared metadata.
 import core.accounts.models  # account tables
+import core.attendance.models  # who cancelled a session (issue 7, R8)
 import core.audit.models  # audit log (notes issue)
 import core.checklists.models  # checklist templates, runs, answers
 import core.clients.models  # clients, series assignments, sessions

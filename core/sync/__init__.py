@@ -9,6 +9,7 @@ from core.sync.types import (
     ReauthorizationRequired,
     RemoteOccurrence,
     SourceError,
+    SourceUnavailable,
     Status,
     recurrence_id_for,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "ReauthorizationRequired",
     "RemoteOccurrence",
     "SourceError",
+    "SourceUnavailable",
     "Status",
     "SyncInProgress",
     "SyncReport",

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from core.crypto import OwnerCipher
 from core.sync.types import OccurrenceKey, RemoteOccurrence
 
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_quote = json.encoder.encode_basestring
+
 
 @dataclass(frozen=True, slots=True)
 class OccurrenceContent:
@@ -42,12 +45,24 @@ def content_context_of(connection_id: int, ical_uid: str, recurrence_id: str) ->
 
 def seal(cipher: OwnerCipher, connection_id: int, key: OccurrenceKey, content: OccurrenceContent) -> bytes:
     """Encrypt ``content`` bound to this occurrence's identity."""
-    payload = json.dumps(
-        [content.title, content.description, content.location, list(content.attendees), content.video_url],
-        ensure_ascii=False,
-        separators=(",", ":"),
+    payload = _encode(
+        [content.title, content.description, content.location, list(content.attendees), content.video_url]
     )
     return cipher.encrypt(payload.encode(), content_context(connection_id, key))
+
+
+def seal_occurrence(cipher: OwnerCipher, connection_id: int, occ: RemoteOccurrence, video_url: str | None) -> bytes:
+    """:func:`seal` of ``OccurrenceContent.of(occ, video_url)``, the same bytes sealed, for a first mirror.
+
+    Every new occurrence is sealed once: this writes the JSON array by hand (no content object, no
+    encoder call), falling back to :func:`seal` for anything but plain strings.
+    """
+    if not all(type(t) is str for t in (occ.title, occ.description, occ.location, *occ.attendees)):
+        return seal(cipher, connection_id, occ.key, OccurrenceContent.of(occ, video_url))
+    attendees = ",".join(map(_quote, occ.attendees))
+    video = "null" if video_url is None else _quote(video_url)
+    payload = f"[{_quote(occ.title)},{_quote(occ.description)},{_quote(occ.location)},[{attendees}],{video}]"
+    return cipher.encrypt(payload.encode(), content_context_of(connection_id, occ.key.ical_uid, occ.key.recurrence_id))
 
 
 def unseal(cipher: OwnerCipher, connection_id: int, key: OccurrenceKey, blob: bytes) -> OccurrenceContent:

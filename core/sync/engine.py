@@ -14,26 +14,32 @@ Guarantees (DESIGN.md, "Sync"):
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
+import sys
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Table, or_, select, update
+from sqlalchemy import Table, case, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import SingletonThreadPool
 
 from core.crypto import Owner, OwnerCipher
-from core.store.bulk import insert_rows
+from core.store.bulk import EncodedJson, insert_tuples
 from core.store.db import Store
 from core.store.models import Connection, Occurrence, OccurrenceHistory, OutboxEvent
-from core.sync.content import OccurrenceContent, hash_key, seal
+from core.sync.content import hash_key, seal_occurrence
 from core.sync.decide import Action, LocalState, RemoteState, decide
-from core.sync.hashing import content_hash
+from core.sync.hashing import ContentHasher
 from core.sync.types import (
+    ChangePage,
     ChangeSource,
     CursorExpired,
     OccurrenceKey,
@@ -45,12 +51,35 @@ from core.sync.types import (
 from core.video_links import detect_video_url
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LEASE_TTL = timedelta(minutes=10)
 
 _OCCURRENCES: Table = Occurrence.__table__  # type: ignore[assignment]
 _HISTORY: Table = OccurrenceHistory.__table__  # type: ignore[assignment]
 _OUTBOX: Table = OutboxEvent.__table__  # type: ignore[assignment]
+
+# Column order of the rows the engine writes (tuples, not dicts: a first mirror writes 30,000).
+_OCCURRENCE_COLUMNS = (
+    "connection_id",
+    "ical_uid",
+    "recurrence_id",
+    "provider_id",
+    "status",
+    "all_day",
+    "start_utc",
+    "end_utc",
+    "timezone",
+    "content",
+    "content_hash",
+    "created_at",
+    "updated_at",
+)
+_HISTORY_COLUMNS = ("occurrence_id", "kind", "old_start_utc", "old_end_utc", "new_start_utc", "new_end_utc", "at")
+_OUTBOX_COLUMNS = ("event_id", "kind", "therapist_id", "connection_id", "occurrence_id", "payload", "created_at")
+
+# Past it SQLite numbers new rows at random (https://sqlite.org/autoinc.html): then ids are read back.
+_SQLITE_LARGEST_ROWID = 2**63 - 1
 
 Progress = Callable[[int, int | None], None]
 Checkpoint = Callable[[str], None]
@@ -138,18 +167,107 @@ class _Mirror:
             self._load(session, Occurrence.ical_uid.in_(uids[i : i + 500]))
 
 
+@dataclass(slots=True)
+class _Insert:
+    """A first sighting: its row (in ``_OCCURRENCE_COLUMNS`` order) and its instants as ISO text."""
+
+    key: OccurrenceKey
+    row: tuple[Any, ...]
+    action: Action
+    start_iso: str
+    end_iso: str
+
+
+@dataclass
+class _Listing:
+    """One listing's progress across its pages: the mirror as far as loaded, what it has shown."""
+
+    mirror: _Mirror
+    seen: set[OccurrenceKey] = field(default_factory=set)
+    live_seen: int = 0
+    last_seen: bool = False
+
+
+@dataclass
+class _Tail:
+    """A page's rows the writer thread inserts before the commit (column orders as named)."""
+
+    history: list[tuple[Any, ...]]  # _HISTORY_COLUMNS
+    outbox: list[tuple[Any, ...]]  # _OUTBOX_COLUMNS
+    instants: dict[Any, Any]  # the transaction's memo of converted instants (core.store.bulk)
+    # New occurrences numbered in advance (SQLite), and the largest id before them.
+    occurrences: list[tuple[Any, ...]] = field(default_factory=list)  # _OCCURRENCE_COLUMNS
+    after: int = 0
+
+
 @dataclass
 class _PageWrites:
     """Everything one page changes, gathered so it is written in a few bulk statements."""
 
-    inserts: list[tuple[OccurrenceKey, dict[str, Any], Action]] = field(default_factory=list)
+    inserts: list[_Insert] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    outbox: list[dict[str, Any]] = field(default_factory=list)
+    history: list[tuple[Any, ...]] = field(default_factory=list)  # in _HISTORY_COLUMNS order
+    # (kind, occurrence id, payload) of each domain event; ids and created_at added at the flush
+    outbox: list[tuple[str, int, EncodedJson]] = field(default_factory=list)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value else None
+_VARIANTS = "89ab" * 4  # a random hex digit -> the RFC 4122 variant digit keeping its two low bits
+
+
+def _event_ids(count: int) -> list[str]:
+    """``count`` random UUIDs (version 4) as text, written as ``str(uuid.uuid4())`` writes them.
+
+    One read of the system's random source for all of them (a page's events), not one per id.
+    """
+    h = os.urandom(16 * count).hex()
+    return [
+        f"{h[at : at + 8]}-{h[at + 8 : at + 12]}-4{h[at + 13 : at + 16]}-"
+        f"{_VARIANTS[int(h[at + 16], 16)]}{h[at + 17 : at + 20]}-{h[at + 20 : at + 32]}"
+        for at in range(0, 32 * count, 32)
+    ]
+
+
+def _event_id() -> str:
+    """One random UUID (version 4) as text, the same as ``str(uuid.uuid4())``."""
+    return _event_ids(1)[0]
+
+
+# What json.dumps (default arguments: ASCII only) writes for one string.
+_json_string = json.encoder.encode_basestring_ascii
+
+
+def _payload(old_start: str | None, old_end: str | None, start: str | None, end: str | None) -> EncodedJson:
+    """An occurrence event's payload (instants as UTC ISO text or None) as ``json.dumps`` encodes it.
+
+    Written directly, one per changed occurrence: the encoder call was ~10% of a first mirror's
+    cost per row. ``tests/core/test_outbox_payload_text.py`` checks it against ``json.dumps``.
+    """
+    return EncodedJson(
+        f'{{"old_start": {"null" if old_start is None else _json_string(old_start)}, '
+        f'"old_end": {"null" if old_end is None else _json_string(old_end)}, '
+        f'"start": {"null" if start is None else _json_string(start)}, '
+        f'"end": {"null" if end is None else _json_string(end)}}}'
+    )
+
+
+class _Inline(Executor):
+    """Runs each task at once in the caller's thread (a store whose connections are bound to theirs)."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed over like a thread's: raised by result()
+            future.set_exception(exc)
+        return future
+
+
+def _writer(store: Store) -> Executor:
+    # An in-memory SQLite database lives in one connection per thread (SingletonThreadPool): a
+    # session opened here could not be finished by another thread.
+    if isinstance(store.engine.pool, SingletonThreadPool):
+        return _Inline()
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-writer")
 
 
 class _Run:
@@ -175,71 +293,160 @@ class _Run:
         self.checkpoint = checkpoint
         self.lease_owner = lease_owner
         self.cipher: OwnerCipher | None = None
-        self.hash_key = b""
+        self.hasher = ContentHasher(b"")
+        # UTC ISO text of the instants this run has written (hashes, payloads, SQLite's columns).
+        self.iso_texts: dict[datetime, str] = {}
+
+    def _iso_of(self, moment: datetime) -> str:
+        text = self.iso_texts.get(moment)
+        if text is None:
+            text = self.iso_texts[moment] = moment.astimezone(UTC).isoformat()
+        return text
+
+    def _iso_or_none(self, moment: datetime | None) -> str | None:
+        return None if moment is None else self._iso_of(moment)
 
     def _ensure_cipher(self, session: Session) -> OwnerCipher:
         if self.cipher is None:
             self.cipher = self.store.keyring.cipher(session, Owner("therapist", self.therapist_id))
-            self.hash_key = hash_key(self.cipher)
+            self.hasher = ContentHasher(hash_key(self.cipher))
         return self.cipher
 
     def run(self, source: ChangeSource, cursor: str | None) -> None:
-        mirror = _Mirror(self.connection_id)
-        seen: set[OccurrenceKey] = set()
-        live_seen = 0
+        """Apply every page of ``source``'s listing from ``cursor``, one transaction per page.
+
+        A page's transaction is opened, its rows decided and its updates written here; its new
+        rows (on SQLite all of them, numbered in advance; on PostgreSQL the history and outbox
+        rows) and its commit are finished by a writer thread (``_finish``) while
+        this thread takes the next page from the source and, when that needs no reading of the
+        mirror (a complete listing is loaded on its first page), decides it in memory. The next
+        transaction begins only once the previous one has committed, so pages still commit one
+        at a time, in order, each with everything it changed, and the cursor with the last; the
+        database work (SQLite's inserts and commit, or PostgreSQL's server) runs meanwhile.
+        """
+        listing = _Listing(_Mirror(self.connection_id))
         processed = 0
-        last_seen = False
-        for pages_done, page in enumerate(source.list_changes(cursor)):
-            if last_seen:
-                raise SourceError("the source sent pages after its last page")
-            with self.store.session() as session:
-                self._renew_lease(session)
+        with _writer(self.store) as writer:
+            committing: tuple[Future[None], ChangePage] | None = None
+            try:
+                for pages_done, page in enumerate(source.list_changes(cursor)):
+                    if listing.last_seen:
+                        raise SourceError("the source sent pages after its last page")
+                    writes = None
+                    if committing is not None and listing.mirror.fully_loaded and self.cipher is not None:
+                        writes = self._decide(listing, page)  # in memory, while the last page commits
+                    if committing is not None:
+                        done, committing = committing, None
+                        processed = self._committed(done, processed)
+                    committing = (writer.submit(self._finish, *self._begin(listing, page, pages_done, writes)), page)
+                if committing is not None:
+                    done, committing = committing, None
+                    processed = self._committed(done, processed)
+            finally:
+                if committing is not None:
+                    # This thread failed while the writer was finishing a page: that page commits
+                    # or rolls back on its own; this thread's error is the one raised.
+                    wait([committing[0]])
+        if not listing.last_seen:
+            raise SourceError("the source stopped before its last page; nothing after the last page was kept")
+
+    def _committed(self, done: tuple[Future[None], ChangePage], processed: int) -> int:
+        """Wait for the writer's page (raising what it raised), then count and report it."""
+        future, page = done
+        future.result()
+        self.report.pages += 1
+        processed += len(page.upserts) + len(page.removals)
+        if self.progress:
+            self.progress(processed, page.total_hint)
+        return processed
+
+    def _decide(self, listing: _Listing, page: ChangePage) -> _PageWrites:
+        """Everything ``page`` changes, decided against the mirror as loaded (no database access)."""
+        mirror = listing.mirror
+        writes = _PageWrites()
+        # Within one page the last word on a key wins (duplicated UIDs, replayed items).
+        latest: dict[OccurrenceKey, RemoteOccurrence | None] = {}
+        for key in page.removals:
+            latest[key] = None
+        for upsert in page.upserts:
+            latest[upsert.key] = upsert
+        seen = listing.seen
+        for key, item in latest.items():
+            self._apply(mirror, key, item, writes)
+            if item is not None:
+                seen.add(key)
+                if item.status is not Status.CANCELLED:
+                    listing.live_seen += 1
+        if page.complete_uids:
+            listed = {key for key, item in latest.items() if item is not None}
+            self._sweep_uids(mirror, set(page.complete_uids), listed, page.window, writes)
+        if page.is_last:
+            listing.last_seen = True
+            if page.complete:
+                self._sweep(mirror, seen, listing.live_seen, page.window, writes)
+        return writes
+
+    def _begin(
+        self, listing: _Listing, page: ChangePage, pages_done: int, writes: _PageWrites | None
+    ) -> tuple[AbstractContextManager[Session], Session, _Tail]:
+        """Open the page's transaction and write all but its history and outbox rows (``_finish``)."""
+        transaction = self.store.session()
+        session = transaction.__enter__()
+        try:
+            self._renew_lease(session)
+            if writes is None:
                 self._ensure_cipher(session)
-                mirror.ensure_loaded(
+                listing.mirror.ensure_loaded(
                     session,
                     [o.key for o in page.upserts]
                     + list(page.removals)
                     + [OccurrenceKey(u) for u in page.complete_uids],
                     everything=page.complete,
                 )
-                writes = _PageWrites()
-                # Within one page the last word on a key wins (duplicated UIDs, replayed items).
-                latest: dict[OccurrenceKey, RemoteOccurrence | None] = {}
-                for key in page.removals:
-                    latest[key] = None
-                for upsert in page.upserts:
-                    latest[upsert.key] = upsert
-                for key, item in latest.items():
-                    self._apply(mirror, key, item, writes)
-                    if item is not None:
-                        seen.add(key)
-                        if item.status is not Status.CANCELLED:
-                            live_seen += 1
-                if page.complete_uids:
-                    listed = {key for key, item in latest.items() if item is not None}
-                    self._sweep_uids(mirror, set(page.complete_uids), listed, page.window, writes)
-                if page.is_last:
-                    last_seen = True
-                    if page.complete:
-                        self._sweep(mirror, seen, live_seen, page.window, writes)
-                self._flush(session, mirror, writes)
-                if page.is_last:
-                    session.execute(
-                        update(Connection).where(Connection.id == self.connection_id).values(cursor=page.next_cursor)
-                    )
-                elif page.complete and pages_done == 0:
-                    # A complete listing that has begun supersedes the old cursor: should it die
-                    # half way, the next run must list everything again, not short-circuit on a
-                    # cursor describing content the mirror no longer matches.
-                    session.execute(update(Connection).where(Connection.id == self.connection_id).values(cursor=None))
-                self._checkpoint("before_commit")
-            self._checkpoint("after_commit")
-            self.report.pages += 1
-            processed += len(page.upserts) + len(page.removals)
-            if self.progress:
-                self.progress(processed, page.total_hint)
-        if not last_seen:
-            raise SourceError("the source stopped before its last page; nothing after the last page was kept")
+                writes = self._decide(listing, page)
+            tail = self._flush(session, listing.mirror, writes)
+            if page.is_last:
+                session.execute(
+                    update(Connection).where(Connection.id == self.connection_id).values(cursor=page.next_cursor)
+                )
+            elif (page.complete or not page.resumable) and pages_done == 0:
+                # A complete listing that has begun supersedes the old cursor: should it die
+                # half way, the next run must list everything again, not short-circuit on a
+                # cursor describing content the mirror no longer matches. Likewise a round of
+                # changes whose source cannot resume it from the old cursor (ChangePage.resumable).
+                session.execute(update(Connection).where(Connection.id == self.connection_id).values(cursor=None))
+        except BaseException:
+            if not transaction.__exit__(*sys.exc_info()):
+                raise
+        return transaction, session, tail
+
+    def _finish(self, transaction: AbstractContextManager[Session], session: Session, tail: _Tail) -> None:
+        """The writer thread's part of a page: its new occurrences (SQLite), history and outbox rows, the commit."""
+        try:
+            if tail.occurrences:
+                insert_tuples(
+                    session,
+                    _OCCURRENCES,
+                    _OCCURRENCE_COLUMNS,
+                    tail.occurrences,
+                    instants=tail.instants,
+                    iso_texts=self.iso_texts,
+                )
+                self._check_ids(session, tail.after, len(tail.occurrences))
+            if tail.history:
+                insert_tuples(
+                    session, _HISTORY, _HISTORY_COLUMNS, tail.history, instants=tail.instants, iso_texts=self.iso_texts
+                )
+            if tail.outbox:
+                insert_tuples(
+                    session, _OUTBOX, _OUTBOX_COLUMNS, tail.outbox, instants=tail.instants, iso_texts=self.iso_texts
+                )
+            self._checkpoint("before_commit")
+        except BaseException:
+            if not transaction.__exit__(*sys.exc_info()):
+                raise
+        transaction.__exit__(None, None, None)
+        self._checkpoint("after_commit")
 
     def _checkpoint(self, name: str) -> None:
         if self.checkpoint:
@@ -258,8 +465,15 @@ class _Run:
 
     def _apply(self, mirror: _Mirror, key: OccurrenceKey, occ: RemoteOccurrence | None, writes: _PageWrites) -> None:
         row = mirror.rows.get(key)
-        remote_hash = content_hash(occ, self.hash_key) if occ is not None else ""
-        remote = RemoteState(occ.status, occ.start, occ.end, remote_hash) if occ is not None else None
+        if occ is not None:
+            # The instants' text, once: hashed, and written again in the domain event's payload.
+            iso_texts = self.iso_texts
+            start_iso = iso_texts.get(occ.start) or self._iso_of(occ.start)
+            end_iso = iso_texts.get(occ.end) or self._iso_of(occ.end)
+            remote_hash = self.hasher(occ, start_iso, end_iso)
+            remote: RemoteState | None = RemoteState(occ.status, occ.start, occ.end, remote_hash)
+        else:
+            remote = None
         action = decide(row.local_state() if row else None, remote)
 
         if action is Action.NOTHING:
@@ -273,7 +487,7 @@ class _Run:
         if action in (Action.CREATE, Action.CREATE_CANCELLED):
             if occ is None:
                 raise RuntimeError("decide() asked to create an occurrence without a remote item")
-            writes.inserts.append((key, self._columns(occ, remote_hash), action))
+            writes.inserts.append(_Insert(key, self._columns(occ, remote_hash), action, start_iso, end_iso))
             if action is Action.CREATE:
                 self.report.created += 1
             else:
@@ -293,7 +507,7 @@ class _Run:
         else:
             if occ is None:
                 raise RuntimeError(f"decide() returned {action} without a remote item")
-            values.update(self._columns(occ, remote_hash))
+            values.update(zip(_OCCURRENCE_COLUMNS, self._columns(occ, remote_hash), strict=True))
             del values["created_at"]
             row.status, row.start, row.end = occ.status, occ.start, occ.end
             row.content_hash, row.provider_id = remote_hash, occ.provider_id
@@ -312,27 +526,24 @@ class _Run:
             raise RuntimeError("the therapist's cipher is loaded at the start of every page")
         return self.cipher
 
-    def _columns(self, occ: RemoteOccurrence, remote_hash: str) -> dict[str, Any]:
-        return {
-            "connection_id": self.connection_id,
-            "ical_uid": occ.key.ical_uid,
-            "recurrence_id": occ.key.recurrence_id,
-            "provider_id": occ.provider_id,
-            "status": occ.status.value,
-            "all_day": occ.all_day,
-            "start_utc": occ.start,
-            "end_utc": occ.end,
-            "timezone": occ.timezone,
-            "content": seal(
-                self._cipher(),
-                self.connection_id,
-                occ.key,
-                OccurrenceContent.of(occ, detect_video_url(occ.conference_url, occ.url, occ.location, occ.description)),
-            ),
-            "content_hash": remote_hash,
-            "created_at": self.now,
-            "updated_at": self.now,
-        }
+    def _columns(self, occ: RemoteOccurrence, remote_hash: str) -> tuple[Any, ...]:
+        """The occurrence's row, in ``_OCCURRENCE_COLUMNS`` order."""
+        video_url = detect_video_url(occ.conference_url, occ.url, occ.location, occ.description)
+        return (
+            self.connection_id,
+            occ.key.ical_uid,
+            occ.key.recurrence_id,
+            occ.provider_id,
+            occ.status.value,
+            occ.all_day,
+            occ.start,
+            occ.end,
+            occ.timezone,
+            seal_occurrence(self._cipher(), self.connection_id, occ, video_url),
+            remote_hash,
+            self.now,
+            self.now,
+        )
 
     def _record(
         self,
@@ -345,37 +556,19 @@ class _Run:
         new_end: datetime | None,
         *,
         emit: bool = True,
+        new_iso: tuple[str, str] | None = None,
     ) -> None:
-        writes.history.append(
-            {
-                "occurrence_id": occurrence_id,
-                "kind": kind,
-                "old_start_utc": old_start,
-                "old_end_utc": old_end,
-                "new_start_utc": new_start,
-                "new_end_utc": new_end,
-                "at": self.now,
-            }
-        )
+        """History of one change, and its domain event unless ``emit`` is false.
+
+        ``new_iso``: ``new_start`` and ``new_end`` as UTC ISO text when the caller has it already.
+        """
+        writes.history.append((occurrence_id, kind, old_start, old_end, new_start, new_end, self.now))
         if not emit:
             return
+        start, end = new_iso if new_iso is not None else (self._iso_or_none(new_start), self._iso_or_none(new_end))
         # Payloads carry ids and instants only: nothing that could name a client.
-        writes.outbox.append(
-            {
-                "event_id": str(uuid.uuid4()),
-                "kind": f"occurrence.{kind}",
-                "therapist_id": self.therapist_id,
-                "connection_id": self.connection_id,
-                "occurrence_id": occurrence_id,
-                "payload": {
-                    "old_start": _iso(old_start),
-                    "old_end": _iso(old_end),
-                    "start": _iso(new_start),
-                    "end": _iso(new_end),
-                },
-                "created_at": self.now,
-            }
-        )
+        payload = _payload(self._iso_or_none(old_start), self._iso_or_none(old_end), start, end)
+        writes.outbox.append((f"occurrence.{kind}", occurrence_id, payload))
 
     def _sweep(
         self,
@@ -423,33 +616,51 @@ class _Run:
             ):
                 self._apply(mirror, key, None, writes)
 
-    def _flush(self, session: Session, mirror: _Mirror, writes: _PageWrites) -> None:
+    def _flush(self, session: Session, mirror: _Mirror, writes: _PageWrites) -> _Tail:
         # Plain multi-row inserts on the tables (not the ORM, not RETURNING): SQLite cannot batch
         # an INSERT ... RETURNING, and the ORM splits batches whenever NULL columns differ, which
         # made a first mirror of 10,000 events one statement per row (benchmarks/README.md).
+        # One memo of converted instants for the whole transaction: ``now`` is on every row, and an
+        # occurrence's start and end are written again in its history.
+        instants: dict[Any, Any] = {}
+        tail = _Tail([], [], instants)
         if writes.inserts:
-            insert_rows(session, _OCCURRENCES, [columns for _, columns, _ in writes.inserts])
-            new_ids = self._ids_of(session, [key for key, _, _ in writes.inserts])
-            for key, columns, action in writes.inserts:
-                new_id = new_ids[key]
-                mirror.rows[key] = _Row(
-                    new_id,
-                    Status(columns["status"]),
-                    columns["start_utc"],
-                    columns["end_utc"],
-                    columns["content_hash"],
-                    columns["provider_id"],
+            before = session.scalar(select(func.max(Occurrence.id))) or 0
+            keys = [i.key for i in writes.inserts]
+            if session.get_bind().dialect.name == "sqlite" and before + len(keys) < _SQLITE_LARGEST_ROWID:
+                # SQLite numbers a new row the largest rowid plus one, in the order the rows are
+                # written, and this transaction has held the database's write lock since it renewed
+                # the lease: the ids are known now. The writer thread inserts the rows and checks
+                # that they got exactly these ids (``_check_ids``) before anything commits.
+                new_ids = {(k.ical_uid, k.recurrence_id): before + 1 + n for n, k in enumerate(keys)}
+                tail.occurrences, tail.after = [i.row for i in writes.inserts], before
+            else:
+                insert_tuples(
+                    session,
+                    _OCCURRENCES,
+                    _OCCURRENCE_COLUMNS,
+                    [i.row for i in writes.inserts],
+                    instants=instants,
+                    iso_texts=self.iso_texts,
                 )
-                kind = "created" if action is Action.CREATE else "cancelled"
+                new_ids = self._ids_of(session, keys, after=before)
+            for insert in writes.inserts:
+                key, row = insert.key, insert.row
+                new_id = new_ids[key.ical_uid, key.recurrence_id]
+                # row: connection_id, ical_uid, recurrence_id, provider_id, status, all_day, start_utc,
+                # end_utc, timezone, content, content_hash, ... (_OCCURRENCE_COLUMNS)
+                mirror.rows[key] = _Row(new_id, Status(row[4]), row[6], row[7], row[10], row[3])
+                kind = "created" if insert.action is Action.CREATE else "cancelled"
                 self._record(
                     writes,
                     new_id,
                     kind,
                     None,
                     None,
-                    columns["start_utc"],
-                    columns["end_utc"],
-                    emit=action is Action.CREATE,
+                    row[6],
+                    row[7],
+                    emit=insert.action is Action.CREATE,
+                    new_iso=(insert.start_iso, insert.end_iso),
                 )
         if writes.updates:
             session.execute(update(Occurrence), writes.updates)
@@ -461,15 +672,75 @@ class _Run:
                 .where(Connection.id == self.connection_id)
                 .values(listing_revision=Connection.listing_revision + 1)
             )
-        if writes.history:
-            insert_rows(session, _HISTORY, writes.history)
-        if writes.outbox:
-            insert_rows(session, _OUTBOX, writes.outbox)
+        therapist_id, connection_id, now = self.therapist_id, self.connection_id, self.now
+        outbox = [
+            (event_id, kind, therapist_id, connection_id, occurrence_id, payload, now)
+            for event_id, (kind, occurrence_id, payload) in zip(
+                _event_ids(len(writes.outbox)), writes.outbox, strict=True
+            )
+        ]
+        tail.history, tail.outbox = writes.history, outbox
+        return tail
 
-    def _ids_of(self, session: Session, keys: list[OccurrenceKey]) -> dict[OccurrenceKey, int]:
-        wanted = set(keys)
-        uids = sorted({k.ical_uid for k in keys})
-        found: dict[OccurrenceKey, int] = {}
+    def _check_ids(self, session: Session, after: int, count: int) -> None:
+        """The occurrences just inserted above ``after`` are this connection's, numbered ``after + 1`` on."""
+        if not self._consecutive_above(session, after, count):
+            raise RuntimeError("inserted occurrences did not get the ids they were numbered with; nothing was kept")
+
+    def _consecutive_above(self, session: Session, after: int, count: int) -> bool:
+        """Whether the occurrences above id ``after`` are exactly ``count`` consecutive ids, all this connection's."""
+        found = session.execute(
+            select(
+                func.count(),
+                func.min(Occurrence.id),
+                func.max(Occurrence.id),
+                func.min(Occurrence.connection_id),
+                func.max(Occurrence.connection_id),
+            ).where(Occurrence.id > after)
+        ).one()
+        return tuple(found) == (count, after + 1, after + count, self.connection_id, self.connection_id)
+
+    def _ids_of(self, session: Session, keys: list[OccurrenceKey], *, after: int) -> dict[tuple[str, str], int]:
+        """The ids the rows of ``keys`` just inserted got: one range read on the primary key.
+
+        Ids only grow (SQLite's rowid, PostgreSQL's sequence), so the new rows are above the
+        largest id this transaction saw before inserting, and no other sync writes this connection
+        meanwhile (the lease). The condition is the id alone, so both databases walk the primary
+        key from ``after`` (with ``connection_id`` in it they chose the connection's index and read
+        all of its rows, however few were new); the rows are matched to this connection and to
+        ``keys`` here, and every key must be found. Keyed by ``(ical_uid, recurrence_id)``: plain
+        tuples hash in C, and a page has thousands of them.
+        """
+        if self._consecutive_above(session, after, len(keys)):
+            # The rows above ``after`` are exactly ``len(keys)`` consecutive ids, all this
+            # connection's: the rows just inserted (nobody else writes this connection, the lease),
+            # numbered in the order they were written (SQLite's rowid is the largest plus one, a
+            # PostgreSQL sequence only grows within a session). No rows to read back.
+            return {(k.ical_uid, k.recurrence_id): after + 1 + i for i, k in enumerate(keys)}
+        wanted = {(k.ical_uid, k.recurrence_id) for k in keys}
+        found: dict[tuple[str, str], int] = {}
+        rows = session.execute(
+            select(Occurrence.id, Occurrence.connection_id, Occurrence.ical_uid, Occurrence.recurrence_id).where(
+                Occurrence.id > after
+            )
+        )
+        connection_id = self.connection_id
+        for occurrence_id, row_connection, ical_uid, recurrence_id in rows:
+            if row_connection != connection_id:
+                continue  # another connection's sync, committed meanwhile (PostgreSQL)
+            identity = (ical_uid, recurrence_id)
+            if identity in wanted:
+                found[identity] = occurrence_id
+        if len(found) != len(wanted):
+            # Ids below ``after``: a row was given an id by hand above PostgreSQL's sequence (a
+            # restore, a manual fix). Look the rest up by identity, as slowly as that takes.
+            self._ids_by_uid(session, wanted - found.keys(), found)
+        if len(found) != len(wanted):
+            raise RuntimeError(f"{len(wanted) - len(found)} inserted occurrences could not be read back")
+        return found
+
+    def _ids_by_uid(self, session: Session, keys: set[tuple[str, str]], found: dict[tuple[str, str], int]) -> None:
+        uids = sorted({uid for uid, _ in keys})
         for i in range(0, len(uids), 500):  # stay under bound-parameter limits
             rows = session.execute(
                 select(Occurrence.id, Occurrence.ical_uid, Occurrence.recurrence_id).where(
@@ -477,10 +748,9 @@ class _Run:
                 )
             )
             for row in rows:
-                key = OccurrenceKey(row.ical_uid, row.recurrence_id)
-                if key in wanted:
-                    found[key] = row.id
-        return found
+                identity = (row.ical_uid, row.recurrence_id)
+                if identity in keys:
+                    found[identity] = row.id
 
 
 def _lease_owner() -> str:
@@ -508,7 +778,14 @@ def _holder_is_dead(owner: str | None) -> bool:
     return False
 
 
-def _acquire_lease(store: Store, connection_id: int, owner: str) -> None:
+def _leased(session: Session, connection_id: int) -> Connection:
+    """The connection just leased, read in the lease's own transaction (one transaction less per sync)."""
+    connection = session.get_one(Connection, connection_id)
+    session.expunge(connection)
+    return connection
+
+
+def _acquire_lease(store: Store, connection_id: int, owner: str) -> Connection:
     now = datetime.now(UTC)
     with store.session() as session:
         result = session.execute(
@@ -522,7 +799,7 @@ def _acquire_lease(store: Store, connection_id: int, owner: str) -> None:
             .values(lock_owner=owner, lock_expires_at=now + LEASE_TTL)
         )
         if result.rowcount == 1:  # type: ignore[attr-defined]
-            return
+            return _leased(session, connection_id)
         found = session.execute(
             select(Connection.lock_owner, Connection.removed_at).where(Connection.id == connection_id)
         ).first()
@@ -537,7 +814,7 @@ def _acquire_lease(store: Store, connection_id: int, owner: str) -> None:
                 .values(lock_owner=owner, lock_expires_at=now + LEASE_TTL)
             )
             if taken.rowcount == 1:  # type: ignore[attr-defined]
-                return
+                return _leased(session, connection_id)
         raise SyncInProgress(f"connection {connection_id} is already being synced")
 
 
@@ -566,11 +843,9 @@ def sync_connection(
     :class:`SourceError` (recorded on the connection as its health) when the source fails.
     """
     owner = _lease_owner()
-    _acquire_lease(store, connection_id, owner)
+    connection = _acquire_lease(store, connection_id, owner)
+    released = False  # the outcome's UPDATE releases the lease too; the finally only when it did not run
     try:
-        with store.session() as session:
-            connection = session.get_one(Connection, connection_id)
-            session.expunge(connection)
         report = SyncReport(connection_id=connection.id, connection=connection.name)
         run = _Run(
             store,
@@ -596,23 +871,50 @@ def sync_connection(
                     raise SourceError("the source rejected a full listing as an expired cursor") from exc
         except SourceError as exc:
             health = "needs_reconnect" if isinstance(exc, ReauthorizationRequired) else "error"
-            _record_outcome(store, connection_id, report, error=str(exc), health=health)
+            _record_outcome(store, connection_id, report, error=str(exc), health=health, release=owner)
+            released = True
             raise
-        _record_outcome(store, connection_id, report, error=None)
+        _record_outcome(store, connection_id, report, error=None, release=owner)
+        released = True
         return report
     finally:
-        _release_lease(store, connection_id, owner)
+        if not released:
+            _release_lease(store, connection_id, owner)
 
 
 def _record_outcome(
-    store: Store, connection_id: int, report: SyncReport, *, error: str | None, health: str = "error"
+    store: Store,
+    connection_id: int,
+    report: SyncReport,
+    *,
+    error: str | None,
+    health: str = "error",
+    release: str | None = None,
 ) -> None:
+    """Store how the sync went; with ``release``, also give up that owner's lease (same UPDATE)."""
     now = datetime.now(UTC)
     values: dict[str, Any] = {"last_sync_at": now, "last_result": report.as_dict()}
+    if release is not None:
+        ours = Connection.lock_owner == release
+        values.update(
+            lock_owner=case((ours, None), else_=Connection.lock_owner),
+            lock_expires_at=case((ours, None), else_=Connection.lock_expires_at),
+        )
     if error is None:
-        values.update(health="ok", last_error=None, last_success_at=now)
+        # A success ends any failure streak and its backoff (core.sync.backoff).
+        values.update(
+            health="ok",
+            last_error=None,
+            last_success_at=now,
+            consecutive_failures=0,
+            failing_since=None,
+            backoff_until=None,
+        )
     else:
         # "needs_reconnect": retrying cannot help until the user connects again (the error says how).
+        # A connection already marked "needs_attention" (core.sync.backoff) keeps it while it fails.
         values.update(health=health, last_error=error)
+        if health == "error":
+            values["health"] = case((Connection.health == "needs_attention", "needs_attention"), else_="error")
     with store.session() as session:
         session.execute(update(Connection).where(Connection.id == connection_id).values(**values))

@@ -89,6 +89,10 @@ class ChangePage:
     occurrence those UIDs have inside ``window``, so the engine cancels their other occurrences
     there. A delta source uses it when a whole series changed (moved, cut short) and the
     instances whose original slot vanished are never reported one by one.
+
+    ``resumable`` False: should the listing stop after this page and before its last, the old
+    cursor may never bring back what this page showed (Graph names as removed only what it
+    delivered under that cursor's own state), so the next sync lists everything instead.
     """
 
     upserts: tuple[RemoteOccurrence, ...] = ()
@@ -98,6 +102,7 @@ class ChangePage:
     complete: bool = False
     window: tuple[datetime, datetime] | None = None
     complete_uids: tuple[str, ...] = ()
+    resumable: bool = True
     total_hint: int | None = field(default=None, compare=False)
 
 
@@ -107,6 +112,18 @@ class CursorExpired(Exception):
 
 class SourceError(Exception):
     """The source could not be read; the message is one clear line for the user."""
+
+
+class SourceUnavailable(SourceError):
+    """The source is throttling or temporarily down (429, 5xx, timeouts, quota): trying later may work.
+
+    ``retry_after`` is the provider's own wait in seconds (``Retry-After``) when it gave one; the
+    sync job backs off at least that long (core.sync.backoff) instead of retrying early.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ReauthorizationRequired(SourceError):

@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 
 __all__ = [
     "MeetingGone",
+    "MeetingInProgress",
     "MeetingProvider",
     "MeetingSpec",
     "ProvidedMeeting",
@@ -42,6 +43,8 @@ class ProvidedMeeting:
     meeting_id: str
     join_url: str
     start: datetime | None = None
+    # What the provider has now: a meeting adopted by its marker may predate a move.
+    duration_minutes: int | None = None
 
 
 class VideoProviderError(Exception):
@@ -99,3 +102,7 @@ class MeetingProvider(Protocol):
     def delete(self, meeting_id: str) -> None:
         """Delete a meeting; raises :class:`MeetingGone` if it no longer exists."""
         ...
+
+
+class MeetingInProgress(VideoProviderError):
+    """The provider will not delete a meeting while it runs (Zoom 3002): try again later."""

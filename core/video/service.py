@@ -13,13 +13,12 @@ provider before it creates anything.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import secrets
 import string
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -36,9 +35,11 @@ from core.store import OutboxEvent, Store
 from core.store.models import Connection, Occurrence, Therapist
 from core.sync.types import Status as OccurrenceStatus
 from core.video.decide import Action, Have, Status, Want, decide, minutes
+from core.video.events import VIDEO_LINK_CHANGED, VIDEO_LINK_MISSING
 from core.video.models import HostBudget, SessionVideo, VideoConnection
 from core.video.provider import (
     MeetingGone,
+    MeetingInProgress,
     MeetingProvider,
     MeetingSpec,
     ProvidedMeeting,
@@ -49,8 +50,10 @@ from core.video.provider import (
 )
 
 __all__ = [
+    "VIDEO_LINK_CHANGED",
     "VIDEO_LINK_MISSING",
     "ProviderFactory",
+    "SessionBusy",
     "VideoConfig",
     "VideoConnectionInfo",
     "next_utc_midnight",
@@ -61,8 +64,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-VIDEO_LINK_MISSING = "video.link_missing"
-"""Outbox event: a session has no video link and Alliance stopped trying (ids and a reason code)."""
+
+# A meeting Zoom refuses to delete because it is in progress is tried again this much later.
+IN_PROGRESS_RETRY = timedelta(minutes=15)
 
 # Neutral: Zoom shows the topic to everyone with the link and in the host's Zoom app.
 MEETING_TOPIC = "Appointment"
@@ -81,19 +85,37 @@ class VideoConfig:
     recheck: timedelta = timedelta(hours=1)
 
 
+CredentialsStep = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+LockedUpdate = Callable[[CredentialsStep], dict[str, Any]]
+
+
 @dataclass(frozen=True, slots=True)
 class VideoConnectionInfo:
-    """A video connection with its decrypted credentials, for the provider factory."""
+    """A video connection with its decrypted credentials, for the provider factory.
+
+    ``locked_update(step)`` runs ``step(stored credentials)`` while holding the connection's lock
+    in the database and stores what it returns (see :func:`update_credentials_locked`): how a
+    rotating refresh token is used by one worker at a time, across processes.
+    """
 
     id: int
     therapist_id: int
     provider: str
     kind: str
     credentials: dict[str, Any]
+    locked_update: LockedUpdate | None = field(default=None, compare=False, repr=False)
 
 
 SaveCredentials = Callable[[dict[str, Any]], None]
 ProviderFactory = Callable[[VideoConnectionInfo, SaveCredentials], MeetingProvider]
+
+
+class SessionBusy(Exception):
+    """An outbox event found its session held by another run: deliver it again later.
+
+    The holder may have read the calendar before this event (a move made while its create was in
+    flight) or be dead (its lease runs on): dropping the event would lose the change.
+    """
 
 
 class _LostLease(Exception):
@@ -148,10 +170,53 @@ def _seal_credentials(store: Store, session: Session, row: VideoConnection, cred
 
 
 def _open_connection(store: Store, session: Session, row: VideoConnection) -> VideoConnectionInfo:
+    connection_id = row.id
+
+    def locked_update(step: CredentialsStep) -> dict[str, Any]:
+        return update_credentials_locked(store, connection_id, step)
+
+    return VideoConnectionInfo(
+        row.id, row.therapist_id, row.provider, row.kind, _read_credentials(store, session, row), locked_update
+    )
+
+
+def _read_credentials(store: Store, session: Session, row: VideoConnection) -> dict[str, Any]:
     plain = store.keyring.decrypt(
         session, Owner("therapist", row.therapist_id), row.credentials, _credentials_context(row.id)
     )
-    return VideoConnectionInfo(row.id, row.therapist_id, row.provider, row.kind, json.loads(plain))
+    credentials: dict[str, Any] = json.loads(plain)
+    return credentials
+
+
+def update_credentials_locked(store: Store, connection_id: int, step: CredentialsStep) -> dict[str, Any]:
+    """Run ``step(credentials as stored now)`` holding the connection's lock; store and return what it returns.
+
+    ``step`` returning None keeps the stored credentials (and they are returned). The lock is taken
+    by a no-op UPDATE of the connection's row before anything is read: on PostgreSQL it is the
+    row's lock, on SQLite the database's write lock (busy_timeout makes the second writer wait),
+    held until commit. So two workers refreshing a rotating Zoom refresh token at once run one
+    after the other, and the second reads the token the first stored instead of spending the old
+    one (which Zoom has already invalidated). ``step`` may make the refresh request while the lock
+    is held: one HTTP call with a timeout; on SQLite other writers wait for it (busy_timeout).
+    """
+    with store.session() as session:
+        locked = session.execute(
+            update(VideoConnection)
+            .where(VideoConnection.id == connection_id)
+            .values(updated_at=VideoConnection.updated_at)
+        )
+        if locked.rowcount != 1:  # type: ignore[attr-defined]
+            raise LookupError(f"no video connection with id {connection_id}")
+        row = session.scalars(
+            select(VideoConnection).where(VideoConnection.id == connection_id).execution_options(populate_existing=True)
+        ).one()
+        current = _read_credentials(store, session, row)
+        new = step(current)
+        if new is None:
+            return current
+        _seal_credentials(store, session, row, new)
+        row.updated_at = datetime.now(UTC)
+        return new
 
 
 def save_credentials(store: Store, connection_id: int, credentials: dict[str, Any]) -> None:
@@ -218,22 +283,28 @@ def _insert_row(session: Session, session_id: int, now: datetime) -> None:
     )
 
 
-def _claim(store: Store, session_id: int, now: datetime, lease: datetime) -> bool:
-    with store.session() as session:
-        _insert_row(session, session_id, now)
-        result = session.execute(
-            update(SessionVideo)
-            .where(
-                SessionVideo.session_id == session_id,
-                or_(SessionVideo.lease_until.is_(None), SessionVideo.lease_until <= now),
-            )
-            .values(lease_until=lease)
+def _claim(session: Session, session_id: int, now: datetime, lease: datetime) -> bool:
+    _insert_row(session, session_id, now)
+    result = session.execute(
+        update(SessionVideo)
+        .where(
+            SessionVideo.session_id == session_id,
+            or_(SessionVideo.lease_until.is_(None), SessionVideo.lease_until <= now),
         )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        .values(lease_until=lease)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def _write(store: Store, session_id: int, lease: datetime, release: bool = False, **values: Any) -> None:
-    """Update our row, only while we still hold its lease."""
+def _write(
+    store: Store,
+    session_id: int,
+    lease: datetime,
+    release: bool = False,
+    announce: OutboxEvent | None = None,
+    **values: Any,
+) -> None:
+    """Update our row, only while we still hold its lease (and add ``announce`` in the same transaction)."""
     if release:
         values["lease_until"] = None
     values.setdefault("updated_at", datetime.now(UTC))
@@ -245,88 +316,90 @@ def _write(store: Store, session_id: int, lease: datetime, release: bool = False
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise _LostLease()
+        if announce is not None:
+            session.add(announce)
 
 
-def _load(store: Store, session_id: int) -> _Facts | None:
-    with store.session() as session:
-        found = session.execute(
-            select(TherapySession, Occurrence, Connection.therapist_id)
-            .join(Occurrence, Occurrence.id == TherapySession.occurrence_id)
-            .join(Connection, Connection.id == Occurrence.connection_id)
-            .where(TherapySession.id == session_id)
-        ).first()
-        if found is None:
-            return None
-        ts, occ, therapist_id = found
-        row = session.scalar(select(SessionVideo).where(SessionVideo.session_id == session_id))
-        if row is None:  # pragma: no cover - claimed (and so inserted) before loading
-            return None
-        url = read_content(store, session, occ).video_url
-        # Our own meeting's link written back into the event is not an "external" link.
-        external = url if url and not (row.meeting_id and f"/j/{row.meeting_id}" in url) else None
-        vc_row = session.scalar(select(VideoConnection).where(VideoConnection.therapist_id == therapist_id))
-        vc = _open_connection(store, session, vc_row) if vc_row is not None else None
-        tz = occ.timezone or session.scalar(select(Therapist.timezone).where(Therapist.id == therapist_id)) or "UTC"
-        have_external = None
-        if row.provider == "external" and row.join_url is not None:
-            have_external = store.keyring.decrypt(
-                session, Owner("therapist", therapist_id), row.join_url, _join_url_context(session_id)
-            ).decode()
-        return _Facts(
-            session_id=session_id,
-            therapist_id=therapist_id,
-            connection_id=occ.connection_id,
-            occurrence_id=occ.id,
-            want=Want(
-                online=ts.modality == Modality.ONLINE.value,
-                cancelled=occ.status == OccurrenceStatus.CANCELLED.value,
-                start=occ.start_utc,
-                end=occ.end_utc,
-                external_url=external,
-            ),
-            have=Have(
-                status=Status(row.status),
-                provider=row.provider,
-                meeting_id=row.meeting_id,
-                meeting_start=row.meeting_start,
-                meeting_minutes=row.meeting_minutes,
-                create_sent=row.create_sent_at is not None,
-                held=row.status == Status.MISSING.value and row.next_attempt_at is None,
-                has_connection=vc is not None and (vc_row is not None and vc_row.health == "ok"),
-                external_url=have_external,
-            ),
-            timezone=tz,
-            marker=row.marker,
-            attempts=row.attempts,
-            video_connection=vc,
-            health=vc_row.health if vc_row is not None else None,
-        )
+def _load(store: Store, session: Session, session_id: int) -> _Facts | None:
+    found = session.execute(
+        select(TherapySession, Occurrence, Connection.therapist_id, Connection.removed_at)
+        .join(Occurrence, Occurrence.id == TherapySession.occurrence_id)
+        .join(Connection, Connection.id == Occurrence.connection_id)
+        .where(TherapySession.id == session_id)
+    ).first()
+    if found is None:
+        return None
+    ts, occ, therapist_id, removed_at = found
+    row = session.scalar(select(SessionVideo).where(SessionVideo.session_id == session_id))
+    if row is None:  # pragma: no cover - claimed (and so inserted) before loading
+        return None
+    url = read_content(store, session, occ).video_url
+    # Our own meeting's link written back into the event is not an "external" link.
+    external = url if url and not (row.meeting_id and f"/j/{row.meeting_id}" in url) else None
+    vc_row = session.scalar(select(VideoConnection).where(VideoConnection.therapist_id == therapist_id))
+    vc = _open_connection(store, session, vc_row) if vc_row is not None else None
+    tz = occ.timezone or session.scalar(select(Therapist.timezone).where(Therapist.id == therapist_id)) or "UTC"
+    have_external = None
+    if row.provider == "external" and row.join_url is not None:
+        have_external = store.keyring.decrypt(
+            session, Owner("therapist", therapist_id), row.join_url, _join_url_context(session_id)
+        ).decode()
+    return _Facts(
+        session_id=session_id,
+        therapist_id=therapist_id,
+        connection_id=occ.connection_id,
+        occurrence_id=occ.id,
+        want=Want(
+            online=ts.modality == Modality.ONLINE.value,
+            # A removed calendar no longer tells us where the session is: its meeting would
+            # drift from the calendar unseen, so it goes as for a cancellation (a calendar
+            # connected again relinks the session, which then gets a meeting again).
+            cancelled=occ.status == OccurrenceStatus.CANCELLED.value or removed_at is not None,
+            start=occ.start_utc,
+            end=occ.end_utc,
+            external_url=external,
+        ),
+        have=Have(
+            status=Status(row.status),
+            provider=row.provider,
+            meeting_id=row.meeting_id,
+            meeting_start=row.meeting_start,
+            meeting_minutes=row.meeting_minutes,
+            create_sent=row.create_sent_at is not None,
+            held=row.status == Status.MISSING.value and row.next_attempt_at is None,
+            has_connection=vc is not None and (vc_row is not None and vc_row.health == "ok"),
+            external_url=have_external,
+        ),
+        timezone=tz,
+        marker=row.marker,
+        attempts=row.attempts,
+        video_connection=vc,
+        health=vc_row.health if vc_row is not None else None,
+    )
 
 
 def _take_budget(store: Store, connection_id: int, now: datetime, budget: int) -> bool:
     """Count one create/update against the host's budget of today (UTC); False if it is spent."""
     day: date = now.astimezone(UTC).date()
     with store.session() as session:
-        for _ in range(2):
-            result = session.execute(
-                update(HostBudget)
-                .where(HostBudget.connection_id == connection_id, HostBudget.day == day, HostBudget.used < budget)
-                .values(used=HostBudget.used + 1)
-            )
-            if result.rowcount == 1:  # type: ignore[attr-defined]
-                return True
-            exists = session.scalar(
-                select(HostBudget.used).where(HostBudget.connection_id == connection_id, HostBudget.day == day)
-            )
-            if exists is not None:
-                return False
-            dialect = session.get_bind().dialect.name
-            stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(HostBudget)
-            session.execute(
-                stmt.on_conflict_do_nothing(index_elements=["connection_id", "day"]),
-                [{"connection_id": connection_id, "day": day, "used": 0}],
-            )
-    return False  # pragma: no cover - the second pass either counts or finds the row
+        take = (
+            update(HostBudget)
+            .where(HostBudget.connection_id == connection_id, HostBudget.day == day, HostBudget.used < budget)
+            .values(used=HostBudget.used + 1)
+        )
+        if session.execute(take).rowcount == 1:  # type: ignore[attr-defined]
+            return True
+        # No row for today yet, or the budget is spent. Create the row if it is missing (a
+        # concurrent worker may be creating it too: ON CONFLICT waits for its commit), then
+        # try again. Deciding "spent" from a separate read would race with that worker: its
+        # freshly committed row would read as an existing one and the budget as used up.
+        dialect = session.get_bind().dialect.name
+        stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(HostBudget)
+        session.execute(
+            stmt.on_conflict_do_nothing(index_elements=["connection_id", "day"]),
+            [{"connection_id": connection_id, "day": day, "used": 0}],
+        )
+        return bool(session.execute(take).rowcount == 1)  # type: ignore[attr-defined]
 
 
 def _spend_budget(store: Store, connection_id: int, now: datetime, budget: int) -> None:
@@ -352,6 +425,7 @@ class _Run:
     ) -> None:
         self.store, self.f, self.factory, self.config, self.now, self.lease = store, facts, factory, config, now, lease
         self._provider: MeetingProvider | None = None
+        self.released = False  # our lease is given back (with the run's last write)
 
     @property
     def provider(self) -> MeetingProvider:
@@ -362,8 +436,10 @@ class _Run:
             self._provider = self.factory(vc, lambda creds: save_credentials(self.store, vc.id, creds))
         return self._provider
 
-    def write(self, release: bool = False, **values: Any) -> None:
-        _write(self.store, self.f.session_id, self.lease, release=release, **values)
+    def write(self, release: bool = False, announce: bool = False, **values: Any) -> None:
+        event = _event(self.f, VIDEO_LINK_CHANGED, {"session_id": self.f.session_id}) if announce else None
+        _write(self.store, self.f.session_id, self.lease, release=release, announce=event, **values)
+        self.released = self.released or release
 
     def seal(self, url: str) -> bytes:
         with self.store.session() as session:
@@ -374,6 +450,7 @@ class _Run:
     def done(self, meeting: ProvidedMeeting) -> None:
         self.write(
             release=True,
+            announce=True,  # the link goes onto the calendar event (write-back)
             provider="zoom",
             status=Status.ACTIVE.value,
             reason=None,
@@ -400,10 +477,14 @@ class _Run:
             next_attempt_at=None,
         )
         values.update(extra)
-        self.write(release=True, **values)
+        # Our meeting's link leaves the calendar event with the meeting.
+        self.write(release=True, announce=self.f.have.provider == "zoom", **values)
 
     def deferred(self, until: datetime, reason: str) -> str:
         self.write(release=True, status=Status.DEFERRED.value, reason=reason, next_attempt_at=until)
+        if until >= self.f.want.start and self.f.have.status is not Status.DEFERRED:
+            # The budget comes back only after the session has begun: tell the therapist now.
+            _emit_missing(self.store, self.f, "budget")
         return "deferred"
 
     # -- actions -------------------------------------------------------------------------------
@@ -415,7 +496,15 @@ class _Run:
             return self.deferred(next_utc_midnight(self.now), "daily Zoom create/update budget of the host is spent")
         marker = marker or secrets.token_hex(16)
         # Committed BEFORE the request: if we die after sending it, the next run finds the marker.
-        self.write(marker=marker, create_sent_at=self.now, provider="zoom", status=Status.PENDING.value)
+        # The session is also due again when our lease ends, so the sweep finishes it if we die:
+        # a create started by the sweep itself has no outbox delivery that would come back.
+        self.write(
+            marker=marker,
+            create_sent_at=self.now,
+            provider="zoom",
+            status=Status.PENDING.value,
+            next_attempt_at=self.lease,
+        )
         spec = MeetingSpec(
             topic=MEETING_TOPIC,
             start=self.f.want.start,
@@ -430,12 +519,47 @@ class _Run:
     def recover(self) -> str:
         marker = self.f.marker
         found = self.provider.find(marker) if marker else None
-        if found is not None:
-            # If the session moved while the create was in doubt, the meeting's own start
-            # differs from the session's: the next run patches it.
+        if found is None:
+            return self.create(marker)
+        want_minutes = minutes(self.f.want)
+        if (found.start is None or found.start == self.f.want.start) and (
+            found.duration_minutes is None or found.duration_minutes == want_minutes
+        ):
             self.done(found)
             return "recovered"
-        return self.create(marker)
+        return self.adopt_moved(found)
+
+    def adopt_moved(self, found: ProvidedMeeting) -> str:
+        """The session moved while its create was in doubt: the meeting still has the old time.
+
+        The move's own delivery found no meeting id to patch (or gave way to our lease), and
+        nothing else would come back to it, so the patch is made here, as any move (budget
+        included). The meeting is recorded first as Zoom has it, due again when our lease ends:
+        if the patch fails or we die before it, the next run moves it like any other meeting.
+        """
+        start = found.start or self.f.want.start
+        length = found.duration_minutes or minutes(self.f.want)
+        self.write(
+            announce=True,  # the link goes onto the calendar event (write-back)
+            provider="zoom",
+            status=Status.ACTIVE.value,
+            reason=None,
+            meeting_id=found.meeting_id,
+            join_url=self.seal(found.join_url),
+            meeting_start=start,
+            meeting_minutes=length,
+            next_attempt_at=self.lease,
+        )
+        self.f.have = replace(
+            self.f.have,
+            status=Status.ACTIVE,
+            provider="zoom",
+            meeting_id=found.meeting_id,
+            meeting_start=start,
+            meeting_minutes=length,
+        )
+        outcome = self.move()
+        return "recovered" if outcome == "moved" else outcome
 
     def move(self) -> str:
         vc = self.f.video_connection
@@ -465,8 +589,20 @@ class _Run:
             found = self.provider.find(self.f.marker)
             meeting_id = found.meeting_id if found else None
         if meeting_id is not None:
-            with contextlib.suppress(MeetingGone):  # already gone: the goal is reached
+            try:
                 self.provider.delete(meeting_id)
+            except MeetingGone:
+                pass  # already gone: the goal is reached
+            except MeetingInProgress:
+                # Zoom refuses to delete a meeting that is running (someone is in it): the
+                # call is not cut; the delete is tried again later (a session that is over by
+                # then keeps its meeting, as every past session does).
+                self.write(
+                    release=True,
+                    reason="the Zoom meeting is in progress; it is deleted once it has ended",
+                    next_attempt_at=self.now + IN_PROGRESS_RETRY,
+                )
+                return "in_progress"
         if self.f.want.external_url is not None and self.f.want.online and not self.f.want.cancelled:
             return self.use_external()
         self.cleared()
@@ -480,20 +616,25 @@ class _Run:
         return "external"
 
     def no_connection(self) -> str:
+        reconnect = self.f.health == "needs_reconnect"
         reason = (
             "the Zoom connection needs reconnecting ('alliance connect zoom')"
-            if self.f.health == "needs_reconnect"
+            if reconnect
             else "no Zoom connection ('alliance connect zoom')"
         )
         self.write(
             release=True, status=Status.MISSING.value, reason=reason, next_attempt_at=self.now + self.config.recheck
         )
+        if self.f.have.status is not Status.MISSING:
+            # Told once, when the link goes missing, not at every hourly recheck.
+            _emit_missing(self.store, self.f, "needs_reconnect" if reconnect else "no_connection")
         return "no_connection"
 
     def gone_outside(self) -> str:
         """Our meeting no longer exists at Zoom (deleted there): keep it visible, do not re-create."""
         self.write(
             release=True,
+            announce=True,
             status=Status.MISSING.value,
             reason="the Zoom meeting was deleted outside Alliance ('alliance video retry' makes a new one)",
             meeting_id=None,
@@ -580,17 +721,19 @@ class _Run:
             return self.failed(exc)
 
 
+def _event(f: _Facts, kind: str, payload: dict[str, Any]) -> OutboxEvent:
+    return OutboxEvent(
+        kind=kind,
+        therapist_id=f.therapist_id,
+        connection_id=f.connection_id,
+        occurrence_id=f.occurrence_id,
+        payload=payload,
+    )
+
+
 def _emit_missing(store: Store, f: _Facts, code: str) -> None:
     with store.session() as session:
-        session.add(
-            OutboxEvent(
-                kind=VIDEO_LINK_MISSING,
-                therapist_id=f.therapist_id,
-                connection_id=f.connection_id,
-                occurrence_id=f.occurrence_id,
-                payload={"session_id": f.session_id, "reason": code},
-            )
-        )
+        session.add(_event(f, VIDEO_LINK_MISSING, {"session_id": f.session_id, "reason": code}))
 
 
 def reconcile_session(
@@ -599,27 +742,34 @@ def reconcile_session(
     """Bring one session's video link in line with its calendar event; returns what happened."""
     now = now or datetime.now(UTC)
     lease = now + config.lease
-    if not _claim(store, session_id, now, lease):
-        return "busy"
-    facts = None
+    claimed = False
+    run: _Run | None = None
     try:
-        facts = _load(store, session_id)
+        # The lease is taken in the transaction that reads the facts (one transaction less): if
+        # reading fails, the claim is rolled back with it.
+        with store.session() as session:
+            claimed = _claim(session, session_id, now, lease)
+            facts = _load(store, session, session_id) if claimed else None
+        if not claimed:
+            return "busy"
         if facts is None:
             return "unknown"
         action = decide(facts.want, facts.have, now, config.window)
-        return _Run(store, facts, factory, config, now, lease).run(action)
+        run = _Run(store, facts, factory, config, now, lease)
+        return run.run(action)
     except _LostLease:
         log.warning("video provisioning lost its lease; another worker continues", extra={"session_id": session_id})
         return "lost"
     finally:
-        # Whatever happened (an unexpected error included), do not keep the row locked; a
-        # successful run released it already (this then matches nothing).
-        with store.session() as session:
-            session.execute(
-                update(SessionVideo)
-                .where(SessionVideo.session_id == session_id, SessionVideo.lease_until == lease)
-                .values(lease_until=None)
-            )
+        # Whatever happened (an unexpected error included), do not keep the row locked. A run
+        # whose last write released it costs no further transaction.
+        if claimed and (run is None or not run.released):
+            with store.session() as session:
+                session.execute(
+                    update(SessionVideo)
+                    .where(SessionVideo.session_id == session_id, SessionVideo.lease_until == lease)
+                    .values(lease_until=None)
+                )
 
 
 def retry_session(
@@ -649,9 +799,13 @@ def retry_session(
     return reconcile_session(store, session_id, factory, config, now)
 
 
-def sessions_of_occurrence(store: Store, occurrence_id: int) -> list[int]:
-    with store.session() as session:
-        return list(session.scalars(select(TherapySession.id).where(TherapySession.occurrence_id == occurrence_id)))
+def sessions_of_occurrence(store: Store, occurrence_id: int, session: Session | None = None) -> list[int]:
+    """The occurrence's sessions, read through ``session`` when given (an outbox delivery's)."""
+    query = select(TherapySession.id).where(TherapySession.occurrence_id == occurrence_id)
+    if session is not None:
+        return list(session.scalars(query))
+    with store.session() as own:
+        return list(own.scalars(query))
 
 
 def due_sessions(store: Store, config: VideoConfig, now: datetime, limit: int = 200) -> list[int]:
@@ -666,10 +820,12 @@ def due_sessions(store: Store, config: VideoConfig, now: datetime, limit: int = 
         entering = (
             select(TherapySession.id)
             .join(Occurrence, Occurrence.id == TherapySession.occurrence_id)
+            .join(Connection, Connection.id == Occurrence.connection_id)
             .outerjoin(SessionVideo, SessionVideo.session_id == TherapySession.id)
             .where(
                 TherapySession.modality == Modality.ONLINE.value,
                 Occurrence.status != OccurrenceStatus.CANCELLED.value,
+                Connection.removed_at.is_(None),
                 Occurrence.end_utc > now,
                 Occurrence.start_utc <= horizon,
                 or_(
@@ -679,7 +835,22 @@ def due_sessions(store: Store, config: VideoConfig, now: datetime, limit: int = 
             )
             .order_by(Occurrence.start_utc)
         )
+        # Meetings of sessions whose calendar was removed (they go, see _load).
+        orphaned = (
+            select(SessionVideo.session_id)
+            .join(TherapySession, TherapySession.id == SessionVideo.session_id)
+            .join(Occurrence, Occurrence.id == TherapySession.occurrence_id)
+            .join(Connection, Connection.id == Occurrence.connection_id)
+            .where(
+                Connection.removed_at.is_not(None),
+                SessionVideo.provider == "zoom",
+                or_(SessionVideo.meeting_id.is_not(None), SessionVideo.create_sent_at.is_not(None)),
+                Occurrence.end_utc > now,
+                or_(SessionVideo.lease_until.is_(None), SessionVideo.lease_until <= now),
+            )
+        )
         ids = list(session.scalars(due.limit(limit)))
+        ids += [i for i in session.scalars(orphaned.limit(limit)) if i not in ids]
         ids += [i for i in session.scalars(entering.limit(limit)) if i not in ids]
         return ids[:limit]
 
@@ -707,14 +878,18 @@ def handle_event(
     factory: ProviderFactory,
     config: VideoConfig,
     now: datetime | None = None,
+    *,
+    session: Session | None = None,
 ) -> dict[int, str]:
     """Outbox consumer for occurrence and session events: reconcile the session(s) concerned.
 
     Idempotent (reconcile compares the calendar with what we have). Provider failures are
     recorded on the session's row and retried by the sweep, so they never fail the delivery.
+    ``session`` (the delivery's) only reads which sessions an occurrence has: every reconcile
+    writes in transactions of its own, around the provider's calls.
     """
     session_id = payload.get("session_id")
     ids = [session_id] if isinstance(session_id, int) else []
     if not ids and occurrence_id is not None:
-        ids = sessions_of_occurrence(store, occurrence_id)
+        ids = sessions_of_occurrence(store, occurrence_id, session)
     return {sid: reconcile_session(store, sid, factory, config, now) for sid in ids}

@@ -33,6 +33,11 @@ class ProviderContext:
     # Stores a connection's settings again after the provider changed them itself (a refreshed
     # OAuth token); None when nothing persists them (tests, one-off listings).
     save_settings: Callable[[dict[str, Any]], None] | None = None
+    # Runs ``step(settings as stored now)`` holding the connection's lock across processes and
+    # stores what it returns (None: nothing to store); returns the settings stored after. How one
+    # process at a time renews a token shared by several (core.mirror.update_connection_settings_locked).
+    # None where nothing persists the settings.
+    update_settings_locked: Callable[[Callable[[dict[str, Any]], dict[str, Any] | None]], dict[str, Any]] | None = None
 
     def options_for(self, provider: str) -> Mapping[str, Any]:
         return self.options.get(provider, {})

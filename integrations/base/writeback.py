@@ -9,11 +9,25 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-__all__ = ["JoinLinkWriter"]
+from core.sync.types import SourceError
+
+__all__ = ["JoinLinkWriter", "TargetGone", "WriteRefused"]
+
+
+class TargetGone(SourceError):
+    """The event to write on no longer exists at the provider: nothing to write, nothing to retry."""
+
+
+class WriteRefused(SourceError):
+    """The provider refused the write for a reason retrying cannot fix (e.g. not the organizer's copy)."""
 
 
 @runtime_checkable
 class JoinLinkWriter(Protocol):
     def write_join_link(self, provider_id: str, link: str) -> bool:
         """Put ``link`` on the event ``provider_id`` (idempotent); True when something was written."""
+        ...
+
+    def remove_join_link(self, provider_id: str) -> bool:
+        """Take Alliance's link off the event ``provider_id`` (idempotent); True when something was written."""
         ...

@@ -39,6 +39,7 @@ from integrations.google.errors import (
     NotFound,
     PreconditionFailed,
     QuotaExceeded,
+    RateLimited,
     ReauthorizationRequired,
     RequestRejected,
     SyncTokenExpired,
@@ -128,12 +129,18 @@ def _classify_http(exc: HttpError, calendar_id: str) -> _Failure:
         return _Failure(
             QuotaExceeded(
                 "Google Calendar quota exceeded (usage limits); paused until the next scheduled sync, "
-                "nothing in the mirror was changed"
+                "nothing in the mirror was changed",
+                retry_after=retry_after,
             ),
             False,
         )
     if status == 429 or (status == 403 and reason in _RATE_LIMIT_REASONS):
-        return _Failure(GoogleUnavailable(f"Google kept rate-limiting the requests ({what})"), True, retry_after, what)
+        return _Failure(
+            RateLimited(f"Google kept rate-limiting the requests ({what})", retry_after=retry_after),
+            True,
+            retry_after,
+            what,
+        )
     if status == 403 and reason in _SCOPE_REASONS:
         return _Failure(
             ReauthorizationRequired(f"this connection's Google grant lacks calendar access; {RECONNECT_HINT}"), False
@@ -141,7 +148,8 @@ def _classify_http(exc: HttpError, calendar_id: str) -> _Failure:
     if status == 410:
         return _Failure(SyncTokenExpired(f"Google asks for a full sync ({reason or 'gone'})"), False)
     if status is not None and status >= 500:
-        return _Failure(GoogleUnavailable(f"Google Calendar kept failing ({what})"), True, retry_after, what)
+        failing = GoogleUnavailable(f"Google Calendar kept failing ({what})", retry_after=retry_after)
+        return _Failure(failing, True, retry_after, what)
     if status == 412:
         return _Failure(PreconditionFailed(f"the Google event changed meanwhile ({what})"), False)
     if status == 404:

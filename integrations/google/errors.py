@@ -3,13 +3,15 @@
 - :class:`ReauthorizationRequired` (from ``core``): the grant is gone; the user must connect again.
 - :class:`SyncTokenExpired` (a ``CursorExpired``): Google wants a full listing (410).
 - :class:`QuotaExceeded`: Google's usage limits (403 ``quotaExceeded``); retrying now makes it worse.
-- :class:`GoogleUnavailable`: rate limits, 5xx or timeouts that outlasted the retries.
+- :class:`GoogleUnavailable`: rate limits, 5xx or timeouts that outlasted the retries
+  (:class:`RateLimited` for the rate limits; it and :class:`QuotaExceeded` are ``Throttled``).
 - :class:`RequestRejected`: any other refusal (a calendar that no longer exists, a bad request).
 """
 
 from __future__ import annotations
 
-from core.sync.types import CursorExpired, ReauthorizationRequired, SourceError
+from core.sync.types import CursorExpired, ReauthorizationRequired, SourceError, SourceUnavailable
+from integrations.base.throttle import Throttled
 
 RECONNECT_HINT = "run 'alliance connect google' again to reconnect this calendar"
 
@@ -18,12 +20,19 @@ class SyncTokenExpired(CursorExpired):
     """Google answered 410 (``fullSyncRequired``): the next listing must be a complete one."""
 
 
-class QuotaExceeded(SourceError):
-    """Google's usage limits are exhausted; syncing pauses until the next scheduled run."""
+class QuotaExceeded(Throttled):
+    """Google's usage limits are exhausted; not retried at once: the sync job backs off
+    (core.sync.backoff) and push-channel upkeep pauses (core.push.pause)."""
+
+    quota = True
 
 
-class GoogleUnavailable(SourceError):
+class GoogleUnavailable(SourceUnavailable):
     """Google kept failing (rate limits, server errors, timeouts) through every retry."""
+
+
+class RateLimited(GoogleUnavailable, Throttled):
+    """Google kept answering ``rateLimitExceeded`` (403/429) through every retry."""
 
 
 class RequestRejected(SourceError):
@@ -44,6 +53,7 @@ __all__ = [
     "NotFound",
     "PreconditionFailed",
     "QuotaExceeded",
+    "RateLimited",
     "ReauthorizationRequired",
     "RequestRejected",
     "SyncTokenExpired",

@@ -80,13 +80,19 @@ def is_cancelled(item: Mapping[str, Any]) -> bool:
     return item.get("status") == "cancelled"
 
 
+def is_mapping(value: Any) -> bool:
+    # Parsed JSON is plain dicts: the exact type test first, the ABC's (much slower) only for others.
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _parse_time(value: Any, fallback_zone: str) -> tuple[datetime, bool] | None:
     """An ``EventDateTime`` as (aware UTC instant, all-day), or None when unreadable."""
-    if not isinstance(value, Mapping):
+    if not is_mapping(value):
         return None
     try:
-        if value.get("dateTime"):
-            moment = datetime.fromisoformat(str(value["dateTime"]))
+        text = value.get("dateTime")
+        if text:
+            moment = datetime.fromisoformat(text if type(text) is str else str(text))
             if moment.tzinfo is None:  # an offset-less time is local to its timeZone
                 moment = moment.replace(tzinfo=_zone(value.get("timeZone") or fallback_zone))
             return moment.astimezone(UTC), False
@@ -146,7 +152,7 @@ def _attendees(raw: Any) -> tuple[str, ...]:
     emails = {
         str(a["email"]).strip().lower()
         for a in raw
-        if isinstance(a, Mapping) and a.get("email") and not a.get("resource")  # rooms are not people
+        if is_mapping(a) and a.get("email") and not a.get("resource")  # rooms are not people
     }
     return tuple(sorted(emails))
 
@@ -157,9 +163,9 @@ def conference_url(item: Mapping[str, Any]) -> str:
     if isinstance(link, str) and link:
         return link
     conference = item.get("conferenceData")
-    if isinstance(conference, Mapping):
+    if conference is not None and is_mapping(conference):
         for entry in conference.get("entryPoints") or []:
-            if isinstance(entry, Mapping) and entry.get("entryPointType") == "video" and entry.get("uri"):
+            if is_mapping(entry) and entry.get("entryPointType") == "video" and entry.get("uri"):
                 return str(entry["uri"])
     return ""
 
@@ -170,14 +176,15 @@ def to_occurrence(item: Mapping[str, Any], calendar_zone: str) -> RemoteOccurren
     if item.get("eventType", "default") not in APPOINTMENT_TYPES:
         return None
     uid = item.get("iCalUID")
-    start = _parse_time(item.get("start"), calendar_zone)
+    raw_start = item.get("start")
+    start = _parse_time(raw_start, calendar_zone)
     end = _parse_time(item.get("end"), calendar_zone)
     rid = _recurrence_id(item, calendar_zone)
     if not uid or start is None or end is None or rid is None or end[0] < start[0]:
         # Ids only in logs: titles and descriptions may name a client.
         log.warning("Google event %s has no usable iCalUID, start, end or original start; skipped", event_id)
         return None
-    start_zone = item["start"].get("timeZone") if isinstance(item.get("start"), Mapping) else None
+    start_zone = raw_start.get("timeZone") if raw_start is not None else None  # a mapping: it parsed
     return RemoteOccurrence(
         key=OccurrenceKey(str(uid), rid),
         start=start[0],
@@ -214,7 +221,7 @@ def page_changes(items: Iterable[Mapping[str, Any]], calendar_zone: str, index: 
     """
     changes = PageChanges()
     for item in items:
-        if not isinstance(item, Mapping):
+        if not is_mapping(item):
             continue
         event_id = item.get("id")
         series_id = item.get("recurringEventId")
@@ -253,6 +260,7 @@ __all__ = [
     "conference_url",
     "default_uid",
     "is_cancelled",
+    "is_mapping",
     "page_changes",
     "removal_key",
     "to_occurrence",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
@@ -30,11 +31,12 @@ from typing import Any, ClassVar, Self
 from core.sync.types import ChangePage, OccurrenceKey, RemoteOccurrence, SourceError
 from integrations.base.protocol import Capability, InvalidSettings, ProviderContext
 from integrations.base.push import OpenedChannel
+from integrations.base.writeback import TargetGone, WriteRefused
 from integrations.google import push, writeback
 from integrations.google.client import TIMEOUT_SECONDS, CalendarClient, RetryPolicy
 from integrations.google.cursor import GoogleCursor
-from integrations.google.errors import NotFound, SyncTokenExpired
-from integrations.google.mapping import IdentityIndex, is_cancelled, page_changes
+from integrations.google.errors import NotFound, RequestRejected, SyncTokenExpired
+from integrations.google.mapping import IdentityIndex, is_cancelled, is_mapping, page_changes
 from integrations.google.settings import GoogleOptions, GoogleSettings, parse_settings
 from integrations.google.tokens import TokenManager, Tokens
 
@@ -53,6 +55,18 @@ def _rfc3339(moment: datetime, *, round_up: bool = False) -> str:
     if round_up and whole < moment:
         whole += timedelta(seconds=1)
     return whole.isoformat().replace("+00:00", "Z")
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """A refusal retrying cannot fix (403 forbiddenForNonOrganizer, 400...) as the base ``WriteRefused``;
+    a 412 that kept coming (:class:`~integrations.google.writeback.WriteConflict`) stays retryable."""
+    try:
+        yield
+    except (writeback.WriteConflict, TargetGone):
+        raise
+    except RequestRejected as exc:
+        raise WriteRefused(str(exc)) from exc
 
 
 class GoogleProvider:
@@ -145,7 +159,13 @@ class GoogleProvider:
     # -- write-back (JoinLinkWriter) --------------------------------------------------------------
     def write_join_link(self, provider_id: str, link: str) -> bool:
         """Put a session's join link on its event (If-Match, 412 re-read; see integrations.google.writeback)."""
-        return writeback.write_join_link(self.client, self.settings.calendar_id, provider_id, link).changed
+        with _refusals():
+            return writeback.write_join_link(self.client, self.settings.calendar_id, provider_id, link).changed
+
+    def remove_join_link(self, provider_id: str) -> bool:
+        """Take Alliance's join-link block off the event (the meeting is gone)."""
+        with _refusals():
+            return writeback.remove_join_link(self.client, self.settings.calendar_id, provider_id).changed
 
     def _params(self) -> dict[str, Any]:
         return {"singleEvents": True, "maxResults": self.settings.max_results, "eventTypes": list(EVENT_TYPES)}
@@ -213,7 +233,7 @@ class GoogleProvider:
         )
         for page in pages:
             # The sweep cancels whatever a complete listing leaves out; tombstones add nothing.
-            items = [i for i in page.get("items") or [] if isinstance(i, Mapping) and not is_cancelled(i)]
+            items = [i for i in page.get("items") or [] if is_mapping(i) and not is_cancelled(i)]
             changes = page_changes(items, page.get("timeZone") or "UTC", index)
             is_last = not page.get("nextPageToken")
             yield ChangePage(

@@ -22,20 +22,23 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from integrations.base.writeback import TargetGone
 from integrations.google.client import CalendarClient
-from integrations.google.errors import PreconditionFailed, RequestRejected
+from integrations.google.errors import NotFound, PreconditionFailed, RequestRejected
 
 __all__ = [
     "LABEL",
     "MAX_ATTEMPTS",
     "PROPERTY",
+    "EventGone",
     "WriteBackResult",
     "WriteConflict",
     "own_text",
+    "remove_join_link",
     "write_join_link",
 ]
 
@@ -52,6 +55,10 @@ _LINK = re.compile(r"https?://[^\s<>\"']+")
 
 class WriteConflict(RequestRejected):
     """The event kept changing under the write (412 after every re-read)."""
+
+
+class EventGone(RequestRejected, TargetGone):
+    """The event was deleted (``status: cancelled``): there is nothing to write on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +82,8 @@ def _private(item: Mapping[str, Any]) -> Mapping[str, Any]:
 def own_text(item: Mapping[str, Any]) -> str:
     """The event's description without Alliance's join-link block (the therapist's own text)."""
     description = str(item.get("description") or "")
+    if "extendedProperties" not in item:  # most events: no block can be Alliance's
+        return description
     link = _private(item).get(PROPERTY)
     if not isinstance(link, str) or not link:
         return description
@@ -96,19 +105,30 @@ def _patch_for(event: Mapping[str, Any], link: str) -> dict[str, Any] | None:
     return {"description": description, "extendedProperties": {"private": {PROPERTY: link}}}
 
 
-def write_join_link(client: CalendarClient, calendar_id: str, event_id: str, link: str) -> WriteBackResult:
-    """Put ``link`` on the event (see the module docstring); idempotent.
+def _removal_for(event: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The PATCH body that takes Alliance's block off ``event``, or None when it carries none."""
+    if not _private(event).get(PROPERTY):
+        return None
+    # The property is emptied rather than deleted: an empty value means "no link" to own_text,
+    # whatever a PATCH does with a null inside a map.
+    return {"description": own_text(event), "extendedProperties": {"private": {PROPERTY: ""}}}
 
-    Raises ValueError for a link that is not one http(s) URL, :class:`WriteConflict` when the
-    event changed under every attempt, and the client's errors (``NotFound``: the event is gone).
-    """
-    if not _LINK.fullmatch(link):
-        raise ValueError("a join link must be one http(s) URL without spaces")
+
+def _apply(
+    client: CalendarClient,
+    calendar_id: str,
+    event_id: str,
+    body_for: Callable[[Mapping[str, Any]], dict[str, Any] | None],
+) -> WriteBackResult:
+    """Read, build the PATCH, send it with If-Match; on 412 read again (at most MAX_ATTEMPTS)."""
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        event = client.get_event(calendar_id, event_id)
+        try:
+            event = client.get_event(calendar_id, event_id)
+        except NotFound:
+            raise EventGone("the Google event no longer exists; its join link was not changed") from None
         if event.get("status") == "cancelled":
-            raise RequestRejected("the Google event was deleted; no join link was written")
-        body = _patch_for(event, link)
+            raise EventGone("the Google event was deleted; its join link was not changed")
+        body = body_for(event)
         if body is None:
             return WriteBackResult(event_id, str(event.get("etag", "")), changed=False, attempts=attempt - 1)
         try:
@@ -118,3 +138,22 @@ def write_join_link(client: CalendarClient, calendar_id: str, event_id: str, lin
             continue
         return WriteBackResult(event_id, str(patched.get("etag", "")), changed=True, attempts=attempt)
     raise WriteConflict(f"the Google event kept changing; its join link was not written after {MAX_ATTEMPTS} tries")
+
+
+def remove_join_link(client: CalendarClient, calendar_id: str, event_id: str) -> WriteBackResult:
+    """Take Alliance's join-link block off the event (the meeting is gone); idempotent.
+
+    The therapist's own text stays; a block the therapist edited is theirs and stays too.
+    """
+    return _apply(client, calendar_id, event_id, _removal_for)
+
+
+def write_join_link(client: CalendarClient, calendar_id: str, event_id: str, link: str) -> WriteBackResult:
+    """Put ``link`` on the event (see the module docstring); idempotent.
+
+    Raises ValueError for a link that is not one http(s) URL, :class:`WriteConflict` when the
+    event changed under every attempt, and the client's errors (``NotFound``: the event is gone).
+    """
+    if not _LINK.fullmatch(link):
+        raise ValueError("a join link must be one http(s) URL without spaces")
+    return _apply(client, calendar_id, event_id, lambda event: _patch_for(event, link))

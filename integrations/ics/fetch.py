@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from core.sync.types import SourceError
+from core.sync.types import SourceError, SourceUnavailable
 from integrations.ics.public_only import PublicOnlyTransport
 from integrations.ics.settings import describe_source, is_url
 
@@ -159,11 +159,15 @@ def _fetch_http(
                 )
             if not response.is_success:
                 reason = response.reason_phrase or ""
-                raise SourceError(
+                message = (
                     f"the calendar server at {where} answered HTTP {response.status_code}"
                     + (f" ({reason})" if reason else "")
                     + _status_hint(response.status_code)
                 )
+                if response.status_code == 429 or response.status_code >= 500:
+                    # Passing trouble: the sync job backs off (honouring Retry-After) and tries again.
+                    raise SourceUnavailable(message, retry_after=_retry_after(response.headers.get("Retry-After")))
+                raise SourceError(message)
             declared = response.headers.get("Content-Length")
             if declared is not None and declared.isdigit() and int(declared) > max_bytes:
                 raise _too_large(where, max_bytes)
@@ -183,15 +187,22 @@ def _fetch_http(
                 content_type=response.headers.get("Content-Type"),
             )
     except httpx.TimeoutException:
-        raise SourceError(f"the calendar server at {where} did not answer within {timeout:g} s") from None
+        slow = f"the calendar server at {where} did not answer within {timeout:g} s"
+        raise SourceUnavailable(slow) from None
     except httpx.ConnectError as exc:
-        raise SourceError(f"could not connect to the calendar server at {where}: {_connect_reason(exc)}") from None
+        unreachable = f"could not connect to the calendar server at {where}: {_connect_reason(exc)}"
+        raise SourceUnavailable(unreachable) from None
     except httpx.TooManyRedirects:
         raise SourceError(f"the calendar server at {where} redirected too many times") from None
     except httpx.HTTPError as exc:
         # Other transport failures (protocol errors, a redirect to an unsupported scheme...). Their
         # text may quote the URL, so only the kind of failure is reported.
         raise SourceError(f"reading the calendar feed at {where} failed ({type(exc).__name__})") from None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in delta-seconds (the HTTP-date form is rare for feeds and ignored)."""
+    return float(value) if value is not None and value.strip().isdigit() else None
 
 
 def _status_hint(status: int) -> str:

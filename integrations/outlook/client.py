@@ -4,22 +4,25 @@
   and ``Prefer: outlook.timezone="UTC"`` (times come back in UTC), each as its own header.
 - 429 and 503/504 (and timeouts) are retried, waiting at least what ``Retry-After`` says, else
   with exponential backoff; a 401 gets one forced token refresh, then means reauthorisation.
-- At most :data:`MAX_CONCURRENT` requests per mailbox are in flight at once in this process
-  (Outlook's MailboxConcurrency limit is 4); callers may use threads freely.
+- At most :data:`MAX_CONCURRENT` (2) requests per mailbox are in flight at once, in this process
+  or, on PostgreSQL, across every worker process (:func:`mailbox_slots`; Outlook's
+  MailboxConcurrency limit is 4); callers may use threads freely.
 - Callers see :mod:`integrations.outlook.errors`, never status codes.
 """
 
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import httpx
 
+from core.store.db import make_engine
+from core.store.slots import AdvisorySlots, Slots, ThreadSlots
 from integrations.outlook.errors import (
     RECONNECT_HINT,
     DeltaExpired,
@@ -32,23 +35,33 @@ from integrations.outlook.errors import (
 from integrations.outlook.tokens import TokenManager
 from integrations.outlook.transport import ssl_context
 
-MAX_CONCURRENT = 4
+# Graph allows 4 concurrent requests per mailbox (MailboxConcurrency); Alliance keeps 2, so a sync
+# and a write-back or renewal can overlap without ever earning the 429 (reference/scale.md 6.3, 8).
+MAX_CONCURRENT = 2
 TIMEOUT_SECONDS = 30.0
 BASE_PREFERENCES: tuple[tuple[str, str], ...] = (
     ("Prefer", 'IdType="ImmutableId"'),
     ("Prefer", 'outlook.timezone="UTC"'),
 )
+TEXT_BODY = ("Prefer", 'outlook.body-content-type="text"')
 _RETRYABLE = frozenset({429, 500, 502, 503, 504})
 _EXPIRED_CODES = frozenset({"syncstatenotfound", "resyncrequired", "syncstateinvalid"})
 
-_slots_lock = threading.Lock()
-_slots: dict[str, threading.BoundedSemaphore] = {}
+# One process: a semaphore per mailbox. Several worker processes on PostgreSQL: advisory-lock slots.
+_PROCESS_SLOTS = ThreadSlots(MAX_CONCURRENT)
 
 
-def mailbox_slots(mailbox: str) -> threading.BoundedSemaphore:
-    """The process-wide semaphore limiting concurrent requests to one mailbox."""
-    with _slots_lock:
-        return _slots.setdefault(mailbox, threading.BoundedSemaphore(MAX_CONCURRENT))
+@lru_cache(maxsize=4)
+def _advisory_slots(database_url: str) -> AdvisorySlots:
+    return AdvisorySlots(make_engine(database_url), MAX_CONCURRENT, namespace="graph-mailbox")
+
+
+def mailbox_slots(database_url: str | None = None) -> Slots:
+    """What limits the requests in flight per mailbox: across processes sharing a PostgreSQL
+    database when ``database_url`` names one, else among the threads of this process."""
+    if database_url and database_url.startswith("postgresql"):
+        return _advisory_slots(database_url)
+    return _PROCESS_SLOTS
 
 
 @dataclass(frozen=True)
@@ -98,11 +111,13 @@ class GraphClient:
         ca_bundle: str | None = None,
         timeout: float = TIMEOUT_SECONDS,
         retry: RetryPolicy | None = None,
+        slots: Slots | None = None,
     ) -> None:
         self.tokens = tokens
         self.graph_url = graph_url.rstrip("/")
         self.retry = retry or RetryPolicy()
-        self.slots = mailbox_slots(mailbox)
+        self.mailbox = mailbox
+        self.slots = slots or mailbox_slots()
         self.http = httpx.Client(verify=ssl_context(ca_bundle), timeout=timeout)
         self.requests_made = 0
 
@@ -112,8 +127,13 @@ class GraphClient:
     def url(self, path: str) -> str:
         return path if path.startswith("https://") or path.startswith("http://") else f"{self.graph_url}{path}"
 
-    def get(self, path: str, *, params: dict[str, str] | None = None, page_size: int | None = None) -> dict[str, Any]:
+    def get(
+        self, path: str, *, params: dict[str, str] | None = None, page_size: int | None = None, text_body: bool = False
+    ) -> dict[str, Any]:
         extra = [("Prefer", f"odata.maxpagesize={page_size}")] if page_size else []
+        if text_body:
+            # Graph returns bodies as HTML unless text is asked for: the mirror keeps a plain description.
+            extra.append(TEXT_BODY)
         return self.send("GET", path, params=params, headers=extra) or {}
 
     def send(
@@ -129,13 +149,14 @@ class GraphClient:
         url = self.url(path)
         waited = 0.0
         refreshed = False
+        refused: str | None = None
         retries = 0
         for _ in range(self.retry.max_attempts + 1):  # +1: the forced refresh after a 401 is free
-            token = self.tokens.access_token(force_refresh=refreshed)
+            token = self.tokens.access_token(force_refresh=refreshed, refused=refused)
             all_headers = [*BASE_PREFERENCES, *(headers or []), ("Authorization", f"Bearer {token}")]
             retry_after: float | None = None
             try:
-                with self.slots:
+                with self.slots.hold(self.mailbox):
                     self.requests_made += 1
                     response = self.http.request(method, url, params=params, json=json, headers=all_headers)
             except httpx.TimeoutException:
@@ -151,7 +172,7 @@ class GraphClient:
                     raise DeltaExpired(f"Graph no longer knows this delta state ({code or status})")
                 if status == 401:
                     if not refreshed:
-                        refreshed = True
+                        refreshed, refused = True, token
                         continue
                     raise ReauthorizationRequired(f"Microsoft Graph refuses this calendar's sign-in; {RECONNECT_HINT}")
                 if status == 403:
@@ -174,7 +195,9 @@ class GraphClient:
             retries += 1
             waited += delay
             self.retry.sleep(delay)
-        raise GraphUnavailable(f"Microsoft Graph {what} through {retries + 1} attempts; the next sync tries again")
+        raise GraphUnavailable(
+            f"Microsoft Graph {what} through {retries + 1} attempts; the next sync tries again", retry_after=retry_after
+        )
 
 
 __all__ = ["BASE_PREFERENCES", "MAX_CONCURRENT", "GraphClient", "RetryPolicy", "mailbox_slots"]

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from core.sync.types import CursorExpired, ReauthorizationRequired, SourceError
+from core.sync.types import CursorExpired, ReauthorizationRequired, SourceError, SourceUnavailable
 
 RECONNECT_HINT = "run 'alliance connect outlook' again to reconnect this calendar"
 
@@ -18,7 +18,7 @@ class DeltaExpired(CursorExpired):
     """Graph answered 410 / SyncStateNotFound: the delta link is gone."""
 
 
-class GraphUnavailable(SourceError):
+class GraphUnavailable(SourceUnavailable):
     """Graph or the identity platform kept failing (429, 5xx, timeouts) through every retry."""
 
 

@@ -40,12 +40,34 @@ def begin(options: OutlookOptions, redirect_uri: str) -> SignIn:
     cache = msal.SerializableTokenCache()
     app = build_app(options, cache)
     with warnings.catch_warnings():
-        # MSAL recommends form_post for web apps; a desktop sign-in's loopback listener gets a GET.
+        # MSAL recommends form_post for web apps; a desktop sign-in's loopback listener gets a GET
+        # and the portal's callback is a GET behind a SameSite=Lax session cookie (a cross-site
+        # form POST would arrive without it).
         warnings.filterwarnings("ignore", message="response_mode='form_post' is recommended")
         flow: dict[str, Any] = app.initiate_auth_code_flow(
             list(SCOPES), redirect_uri=redirect_uri, response_mode="query", prompt="select_account"
         )
     return SignIn(url=str(flow["auth_uri"]), flow=flow, app=app, cache=cache)
+
+
+# What MSAL needs of a flow to redeem its answer (the auth URI itself is not needed again).
+FLOW_KEYS = ("state", "redirect_uri", "scope", "code_verifier", "nonce", "claims_challenge")
+
+
+def flow_to_keep(sign_in: SignIn) -> dict[str, Any]:
+    """The part of MSAL's flow a web app keeps (server-side or sealed) between redirect and callback.
+
+    It holds the PKCE verifier and the nonce: keep it secret and bound to the browser's session.
+    """
+    return {k: sign_in.flow[k] for k in FLOW_KEYS if k in sign_in.flow}
+
+
+def resume(options: OutlookOptions, kept: dict[str, Any]) -> SignIn:
+    """A sign-in rebuilt from :func:`flow_to_keep` (another request, maybe another process) to :func:`finish` it."""
+    if not isinstance(kept.get("state"), str) or not isinstance(kept.get("code_verifier"), str):
+        raise AuthorizationFailed("the sign-in in progress is incomplete; start again")
+    cache = msal.SerializableTokenCache()
+    return SignIn(url="", flow=dict(kept), app=build_app(options, cache), cache=cache)
 
 
 def finish(options: OutlookOptions, sign_in: SignIn, answer: dict[str, str]) -> dict[str, Any]:
@@ -99,4 +121,13 @@ def _settings(
     }
 
 
-__all__ = ["AuthorizationFailed", "SignIn", "begin", "finish", "from_refresh_token"]
+__all__ = [
+    "FLOW_KEYS",
+    "AuthorizationFailed",
+    "SignIn",
+    "begin",
+    "finish",
+    "flow_to_keep",
+    "from_refresh_token",
+    "resume",
+]

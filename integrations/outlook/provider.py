@@ -6,19 +6,23 @@
 - With a cursor: the delta link as it is. Its pages hold changed instances and ``@removed`` ids.
   A 410 / ``SyncStateNotFound`` raises ``CursorExpired`` and the engine lists everything again.
 - Skeletal occurrences are completed from their series master, fetched once per master per
-  round, up to four at a time (Outlook's per-mailbox concurrency limit).
+  round as soon as a page names it, within the mailbox's request slots (integrations.outlook.client).
+- Pages and masters are fetched ahead while the engine stores earlier pages (integrations.outlook.feed).
 - ``@removed``: an id never mirrored is ignored (Graph also reports items outside the window
   that way). A mirrored one is looked up: gone (404) is a cancellation; still there means it
   moved out of the window, and its new time is mirrored instead.
 - A complete listing is made again every :data:`RELIST_AFTER` or when the window changed: the
   delta's window is fixed when it starts, and time moves on.
+- A round that fails half way leaves no cursor (``ChangePage.resumable`` False): the old delta
+  link would never name as removed what the stored pages showed, so the next sync lists everything.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
@@ -26,10 +30,13 @@ from urllib.parse import quote
 
 from core.sync.types import ChangePage, OccurrenceKey, RemoteOccurrence, SourceError
 from integrations.base.protocol import Capability, ProviderContext
-from integrations.outlook.client import MAX_CONCURRENT, TIMEOUT_SECONDS, GraphClient, RetryPolicy
+from integrations.base.writeback import TargetGone, WriteRefused
+from integrations.outlook import writeback
+from integrations.outlook.client import MAX_CONCURRENT, TIMEOUT_SECONDS, GraphClient, RetryPolicy, mailbox_slots
 from integrations.outlook.cursor import OutlookCursor
-from integrations.outlook.errors import DeltaExpired, NotFound
-from integrations.outlook.mapping import IdentityIndex, is_removed, master_id_of, to_occurrence
+from integrations.outlook.errors import DeltaExpired, NotFound, RequestRejected
+from integrations.outlook.feed import PageFeed, page_items
+from integrations.outlook.mapping import IdentityIndex, fast_occurrence, is_removed, master_id_of
 from integrations.outlook.settings import OutlookOptions, OutlookSettings, parse_settings
 from integrations.outlook.tokens import TokenManager
 
@@ -45,12 +52,25 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """A refusal retrying cannot fix (403, 400...) as the base ``WriteRefused``; a 412 that kept coming
+    (:class:`~integrations.outlook.writeback.WriteConflict`) and a gone event pass through."""
+    try:
+        yield
+    except (writeback.WriteConflict, TargetGone):
+        raise
+    except RequestRejected as exc:
+        raise WriteRefused(str(exc)) from exc
+
+
 class OutlookProvider:
-    """Mirrors the primary calendar of one Microsoft 365 / Outlook.com mailbox (read-only for now)."""
+    """Mirrors the primary calendar of one Microsoft 365 / Outlook.com mailbox and writes back join links."""
 
     name: ClassVar[str] = "outlook"
-    # Only what is implemented: PUSH (subscriptions) and WRITE_BACK (the join link) come later.
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.READ_ONLY})
+    # Only what is implemented, since capabilities are acted upon, never probed. WRITE_BACK: a
+    # session's join link on its event (integrations.outlook.writeback); so not READ_ONLY any more.
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.WRITE_BACK})
 
     def __init__(
         self,
@@ -69,7 +89,12 @@ class OutlookProvider:
         )
         self.span = (int(context.window_past.total_seconds()), int(context.window_future.total_seconds()))
         self._save_settings = context.save_settings
-        self.tokens = TokenManager(settings, options, on_cache_change=self._cache_changed)
+        self.tokens = TokenManager.for_connection(
+            settings,
+            options,
+            on_cache_change=self._cache_changed,
+            locked_settings=context.update_settings_locked,
+        )
         self.client = GraphClient(
             self.tokens,
             graph_url=options.graph_url,
@@ -77,6 +102,7 @@ class OutlookProvider:
             ca_bundle=options.ca_bundle,
             timeout=timeout,
             retry=retry,
+            slots=mailbox_slots(options.slots_database_url),
         )
 
     @classmethod
@@ -107,6 +133,16 @@ class OutlookProvider:
         if self._save_settings is not None:
             self._save_settings(self.settings.as_dict())
 
+    def write_join_link(self, provider_id: str, link: str) -> bool:
+        """Put a session's join link on its event (If-Match, 412 re-read; see integrations.outlook.writeback)."""
+        with _refusals():
+            return writeback.write_join_link(self.client, provider_id, link).changed
+
+    def remove_join_link(self, provider_id: str) -> bool:
+        """Take Alliance's join-link block off the event (the meeting is gone)."""
+        with _refusals():
+            return writeback.remove_join_link(self.client, provider_id).changed
+
     def _continues(self, cursor: OutlookCursor) -> bool:
         return cursor.span_seconds == self.span and timedelta(0) <= self.now - cursor.listed_at < RELIST_AFTER
 
@@ -133,50 +169,41 @@ class OutlookProvider:
     def _round(self, delta_link: str | None, listed_at: datetime, index: IdentityIndex) -> Iterator[ChangePage]:
         """One delta round: the complete listing when ``delta_link`` is None.
 
-        The next page is requested as soon as a page's nextLink is known, so Graph prepares it
-        while this page's masters are fetched and the engine stores it (one page ahead, within
-        the mailbox's four request slots).
+        Pages and their series masters are fetched ahead while the engine stores earlier pages
+        (:class:`~integrations.outlook.feed.PageFeed`), within the mailbox's request slots.
         """
         complete = delta_link is None
         params: dict[str, str] | None = (
             {"startDateTime": _iso(self.window[0]), "endDateTime": _iso(self.window[1])} if complete else None
         )
-        masters: dict[str, dict[str, Any] | None] = {}
-        seen_links: set[str] = set()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outlook-page") as ahead:
-            pending: Future[dict[str, Any]] = ahead.submit(self._page, delta_link or DELTA_PATH, params)
-            try:
-                for _ in range(_MAX_PAGES):
-                    page = pending.result()
-                    delta = page.get("@odata.deltaLink")
-                    following = page.get("@odata.nextLink")
-                    is_last = isinstance(delta, str) and bool(delta)
-                    if not is_last:
-                        if not isinstance(following, str) or not following:
-                            raise SourceError("Outlook sent a page with neither a next link nor a delta link")
-                        if following in seen_links:
-                            raise SourceError("Outlook repeated a page link; the listing was stopped")
-                        seen_links.add(following)
-                        pending = ahead.submit(self._page, following, None)
-                    items = [i for i in page.get("value") or [] if isinstance(i, Mapping)]
-                    upserts, removals = self._changes(items, masters, index)
-                    yield ChangePage(
-                        upserts=tuple(upserts),
-                        removals=tuple(removals),
-                        is_last=is_last,
-                        next_cursor=OutlookCursor(str(delta), listed_at, self.span, index).dumps() if is_last else None,
-                        complete=complete,
-                        window=self.window if complete else None,
-                    )
-                    if is_last:
-                        return
-                raise SourceError("Outlook kept sending pages; the listing was stopped")
-            finally:
-                pending.cancel()  # the engine stopped early: drop a page nobody will read
+        feed = PageFeed(
+            self._page,
+            self._get_or_none,
+            delta_link or DELTA_PATH,
+            params,
+            workers=MAX_CONCURRENT,
+            max_pages=_MAX_PAGES,
+        )
+        with feed:
+            for page in feed.pages():
+                delta = page.get("@odata.deltaLink")
+                is_last = isinstance(delta, str) and bool(delta)
+                upserts, removals = self._changes(page_items(page), feed, index)
+                yield ChangePage(
+                    upserts=tuple(upserts),
+                    removals=tuple(removals),
+                    is_last=is_last,
+                    next_cursor=OutlookCursor(str(delta), listed_at, self.span, index).dumps() if is_last else None,
+                    complete=complete,
+                    window=self.window if complete else None,
+                    # Graph's next round from the old delta link names as removed only what that
+                    # round's own state delivered: what a half-done round stored would stay forever.
+                    resumable=False,
+                )
 
     def _page(self, url: str, params: dict[str, str] | None) -> dict[str, Any]:
         try:
-            return self.client.get(url, params=params, page_size=self.settings.page_size)
+            return self.client.get(url, params=params, page_size=self.settings.page_size, text_body=True)
         except DeltaExpired:
             if params is None:
                 raise
@@ -184,17 +211,16 @@ class OutlookProvider:
             raise SourceError("Outlook rejected a new listing as an expired delta state") from None
 
     def _changes(
-        self, items: list[Mapping[str, Any]], masters: dict[str, dict[str, Any] | None], index: IdentityIndex
+        self, items: list[Mapping[str, Any]], feed: PageFeed, index: IdentityIndex
     ) -> tuple[list[RemoteOccurrence], list[OccurrenceKey]]:
         live = [i for i in items if not is_removed(i) and i.get("type") != "seriesMaster"]
-        self._fetch_masters({m for i in live if (m := master_id_of(i))} - masters.keys(), masters)
         upserts: list[RemoteOccurrence] = []
         for item in live:
             master_id = master_id_of(item)
-            master = masters.get(master_id) if master_id else None
+            master = feed.master(master_id) if master_id else None
             if master_id and master is None:
                 continue  # the series is gone: Graph reports its instances as removed
-            occurrence = to_occurrence(item, master)
+            occurrence = fast_occurrence(item, master)
             if occurrence is not None:
                 upserts.append(occurrence)
                 index.remember(str(item["id"]), occurrence.key)
@@ -207,16 +233,15 @@ class OutlookProvider:
                 continue
             # Still there: it moved out of the window. Mirror where it went, under the same identity.
             master_id = master_id_of(current)
-            if master_id and master_id not in masters:
-                self._fetch_masters({master_id}, masters)
-            occurrence = to_occurrence(current, masters.get(master_id) if master_id else None)
+            occurrence = fast_occurrence(current, feed.master(master_id) if master_id else None)
             if occurrence is not None:
                 upserts.append(replace(occurrence, key=key))
+                index.remember(graph_id, key)
         return upserts, removals
 
     def _get_or_none(self, graph_id: str) -> dict[str, Any] | None:
         try:
-            return self.client.get(f"/me/events/{quote(graph_id, safe='')}")
+            return self.client.get(f"/me/events/{quote(graph_id, safe='')}", text_body=True)
         except NotFound:
             return None
 
@@ -225,12 +250,6 @@ class OutlookProvider:
             return [self._get_or_none(g) for g in graph_ids]
         with ThreadPoolExecutor(max_workers=MAX_CONCURRENT, thread_name_prefix="outlook") as pool:
             return list(pool.map(self._get_or_none, graph_ids))
-
-    def _fetch_masters(self, wanted: set[str], masters: dict[str, dict[str, Any] | None]) -> None:
-        """Series masters the page's occurrences need, once per round, at most 4 requests at a time."""
-        ordered = sorted(wanted)
-        for master_id, master in zip(ordered, self._lookup(ordered), strict=True):
-            masters[master_id] = master
 
 
 __all__ = ["DELTA_PATH", "RELIST_AFTER", "OutlookProvider"]

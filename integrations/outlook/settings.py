@@ -23,7 +23,10 @@ SCOPES: tuple[str, ...] = ("Calendars.ReadWrite",)
 # Events per delta page (Prefer: odata.maxpagesize): fewer round trips for a full listing.
 PAGE_SIZE = 500
 
-_KNOWN_KEYS = frozenset({"token_cache", "home_account_id", "username", "client_id", "page_size", "subscription"})
+_KNOWN_KEYS = frozenset({"token_cache", "home_account_id", "username", "client_id", "page_size"})
+# Settings of connections made before subscriptions moved to core.push kept theirs here; accepted
+# and dropped (the next stored settings no longer carry it; the old subscription lapses at Graph).
+_RETIRED_KEYS = frozenset({"subscription"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,9 @@ class OutlookOptions:
     client_id: str | None = None
     client_secret: str | None = None
     ca_bundle: str | None = None  # extra trust (a private CA, the sandbox's test CA); None: the system's
+    # The database whose advisory locks keep requests per mailbox at 2 across worker processes
+    # (PostgreSQL only; otherwise the limit holds per process).
+    slots_database_url: str | None = None
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> OutlookOptions:
@@ -44,6 +50,7 @@ class OutlookOptions:
             client_id=raw.get("client_id") or None,
             client_secret=raw.get("client_secret") or None,
             ca_bundle=raw.get("ca_bundle") or None,
+            slots_database_url=raw.get("slots_database_url") or None,
         )
 
     def require_client(self) -> tuple[str, str]:
@@ -64,9 +71,6 @@ class OutlookSettings:
     client_id: str
     username: str = ""
     page_size: int = PAGE_SIZE
-    # The change-notification subscription Alliance keeps for this mailbox, if any:
-    # {"id", "client_state" (the shared secret), "expires_at" (ISO 8601, UTC)}.
-    subscription: dict[str, str] | None = None
 
     def with_cache(self, token_cache: str) -> OutlookSettings:
         return replace(self, token_cache=token_cache)
@@ -83,7 +87,6 @@ class OutlookSettings:
             "username": self.username,
             "client_id": self.client_id,
             "page_size": self.page_size,
-            **({"subscription": dict(self.subscription)} if self.subscription else {}),
         }
 
 
@@ -91,7 +94,7 @@ def parse_settings(raw: Mapping[str, Any]) -> OutlookSettings:
     """Validate a connection's settings; raise :class:`InvalidSettings` naming the problem."""
     if not isinstance(raw, Mapping):
         raise InvalidSettings("Outlook settings must be a mapping")
-    unknown = sorted(set(raw) - _KNOWN_KEYS)
+    unknown = sorted(set(raw) - _KNOWN_KEYS - _RETIRED_KEYS)
     if unknown:
         raise InvalidSettings(f"unknown Outlook setting(s): {', '.join(unknown)}")
     cache, account, client_id = raw.get("token_cache"), raw.get("home_account_id"), raw.get("client_id")
@@ -111,17 +114,7 @@ def parse_settings(raw: Mapping[str, Any]) -> OutlookSettings:
     if not isinstance(page_size, int) or isinstance(page_size, bool) or not 1 <= page_size <= 1000:
         raise InvalidSettings("'page_size' must be a whole number from 1 to 1000")
     username = raw.get("username") or ""
-    subscription = raw.get("subscription")
-    if subscription is not None and not (
-        isinstance(subscription, Mapping)
-        and all(
-            isinstance(subscription.get(k), str) and subscription.get(k) for k in ("id", "client_state", "expires_at")
-        )
-    ):
-        raise InvalidSettings("'subscription' must hold 'id', 'client_state' and 'expires_at'")
-    return OutlookSettings(
-        cache, account, client_id, str(username), page_size, dict(subscription) if subscription else None
-    )
+    return OutlookSettings(cache, account, client_id, str(username), page_size)
 
 
 __all__ = [

@@ -138,6 +138,7 @@ __all__ = [
     "LIFETIME",
     "MAX_LIFETIME",
     "RENEW_EVERY",
+    "RESOURCE",
     "Notification",
     "Subscription",
     "SubscriptionGone",

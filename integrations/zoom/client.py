@@ -23,7 +23,14 @@ import requests
 from zoomus import ZoomClient, util
 from zoomus.client import COMPONENT_CLASSES
 
-from integrations.zoom.errors import ZoomAuthError, ZoomMeetingNotFound, ZoomRateLimited, ZoomRejected, ZoomUnavailable
+from integrations.zoom.errors import (
+    ZoomAuthError,
+    ZoomMeetingInProgress,
+    ZoomMeetingNotFound,
+    ZoomRateLimited,
+    ZoomRejected,
+    ZoomUnavailable,
+)
 from integrations.zoom.tokens import TokenSource
 
 __all__ = ["ZoomApi", "parse_zoom_time"]
@@ -108,8 +115,12 @@ def _check(response: requests.Response, now: datetime) -> requests.Response:
         raise ZoomRateLimited(f"Zoom {kind} reached (429)", retry_at=retry_at, daily=daily)
     if status == 401:
         raise ZoomAuthError(f"Zoom rejected the credentials (401, code {code})")
-    if status == 404 and code == 3001:
+    if code == 3001:
+        # Zoom answers 404 with it, but the code is what its documentation promises.
         raise ZoomMeetingNotFound("the Zoom meeting does not exist (3001)")
+    if code == 3002:
+        # DELETE of a meeting someone is in: "cannot delete this meeting since it is in progress".
+        raise ZoomMeetingInProgress("the Zoom meeting is in progress (3002)")
     if status >= 500:
         raise ZoomUnavailable(f"Zoom answered {status}")
     raise ZoomRejected(f"Zoom refused the request ({status}, code {code}: {message})")

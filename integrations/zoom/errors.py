@@ -8,13 +8,21 @@ from __future__ import annotations
 
 from core.video.provider import (
     MeetingGone,
+    MeetingInProgress,
     ProviderNeedsReconnect,
     ProviderRateLimited,
     ProviderRejected,
     ProviderUnavailable,
 )
 
-__all__ = ["ZoomAuthError", "ZoomMeetingNotFound", "ZoomRateLimited", "ZoomRejected", "ZoomUnavailable"]
+__all__ = [
+    "ZoomAuthError",
+    "ZoomMeetingInProgress",
+    "ZoomMeetingNotFound",
+    "ZoomRateLimited",
+    "ZoomRejected",
+    "ZoomUnavailable",
+]
 
 
 class ZoomUnavailable(ProviderUnavailable):
@@ -35,3 +43,7 @@ class ZoomMeetingNotFound(MeetingGone):
 
 class ZoomRejected(ProviderRejected):
     """Any other 4xx: the request itself is wrong; retrying will not help."""
+
+
+class ZoomMeetingInProgress(MeetingInProgress):
+    """Zoom code 3002: a meeting in progress cannot be deleted."""

@@ -19,7 +19,7 @@ from core.video.service import VideoConnectionInfo
 from integrations.zoom.client import ZoomApi
 from integrations.zoom.errors import ZoomAuthError
 from integrations.zoom.provider import ZoomMeetingProvider
-from integrations.zoom.tokens import TokenSource, UserTokenSource, s2s_source
+from integrations.zoom.tokens import Guard, RefreshStep, TokenSource, UserTokenSource, s2s_source
 
 __all__ = ["ZoomOptions", "make_provider", "token_url"]
 
@@ -54,12 +54,22 @@ def make_provider(
             save({**creds, **new})
             creds.update(new)
 
+        guard: Guard | None = None
+        locked_update = info.locked_update
+        if locked_update is not None:
+            # Refresh under the connection's database lock (rotating refresh tokens, several workers).
+            def guard(step: RefreshStep) -> dict[str, Any]:
+                result = locked_update(step)
+                creds.update(result)
+                return result
+
         tokens = UserTokenSource(
             token_url(options.oauth_url),
             options.user_client_id,
             options.user_client_secret,
             creds,
             on_refresh=persist,
+            guard=guard,
         )
     else:
         raise ZoomAuthError(f"unknown Zoom connection kind {info.kind!r}")

@@ -42,7 +42,13 @@ class ZoomMeetingProvider:
         meeting_id, join_url = body.get("id"), body.get("join_url")
         if meeting_id is None or not isinstance(join_url, str):
             raise ZoomRejected("Zoom's answer lacks the meeting id or join URL")
-        return ProvidedMeeting(str(meeting_id), join_url, parse_zoom_time(body.get("start_time")))
+        duration = body.get("duration")
+        return ProvidedMeeting(
+            str(meeting_id),
+            join_url,
+            parse_zoom_time(body.get("start_time")),
+            duration if isinstance(duration, int) else None,
+        )
 
     def create(self, spec: MeetingSpec) -> ProvidedMeeting:
         body = self.api.create_meeting(

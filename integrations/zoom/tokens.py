@@ -129,6 +129,11 @@ def s2s_source(token_url: str, account_id: str, client_id: str, client_secret: s
 
 
 OnRefresh = Callable[[dict[str, Any]], None]
+# Runs a step on the credentials as stored now, under the connection's lock across processes, and
+# stores what the step returns (core.video.service.update_credentials_locked).
+RefreshStep = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+Guard = Callable[[RefreshStep], dict[str, Any]]
+_TOKEN_KEYS = ("access_token", "refresh_token", "expires_at")
 
 
 class UserTokenSource:
@@ -142,6 +147,7 @@ class UserTokenSource:
         tokens: dict[str, Any],
         *,
         on_refresh: OnRefresh,
+        guard: Guard | None = None,
         timeout: float = 10.0,
         margin: timedelta = REFRESH_MARGIN,
         clock: Clock = _utcnow,
@@ -150,12 +156,15 @@ class UserTokenSource:
         self._session = OAuth2Session(client_id, client_secret, token_endpoint_auth_method="client_secret_basic")
         self._tokens = dict(tokens)
         self._on_refresh = on_refresh
+        self._guard = guard
         self._lock = threading.Lock()
+        self.refreshes = 0  # refresh requests this source sent
 
-    def _valid(self) -> bool:
-        expires_at = self._tokens.get("expires_at")
+    def _valid(self, tokens: dict[str, Any] | None = None) -> bool:
+        tokens = self._tokens if tokens is None else tokens
+        expires_at = tokens.get("expires_at")
         return (
-            isinstance(self._tokens.get("access_token"), str)
+            isinstance(tokens.get("access_token"), str)
             and isinstance(expires_at, int | float)
             and self._clock() < datetime.fromtimestamp(expires_at, UTC) - self._margin
         )
@@ -172,9 +181,30 @@ class UserTokenSource:
                 self._tokens["expires_at"] = 0
 
     def _refresh(self) -> None:
-        refresh_token = self._tokens.get("refresh_token")
+        if self._guard is None:
+            tokens = self._fetch(self._tokens.get("refresh_token"))
+            # Persist first: Zoom has already invalidated the old refresh token.
+            self._on_refresh(tokens)
+            self._tokens.update(tokens)
+            return
+        mine = {k: self._tokens.get(k) for k in ("access_token", "refresh_token")}
+
+        def step(stored: dict[str, Any]) -> dict[str, Any] | None:
+            # Under the connection's lock, on the credentials as stored now: another worker (or
+            # process) may have refreshed while we waited, and spent the refresh token we hold.
+            theirs = {k: stored.get(k) for k in ("access_token", "refresh_token")}
+            if theirs != mine and self._valid(stored):
+                return None  # use theirs: no request, nothing spent
+            return {**stored, **self._fetch(stored.get("refresh_token"))}
+
+        result = self._guard(step)
+        self._tokens.update({k: result[k] for k in _TOKEN_KEYS if k in result})
+
+    def _fetch(self, refresh_token: Any) -> dict[str, Any]:
+        """One refresh grant; the new tokens (Zoom rotates the refresh token every time)."""
         if not isinstance(refresh_token, str):
             raise ZoomAuthError("no Zoom refresh token stored")
+        self.refreshes += 1
         try:
             new = self._session.refresh_token(self._url, refresh_token=refresh_token, timeout=self._timeout)
         except OAuthError as exc:
@@ -182,11 +212,8 @@ class UserTokenSource:
             raise ZoomAuthError(f"Zoom refused the refresh token ({exc.error})") from None
         except requests.RequestException as exc:
             raise ZoomUnavailable(f"Zoom token refresh failed ({type(exc).__name__})") from None
-        tokens = {
+        return {
             "access_token": new["access_token"],
             "refresh_token": new.get("refresh_token", refresh_token),
             "expires_at": int(new.get("expires_at") or self._clock().timestamp() + int(new.get("expires_in", 3600))),
         }
-        # Persist first: Zoom has already invalidated the old refresh token.
-        self._on_refresh(tokens)
-        self._tokens.update(tokens)

@@ -7,6 +7,7 @@ given) with no import-time side effects. A pure ASGI middleware in front of the 
   googleapiclient sends when a GET URI is longer than 2048 characters),
 - records every non-control request (method, path, query, a few headers, status) in the
   request log, and
+- waits ``settings.latency`` seconds (a provider's round trip, for load tests), then
 - applies injected faults: a delay, then (optionally) an error in Google's JSON shape.
 """
 
@@ -108,6 +109,8 @@ class EmulatorMiddleware:
             "at": time.time(),
         }
         state.log_request(entry)
+        if state.settings.latency > 0:
+            await self._sleep(state.settings.latency)
         fault = state.take_fault(scope["method"], scope["path"])
         if fault is not None:
             entry["fault"] = fault.reason or "delay"

@@ -24,6 +24,7 @@ directly). No authentication; these routes are neither logged nor subject to inj
 ``POST /_emulator/faults``                  inject a fault (see :meth:`GoogleState.inject_fault`)
 ``DELETE /_emulator/faults``                clear faults
 ``POST /_emulator/push/faults``             ``{"drop": n, "duplicate": n}``
+``POST /_emulator/push/ping``               ``{"calendarIds": [...]}`` an ``exists`` ping each, no change
 ``GET  /_emulator/push/deliveries``         what the push sender did (``?wait=1`` waits idle)
 ``GET  /_emulator/channels``                live channels
 ``POST /_emulator/conferences/complete``    resolve pending Meet creations now
@@ -184,6 +185,15 @@ def control_router(state: GoogleState) -> APIRouter:
         body = await _body(request)
         state.inject_push_faults(drop=int(body.get("drop", 0)), duplicate=int(body.get("duplicate", 0)))
         return JSONResponse(dict(state.push_faults))
+
+    @router.post("/push/ping")
+    async def ping(request: Request) -> JSONResponse:
+        body = await _body(request)
+        _require(body, "calendarIds")
+        ids = body["calendarIds"]
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise bad_request("calendarIds must be a list of calendar ids.", location="calendarIds")
+        return JSONResponse({"sent": await run_in_threadpool(state.ping, ids)})
 
     @router.get("/push/deliveries")
     async def deliveries(request: Request) -> JSONResponse:

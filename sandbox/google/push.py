@@ -2,9 +2,11 @@
 
 Google POSTs to the channel's address with no body (``Content-Length: 0``) and everything in
 ``X-Goog-*`` headers; 200/201/202/204/102 count as delivered, 500/502/503/504 are retried with
-exponential backoff, anything else is a failed delivery. The emulator does the same from one
-daemon thread with a queue, so a ``sync`` message may arrive before the ``watch`` response does —
-as it may with Google. The thread starts on the first message and stops on :meth:`close`.
+exponential backoff, anything else is a failed delivery. The emulator does the same from daemon
+threads sharing a queue (one by default; ``settings.push_senders`` for a load test, where Google
+delivers many pings at once and in no guaranteed order), so a ``sync`` message may arrive before
+the ``watch`` response does — as it may with Google. The threads start on the first message and
+stop on :meth:`close`.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class PushDispatcher:
     def __init__(self, state: GoogleState) -> None:
         self._state = state
         self._queue: queue.Queue[PushMessage | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
         self._closed = threading.Event()
         self.log: list[dict[str, Any]] = []
@@ -49,9 +51,11 @@ class PushDispatcher:
             self.record(message, error="emulator closed")
             return
         with self._start_lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="google-emulator-push", daemon=True)
-                self._thread.start()
+            if not self._threads:
+                for n in range(max(1, int(self._state.settings.push_senders))):
+                    thread = threading.Thread(target=self._run, name=f"google-emulator-push-{n}", daemon=True)
+                    thread.start()
+                    self._threads.append(thread)
         self._queue.put(message)
 
     def record(self, message: PushMessage, **outcome: Any) -> None:
@@ -87,9 +91,11 @@ class PushDispatcher:
 
     def close(self) -> None:
         self._closed.set()
-        thread = self._thread
-        if thread is not None:
+        with self._start_lock:
+            threads = list(self._threads)
+        for _ in threads:
             self._queue.put(None)
+        for thread in threads:
             thread.join(timeout=10)
 
     def _run(self) -> None:

@@ -14,7 +14,6 @@ picks a free port), so the URL is known and the server is accepting when the blo
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ import uvicorn
 from sandbox.google.app import create_app
 from sandbox.google.oauth import AUTHORIZE_PATH, REVOKE_PATH, TOKEN_PATH
 from sandbox.google.state import GoogleState
+from sandbox.listen import listen_tcp
 
 
 class RunningEmulator(NamedTuple):
@@ -55,10 +55,7 @@ def run_google_emulator(
 ) -> Iterator[RunningEmulator]:
     state = state if state is not None else GoogleState()
     state.reopen()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)  # accepting (queued) before uvicorn's loop runs
+    sock = listen_tcp(host, port)  # accepting (queued) before uvicorn's loop runs
     bound_port = sock.getsockname()[1]
     base_url = f"http://{host}:{bound_port}"
     state.base_url = base_url

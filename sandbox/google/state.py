@@ -101,6 +101,8 @@ class Settings:
     expansion_days: int = 730  # how far unbounded series are expanded when no timeMax is given
     max_instances: int = 5000  # hard cap of instances per series in one expansion
     full_tombstones: bool = False  # True: deleted events keep all fields; False: id-only stubs
+    latency: float = 0.0  # seconds every API and OAuth request waits before it is served (I/O-bound provider)
+    push_senders: int = 1  # threads delivering pushes concurrently (read when the first push is sent)
 
 
 @dataclass
@@ -1379,6 +1381,27 @@ class GoogleState:
             copies = 2
         for _ in range(copies):
             self.push.submit(message)
+
+    def ping(self, calendar_ids: Iterable[str]) -> int:
+        """An ``exists`` ping on every live channel of each listed calendar, with no change behind it.
+
+        Google sends such pings too (changes a listing does not show, repeated deliveries); a load
+        test uses them to storm a webhook. A calendar listed twice is pinged twice. Returns how many
+        messages were sent; an unknown calendar is a 404 like the API's.
+        """
+        sent = 0
+        with self.lock:
+            now_ms = int(self.clock().timestamp() * 1000)
+            by_calendar: dict[str, list[Channel]] = {}
+            for channel in self.channels.values():
+                if channel.expiration_ms > now_ms:
+                    by_calendar.setdefault(channel.calendar_id, []).append(channel)
+            for calendar_id in calendar_ids:
+                cal = self.calendar(calendar_id)
+                for channel in by_calendar.get(cal.id, []):
+                    self._send(channel, "exists")
+                    sent += 1
+        return sent
 
     def inject_push_faults(self, *, drop: int = 0, duplicate: int = 0) -> None:
         """Drop and/or duplicate the next push messages (any channel, ``sync`` included)."""

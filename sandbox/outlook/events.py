@@ -20,6 +20,7 @@ from typing import Any
 
 from dateutil import rrule
 
+from sandbox.outlook.bodies import preview
 from sandbox.outlook.times import iso_z, render, render_date, zone
 
 _WEEKDAYS = {
@@ -64,6 +65,7 @@ class Event:
     modified: datetime
     seq: int  # the state's change counter at the last change
     body: str = ""
+    body_type: str = "text"  # itemBody.contentType as written: text or html (bodies.present renders it)
     location: str = ""
     all_day: bool = False
     recurrence: dict[str, Any] | None = None
@@ -162,8 +164,9 @@ def common_fields(event: Event, *, subject: str | None = None) -> dict[str, Any]
     online = {"joinUrl": event.join_url} if event.join_url else None
     return {
         "subject": event.subject if subject is None else subject,
-        "bodyPreview": event.body[:255],
-        "body": {"contentType": "text", "content": event.body},
+        "bodyPreview": preview(event.body_type, event.body),
+        # As stored; graph.py renders it as the request prefers (HTML unless text is asked for).
+        "body": {"contentType": event.body_type, "content": event.body},
         "location": {"displayName": event.location},
         "isAllDay": event.all_day,
         "isCancelled": event.is_cancelled,

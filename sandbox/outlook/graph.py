@@ -6,7 +6,8 @@
   ``{"id", "@removed": {"reason": "deleted"}}``; an unknown token is 410 ``SyncStateNotFound``.
 - ``/v1.0/me/events`` (POST, GET list) and ``/v1.0/me/events/{id}`` (GET, PATCH, DELETE) with
   ``changeKey`` / ``@odata.etag`` and ``If-Match`` (412 on a stale one).
-- ``Prefer`` headers (repeated or comma-separated): ``odata.maxpagesize``, ``outlook.timezone``
+- ``Prefer`` headers (repeated or comma-separated): ``odata.maxpagesize``, ``outlook.timezone``,
+  ``outlook.body-content-type`` (bodies in HTML unless ``text`` is preferred, sandbox/outlook/bodies.py)
   and ``IdType="ImmutableId"`` (without it, default ids that change when an item moves).
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from sandbox.outlook.bodies import present
 from sandbox.outlook.events import BadRecurrence, Instance, instance_at, master_view
 from sandbox.outlook.push import EVENT_RESOURCES, validate_url
 from sandbox.outlook.state import GraphError, OutlookState
@@ -72,14 +74,27 @@ def graph_router(state: OutlookState) -> APIRouter:
             size = state.settings.default_page_size
         return max(1, min(size, state.settings.max_page_size))
 
-    def render_item(item: Instance | tuple[str, str], time_zone: str, immutable: bool) -> dict[str, Any]:
+    def with_body(view: dict[str, Any], found: dict[str, str]) -> dict[str, Any]:
+        body = view.get("body")
+        if isinstance(body, dict):
+            preferred = found.get("outlook.body-content-type")
+            view["body"] = present(str(body["contentType"]), str(body["content"]), preferred)
+        return view
+
+    def body_applied(found: dict[str, str]) -> list[str]:
+        preferred = found.get("outlook.body-content-type", "").lower()
+        return [f'outlook.body-content-type="{preferred}"'] if preferred in ("text", "html") else []
+
+    def render_item(
+        item: Instance | tuple[str, str], time_zone: str, immutable: bool, found: dict[str, str]
+    ) -> dict[str, Any]:
         if isinstance(item, tuple):
             return {
                 "@odata.type": "#microsoft.graph.event",
                 "id": item[0] if immutable else item[1],
                 "@removed": {"reason": "deleted"},
             }
-        return item.render(time_zone, immutable=immutable, skeletal=item.type == "occurrence")
+        return with_body(item.render(time_zone, immutable=immutable, skeletal=item.type == "occurrence"), found)
 
     async def delta(request: Request) -> Response:
         state.authorize(request.headers.get("authorization"))
@@ -101,7 +116,7 @@ def graph_router(state: OutlookState) -> APIRouter:
         base = f"{state.base_url}/v1.0/me/calendarView/delta"
         body: dict[str, Any] = {
             "@odata.context": f"{state.base_url}/v1.0/$metadata#Collection(event)",
-            "value": [render_item(i, time_zone, immutable) for i in items],
+            "value": [render_item(i, time_zone, immutable, found) for i in items],
         }
         if following:
             body["@odata.nextLink"] = f"{base}?$skiptoken={following}"
@@ -110,6 +125,7 @@ def graph_router(state: OutlookState) -> APIRouter:
         applied = [f"odata.maxpagesize={size}"] if "odata.maxpagesize" in found else []
         if "outlook.timezone" in found:
             applied.append(f'outlook.timezone="{time_zone}"')
+        applied.extend(body_applied(found))
         headers = {"Preference-Applied": ", ".join(applied)} if applied else {}
         return JSONResponse(body, headers=headers)
 
@@ -127,19 +143,24 @@ def graph_router(state: OutlookState) -> APIRouter:
             return instance.render(time_zone, immutable=immutable, skeletal=False)
         raise GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
 
+    def answer(body: dict[str, Any], found: dict[str, str], status_code: int = 200) -> JSONResponse:
+        applied = body_applied(found)
+        headers = {"Preference-Applied": ", ".join(applied)} if applied else {}
+        return JSONResponse(body, status_code=status_code, headers=headers)
+
     @router.get("/me/events/{event_id}")
-    def get_event(request: Request, event_id: str) -> dict[str, Any]:
+    def get_event(request: Request, event_id: str) -> JSONResponse:
         state.authorize(request.headers.get("authorization"))
-        _, time_zone, immutable = prefs(request)
-        return view_of(event_id, time_zone, immutable)
+        found, time_zone, immutable = prefs(request)
+        return answer(with_body(view_of(event_id, time_zone, immutable), found), found)
 
     @router.get("/me/events")
-    def list_events(request: Request) -> dict[str, Any]:
+    def list_events(request: Request) -> JSONResponse:
         state.authorize(request.headers.get("authorization"))
-        _, time_zone, immutable = prefs(request)
+        found, time_zone, immutable = prefs(request)
         with state.lock:
-            views = [master_view(e, time_zone, immutable=immutable) for e in state.events.values()]
-        return {"@odata.context": f"{state.base_url}/v1.0/$metadata#users('me')/events", "value": views}
+            views = [with_body(master_view(e, time_zone, immutable=immutable), found) for e in state.events.values()]
+        return answer({"@odata.context": f"{state.base_url}/v1.0/$metadata#users('me')/events", "value": views}, found)
 
     async def _json_body(request: Request) -> dict[str, Any]:
         try:
@@ -153,19 +174,19 @@ def graph_router(state: OutlookState) -> APIRouter:
     @router.post("/me/events", status_code=201)
     async def create_event(request: Request) -> JSONResponse:
         state.authorize(request.headers.get("authorization"), write=True)
-        _, time_zone, immutable = prefs(request)
+        found, time_zone, immutable = prefs(request)
         body = await _json_body(request)
         body.pop("iCalUId", None)  # read-only through the API
         created = _guard(lambda: state.seed_event(body))
-        return JSONResponse(view_of(created["id"], time_zone, immutable), status_code=201)
+        return answer(with_body(view_of(created["id"], time_zone, immutable), found), found, status_code=201)
 
     @router.patch("/me/events/{event_id}")
-    async def patch_event(request: Request, event_id: str) -> dict[str, Any]:
+    async def patch_event(request: Request, event_id: str) -> JSONResponse:
         state.authorize(request.headers.get("authorization"), write=True)
-        _, time_zone, immutable = prefs(request)
+        found, time_zone, immutable = prefs(request)
         body = await _json_body(request)
         _guard(lambda: state.update_event(event_id, body, request.headers.get("if-match")))
-        return view_of(event_id, time_zone, immutable)
+        return answer(with_body(view_of(event_id, time_zone, immutable), found), found)
 
     @router.delete("/me/events/{event_id}", status_code=204)
     def delete_event(request: Request, event_id: str) -> Response:

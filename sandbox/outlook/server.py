@@ -14,7 +14,6 @@ for each run and ``emu.ca_file`` is what clients must trust.
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from typing import NamedTuple
 
 import uvicorn
 
+from sandbox.listen import listen_tcp
 from sandbox.outlook.app import create_app
 from sandbox.outlook.state import OutlookState
 from sandbox.outlook.tls import make_test_certificates
@@ -51,10 +51,7 @@ def run_outlook_emulator(
 ) -> Iterator[RunningEmulator]:
     state = state if state is not None else OutlookState()
     certificates = make_test_certificates()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
+    sock = listen_tcp(host, port)
     base_url = f"https://{host}:{sock.getsockname()[1]}"
     state.base_url = base_url
     config = uvicorn.Config(

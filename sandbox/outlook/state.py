@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sandbox.outlook.bodies import BodyError, as_document, content_type_of
 from sandbox.outlook.events import (
     Event,
     Exception_,
@@ -434,13 +435,13 @@ class OutlookState:
                 created=self.clock(),
                 modified=self.clock(),
                 seq=0,
-                body=str((body.get("body") or {}).get("content") or ""),
                 location=str((body.get("location") or {}).get("displayName") or ""),
                 all_day=bool(body.get("isAllDay")),
                 recurrence=body.get("recurrence") or None,
                 attendees=list(body.get("attendees") or []),
                 show_as=str(body.get("showAs") or "busy"),
             )
+            self._set_body(event, body.get("body"))
             self._set_online(event, body)
             for prop in body.get("singleValueExtendedProperties") or []:
                 event.extended[str(prop["id"])] = str(prop["value"])
@@ -449,6 +450,22 @@ class OutlookState:
             self.rest_ids[event.rest_id] = event.id
             self._notify(event, "created")
             return {"id": event.id, "rest_id": event.rest_id, "iCalUId": event.ical_uid}
+
+    @staticmethod
+    def _set_body(event: Event, body: Any) -> None:
+        """Store an itemBody as written; HTML as the whole document Outlook keeps."""
+        if not body:
+            event.body, event.body_type = "", "text"
+            return
+        if not isinstance(body, dict):
+            raise GraphError(400, "RequestBodyRead", "body must be an itemBody object.")
+        try:
+            kind = content_type_of(body.get("contentType"))
+        except BodyError as exc:
+            raise GraphError(400, "RequestBodyRead", str(exc)) from None
+        content = str(body.get("content") or "")
+        event.body_type = kind
+        event.body = as_document(content) if kind == "html" and content else content
 
     def _set_online(self, event: Event, body: dict[str, Any]) -> None:
         if not body.get("isOnlineMeeting") or event.is_online:
@@ -503,7 +520,7 @@ class OutlookState:
             if "subject" in patch:
                 event.subject = str(patch["subject"])
             if "body" in patch:
-                event.body = str((patch["body"] or {}).get("content") or "")
+                self._set_body(event, patch["body"])
             if "location" in patch:
                 event.location = str((patch["location"] or {}).get("displayName") or "")
             if "recurrence" in patch:

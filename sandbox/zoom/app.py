@@ -64,6 +64,8 @@ def oauth_router(state: ZoomState) -> APIRouter:
             body = state.code_token(client_id, secret, params.get("code", ""), params.get("redirect_uri", ""))
         elif grant == "refresh_token":
             body = state.refresh(client_id, secret, params.get("refresh_token", ""))
+            if state.settings.refresh_delay:
+                await asyncio.sleep(state.settings.refresh_delay)
         else:
             raise OAuthFailure(400, "unsupported_grant_type", "Unsupported grant type", 4705)
         return JSONResponse(body)

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from typing import NamedTuple
 
 import uvicorn
 
+from sandbox.listen import listen_tcp
 from sandbox.zoom.app import AUTHORIZE_PATH, TOKEN_PATH, create_app
 from sandbox.zoom.state import ZoomState
 from sandbox.zoom.webhooks import WebhookSender
@@ -46,10 +46,7 @@ def run_zoom_emulator(
 ) -> Iterator[RunningZoom]:
     state = state if state is not None else ZoomState()
     sender = WebhookSender(state)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
+    sock = listen_tcp(host, port)
     base_url = f"http://{host}:{sock.getsockname()[1]}"
     state.base_url = base_url
     config = uvicorn.Config(

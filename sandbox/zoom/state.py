@@ -81,6 +81,9 @@ class Settings:
     # Seconds a create waits AFTER the meeting exists and before it answers: the window in which a
     # crash test kills the client ("create sent, id not stored").
     create_delay: float = 0.0
+    # Seconds a refresh grant waits AFTER rotating the refresh token and before answering: the
+    # window in which a second worker holding the same (now dead) refresh token races the first.
+    refresh_delay: float = 0.0
 
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import uvicorn
 from alliance.app import create_app
 from core.store import Store
 from core.store.db import make_engine
+from sandbox.listen import listen_tcp
 from tests.conftest import test_keyring
 from tests.links.world import make_settings
 
@@ -57,10 +57,7 @@ def live_server(tmp_path: Path, sqlite_template: Path) -> Iterator[LiveServer]:
     path = tmp_path / "alliance.db"
     shutil.copy(sqlite_template, path)
     store = Store(make_engine(f"sqlite:///{path}"), keyring=test_keyring())
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
+    sock = listen_tcp()
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     settings = make_settings(tmp_path / "home", base_url=base_url)
     config = uvicorn.Config(

@@ -7,15 +7,20 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
+from alliance.cli.common import open_env
+from alliance.push import maintain_channels
 from integrations.google.settings import SCOPES
 from sandbox.google import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, GoogleState, RunningEmulator, run_google_emulator
 from tests.cli.helpers import Run
+from tests.conftest import TEST_MASTER_KEY
+from tests.integrations.alliance_server import settings_for
 from tests.integrations.google_world import EVENTS_PATH, MADRID, GoogleWorld, at, env_for, timed
 
 
@@ -182,3 +187,26 @@ def test_a_bad_token_file_is_refused(google: GoogleWorld, run: Run, tmp_path: Pa
     path.write_text(json.dumps({"type": "service_account", "client_email": "x@y"}))
     result = run("connect", "google", "--token-file", str(path), env=env_for(google.emu), check=False)
     assert result.returncode == 1 and "not an authorized user" in result.stderr
+
+
+def test_connections_shows_a_paused_push_channel_with_until_when_and_why(
+    google: GoogleWorld, run: Run, tmp_path: Path, home: Path
+) -> None:
+    env = {**env_for(google.emu), "ALLIANCE_MASTER_KEY": TEST_MASTER_KEY}
+    run("connect", "google", "--token-file", str(_token_file(tmp_path, google)), "--name", "practice", env=env)
+    # The renewal job (run by `alliance serve` / the worker) meets Google's quotaExceeded.
+    settings = settings_for(google.emu, home, "http://127.0.0.1:9")
+    opened = open_env(settings)
+    google.state.inject_fault("quotaExceeded", path=f"{EVENTS_PATH}/watch")
+    try:
+        (until,) = maintain_channels(opened.store, settings, datetime.now(UTC)).paused.values()
+    finally:
+        opened.store.close()
+
+    table = run("connections", env=env).stdout
+    assert f"push paused until {until.astimezone(UTC):%Y-%m-%d %H:%M} UTC" in table
+    assert "QuotaExceeded" in table
+    (connection,) = _connections(run, env)
+    pause = connection["push_pause"]
+    assert isinstance(pause, dict) and datetime.fromisoformat(pause["until"]) == until
+    assert "QuotaExceeded" in pause["reason"] and pause["refusals"] == 1

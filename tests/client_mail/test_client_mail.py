@@ -219,27 +219,134 @@ def test_a_moved_session_gets_new_reminders_and_an_updated_invitation(
         _assert_neutral(message)
 
 
-def test_a_cancelled_session_sends_nothing_more_and_a_restored_one_resumes(
+def _calendar(message: EmailMessage, method: str, filename: str) -> icalendar.Component:
+    parts = [p for p in message.iter_attachments() if p.get_content_type() == "text/calendar"]
+    assert len(parts) == 1 and parts[0].get_filename() == filename
+    assert parts[0].get_param("method") == method
+    cal = icalendar.Calendar.from_ical(parts[0].get_content())
+    assert str(cal["METHOD"]) == method
+    events = list(cal.walk("VEVENT"))
+    assert len(events) == 1
+    return events[0]
+
+
+def test_a_cancelled_session_cancels_the_invitation_and_a_restored_one_is_invited_again(
     store: Store, tmp_path: Path, smtp: tuple[Inbox, Controller]
 ) -> None:
     inbox, controller = smtp
     practice = Practice(store, tmp_path, controller.port)
     session_id = practice.assign("e1", START, practice.client())
     practice.deliver(START - timedelta(days=3))
+    invitation = _ics(inbox.messages[0])
     practice.move("e1", START, status=Status.CANCELLED)
-    assert practice.pending(session_id) == []
+    assert [m.purpose for m in practice.pending(session_id)] == ["client.cancellation"]
+    practice.deliver(START - timedelta(days=3) + timedelta(minutes=1))
+    practice.world.run_jobs(practice.settings)  # again: nothing new (at least once, never twice)
     practice.deliver(START + timedelta(days=2))
-    assert len(inbox.messages) == 1  # only the confirmation sent before the cancellation
+    assert len(inbox.messages) == 2
+    cancel = inbox.messages[1]
+    assert _subject(cancel) == "Cancelled: your appointment on Tuesday, 5 March 2030, 10:00 (Europe/Madrid)"
+    event = _calendar(cancel, "CANCEL", "cancel.ics")
+    # The same UID with a higher SEQUENCE: the client's calendar program removes its entry.
+    assert str(event["UID"]) == str(invitation["UID"])
+    assert int(event.decoded("sequence")) > int(invitation.decoded("sequence"))
+    assert str(event["STATUS"]) == "CANCELLED" and str(event["SUMMARY"]) == "Appointment"
+    assert event.decoded("dtstart") == START
+    assert practice.link(session_id) in _body(cancel)  # the page says so, with the contact line
+    _assert_neutral(cancel)
     with store.session() as session:
         withdrawn = session.scalars(select(MailMessage.purpose).where(MailMessage.status == WITHDRAWN)).all()
     assert sorted(withdrawn) == ["client.rating", "client.reminder", "client.reminder"]
 
-    # Restored (before the old time): the reminders return; the invitation already sent stands.
+    # Restored (before the old time): the calendar entry was removed, so a new invitation goes
+    # out with a SEQUENCE above the cancellation's, and the reminders return.
     restore_at = START - timedelta(days=2)
     practice.move("e1", START)
-    assert [m.purpose for m in practice.pending(session_id)] == ["client.reminder", "client.reminder", "client.rating"]
+    assert [m.purpose for m in practice.pending(session_id)] == [
+        "client.invitation",
+        "client.reminder",
+        "client.reminder",
+        "client.rating",
+    ]
     practice.deliver(restore_at)
-    assert len(inbox.messages) == 1
+    assert len(inbox.messages) == 3
+    again = inbox.messages[2]
+    assert _subject(again) == "Your appointment on Tuesday, 5 March 2030, 10:00 (Europe/Madrid)"
+    event_again = _ics(again)
+    assert str(event_again["UID"]) == str(invitation["UID"])
+    assert int(event_again.decoded("sequence")) > int(event.decoded("sequence"))
+
+
+def test_a_session_cancelled_before_its_invitation_went_out_sends_nothing(
+    store: Store, tmp_path: Path, smtp: tuple[Inbox, Controller]
+) -> None:
+    inbox, controller = smtp
+    practice = Practice(store, tmp_path, controller.port)
+    session_id = practice.assign("e1", START, practice.client())
+    practice.move("e1", START, status=Status.CANCELLED)  # the confirmation still waited
+    assert practice.pending(session_id) == []
+    practice.deliver(START - timedelta(days=1))
+    assert inbox.messages == []
+
+
+def test_a_spanish_client_gets_spanish_mail_in_a_practice_that_writes_english(
+    store: Store, tmp_path: Path, smtp: tuple[Inbox, Controller]
+) -> None:
+    inbox, controller = smtp
+    practice = Practice(store, tmp_path, controller.port)
+    code = create_client(
+        store, practice.world.therapist, name=NAME, email=ADDRESS, timezone="Europe/Madrid", language="es"
+    ).code
+    other = practice.client(email="j.ruiz@example.net", name="Jorge Ruiz")
+    spanish = practice.assign("e1", START, code)
+    practice.assign("e2", START + timedelta(hours=2), other)
+    practice.deliver(START - timedelta(days=3))
+    subjects = {m["To"]: _subject(m) for m in inbox.messages}
+    assert subjects == {
+        ADDRESS: "Tu cita del martes, 5 de marzo de 2030, 10:00 (Europe/Madrid)",
+        "j.ruiz@example.net": "Your appointment on Tuesday, 5 March 2030, 12:00 (Europe/Madrid)",
+    }
+    assert str(_ics(next(m for m in inbox.messages if m["To"] == ADDRESS))["SUMMARY"]) == "Cita"
+    practice.move("e1", START, status=Status.CANCELLED)
+    practice.deliver(START - timedelta(days=2))
+    cancel = inbox.messages[-1]
+    assert _subject(cancel) == "Cancelada: tu cita del martes, 5 de marzo de 2030, 10:00 (Europe/Madrid)"
+    assert str(_calendar(cancel, "CANCEL", "cancel.ics")["SUMMARY"]) == "Cita"
+    assert practice.pending(spanish) == []
+    for message in inbox.messages:
+        _assert_neutral(message)
+
+
+def test_an_in_person_session_gets_its_mail_without_a_promise_to_join(
+    store: Store, tmp_path: Path, smtp: tuple[Inbox, Controller]
+) -> None:
+    inbox, controller = smtp
+    practice = Practice(store, tmp_path, controller.port)
+    code = create_client(
+        store, practice.world.therapist, name=NAME, email=ADDRESS, timezone="Europe/Madrid", modality="in_person"
+    ).code
+    session_id = practice.assign("e1", START, code)
+    end = START + timedelta(minutes=50)
+    for at in (
+        START - timedelta(days=3),
+        START - timedelta(hours=24),
+        START - timedelta(hours=1),
+        end + timedelta(minutes=5),
+    ):
+        practice.deliver(at)
+    subjects = [_subject(m).split(" on ")[0] for m in inbox.messages]
+    # The rating is asked for every session; confirmation and reminders carry the page, not a call.
+    assert subjects == [
+        "Your appointment",
+        "Reminder: your appointment",
+        "Reminder: your appointment",
+        "How was your appointment?",
+    ]
+    for message in inbox.messages[:3]:
+        assert "how to join" not in _body(message) and "The details are on your page:" in _body(message)
+        assert practice.link(session_id) in _body(message)
+    for message in inbox.messages:
+        _assert_neutral(message)
 
 
 def test_a_session_given_to_another_client_withdraws_the_first_clients_mail(
@@ -277,6 +384,56 @@ def test_a_session_given_to_another_client_withdraws_the_first_clients_mail(
     second_link = practice.link(session_id)
     assert second_link != first_link and all(second_link in _body(m) for m in to_second)
     assert all(first_link not in m.as_string() for m in to_second)
+
+
+def test_a_session_handed_to_another_client_cancels_the_first_clients_invitation(
+    store: Store, tmp_path: Path, smtp: tuple[Inbox, Controller]
+) -> None:
+    inbox, controller = smtp
+    practice = Practice(store, tmp_path, controller.port)
+    first = create_client(
+        store, practice.world.therapist, name=NAME, email=ADDRESS, timezone="Europe/Madrid", language="es"
+    ).code
+    second = practice.client(email="j.ruiz@example.net", name="Jorge Ruiz")
+    session_id = practice.assign("e1", START, first)
+    first_link = practice.link(session_id)
+    practice.deliver(START - timedelta(days=3))  # the first client's calendar now holds the appointment
+    invitation = _ics(inbox.messages[0])
+
+    occurrence_id = find_occurrence(store, practice.world.therapist, "e1", START)
+    assign_occurrence(store, practice.world.therapist, occurrence_id, second)
+    practice.world.run_jobs(practice.settings)
+    practice.world.run_jobs(practice.settings)  # again: nothing new (at least once, never twice)
+    for at in (START - timedelta(days=2), START - timedelta(hours=1), START + timedelta(hours=1)):
+        practice.deliver(at)
+
+    to_first = [m for m in inbox.messages if m["To"] == ADDRESS][1:]
+    assert len(to_first) == 1, "one cancellation, then no reminder or rating e-mail"
+    cancel = to_first[0]
+    # In the first client's own language; nothing names either client.
+    assert _subject(cancel) == "Cancelada: tu cita del martes, 5 de marzo de 2030, 10:00 (Europe/Madrid)"
+    event = _calendar(cancel, "CANCEL", "cancel.ics")
+    assert str(event["UID"]) == str(invitation["UID"])
+    assert int(event.decoded("sequence")) > int(invitation.decoded("sequence"))
+    assert str(event["STATUS"]) == "CANCELLED" and str(event["SUMMARY"]) == "Cita"
+    assert str(event["ATTENDEE"]) == f"mailto:{ADDRESS}"
+    assert first_link not in cancel.as_string(), "the first client's link is dead: not offered"
+    _assert_neutral(cancel)
+    assert not re.search("jorge|ruiz", cancel.as_string(), re.IGNORECASE)
+
+    to_second = [m for m in inbox.messages if m["To"] == "j.ruiz@example.net"]
+    assert [_subject(m).split(" on ")[0] for m in to_second] == [
+        "Your appointment",
+        "Reminder: your appointment",
+        "Reminder: your appointment",
+        "How was your appointment?",
+    ]
+    welcome = _ics(to_second[0])
+    assert str(welcome["UID"]) == str(invitation["UID"])
+    assert int(welcome.decoded("sequence")) > int(event.decoded("sequence"))
+    assert str(welcome["URL"]) == practice.link(session_id) != first_link
+    for message in to_second:
+        assert ADDRESS not in message.as_string() and not re.search("maria|lopez", message.as_string(), re.I)
 
 
 def test_no_rating_mail_for_a_no_show_and_an_early_one_for_a_real_end(

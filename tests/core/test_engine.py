@@ -712,6 +712,27 @@ def test_a_failing_source_marks_the_connection_and_keeps_the_cursor(
     assert len(snap.live()) == 4 and len(snap.outbox) == 4
 
 
+def test_a_round_its_source_cannot_resume_leaves_a_complete_listing_after_a_failure(
+    store: Store, cid: int, run: Callable[..., SyncReport]
+) -> None:
+    """Graph's case: a round of changes that failed after storing a page. Its old cursor would never
+    name the removal of what that page showed, so the next sync lists everything and sweeps it."""
+    a, b = occ("a"), occ("b", 1)
+    source = ScriptedSource(
+        [page(a, complete=True, cursor="c1")],
+        [replace(page(b, is_last=False), resumable=False), SourceError("429 through 3 attempts")],
+        [page(a, complete=True, cursor="c2")],  # b came and went meanwhile
+    )
+    run(source)
+    with pytest.raises(SourceError):
+        run(source)
+    assert snapshot(store, cid).cursor is None and key("b") in snapshot(store, cid).live()
+    report = run(source)
+    snap = snapshot(store, cid)
+    assert source.cursors == [None, "c1", None]
+    assert report.cancelled == 1 and snap.live() == {a.key} and snap.cursor == "c2"
+
+
 def test_a_listing_without_a_last_page_commits_no_cursor(
     store: Store, cid: int, run: Callable[..., SyncReport]
 ) -> None:

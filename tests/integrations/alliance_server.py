@@ -6,7 +6,6 @@ known before the settings and the app are built.
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from fastapi import FastAPI
 
 from alliance.settings import Settings
 from sandbox.google import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RunningEmulator
+from sandbox.listen import listen_tcp
 from tests.conftest import TEST_MASTER_KEY
 
 
@@ -48,10 +48,7 @@ def serve_alliance(
     emu: RunningEmulator, home: Path, build: Callable[[Settings], FastAPI], **extra: object
 ) -> Iterator[RunningApp]:
     """Serve ``build(settings)`` on 127.0.0.1 (a free port) with ALLIANCE_PUBLIC_URL pointing at it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
+    sock = listen_tcp()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     settings = settings_for(emu, home, url, **extra)
     app = build(settings)

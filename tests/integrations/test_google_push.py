@@ -162,10 +162,49 @@ def test_a_burst_of_pings_and_duplicates_coalesce_into_one_sync(
     assert _pending_syncs(sqlite_store) == 1  # eight pings, one sync waiting
 
     google.state.clear_request_log()
-    InProcessRunner(sqlite_store, build_registry(running.settings)).run_pending()
+    debounced = timedelta(milliseconds=running.settings.push_sync_spacing_ms)  # at most the spacing
+    runner = InProcessRunner(
+        sqlite_store, build_registry(running.settings), clock=lambda: datetime.now(UTC) + debounced
+    )
+    runner.run_pending()
     assert sorted(_starts(sqlite_store)) == ["T0", "T1", "T2", "T3", "T4"]
     assert len(google.list_requests()) == 1  # one incremental events.list for the whole burst
     assert _pending_syncs(sqlite_store) == 0
+
+
+def test_a_redelivered_ping_is_acknowledged_and_syncs_nothing(
+    google: GoogleWorld, sqlite_store: Store, served: tuple[RunningApp, EmbeddedWorker | None]
+) -> None:
+    running, _ = served
+    event = google.seed({"summary": "S", **timed(at(1), tz=MADRID)})
+    therapist, connection = _connect(sqlite_store, google)
+    view = get_connection(sqlite_store, therapist, connection)
+    assert view is not None and sync_one(sqlite_store, running.settings, view).ok
+    channel_id = _open_channel(sqlite_store, running.settings, google, connection)
+    google.state.retitle_event("primary", event["id"], "T")
+    assert google.state.push.wait_idle(30)
+    (ping,) = [d for d in _deliveries(google, channel_id) if d["resource_state"] == "exists"]
+    debounced = timedelta(milliseconds=running.settings.push_sync_spacing_ms)
+    InProcessRunner(
+        sqlite_store, build_registry(running.settings), clock=lambda: datetime.now(UTC) + debounced
+    ).run_pending()
+    assert sorted(_starts(sqlite_store)) == ["T"] and _pending_syncs(sqlite_store) == 0
+
+    # Google delivers that message again (a retry after a timeout on our side): same number.
+    real = google.state.channels[channel_id]
+    headers = {
+        "X-Goog-Channel-ID": channel_id,
+        "X-Goog-Channel-Token": real.token,
+        "X-Goog-Resource-ID": real.resource_id,
+        "X-Goog-Resource-State": "exists",
+        "X-Goog-Message-Number": str(ping["message_number"]),
+    }
+    with httpx.Client(trust_env=False) as http:
+        assert http.post(f"{running.url}/webhooks/google", headers=headers).status_code == 200
+    assert _pending_syncs(sqlite_store) == 0  # acknowledged, no events.list for it
+    google.state.ping(["primary"])  # a new message (higher number) is acted on
+    assert google.state.push.wait_idle(30)
+    assert _pending_syncs(sqlite_store) == 1
 
 
 def test_forged_and_unknown_pings_are_refused_and_sync_nothing(

@@ -72,7 +72,9 @@ class PushModel:
         self.store = store
         self.settings = running.settings
         self.registry = build_registry(running.settings)
-        self.runner = InProcessRunner(store, self.registry)
+        # The worker ticks once the spacing of ping-started syncs (ALLIANCE_PUSH_SYNC_SPACING_MS) has passed.
+        debounce = timedelta(milliseconds=running.settings.push_sync_spacing_ms)
+        self.runner = InProcessRunner(store, self.registry, clock=lambda: datetime.now(UTC) + debounce)
         therapist = ensure_therapist(store, "p@example.org", timezone=MADRID)
         self.therapist = therapist
         self.conn = add_connection(store, therapist, "google", "g", world.settings())
@@ -167,9 +169,18 @@ class PushModel:
             last = session.scalar(select(Connection.last_sync_at).where(Connection.id == self.conn))
         assert last is not None
         slot = next_slot(sync_key(self.conn), last, timedelta(minutes=INTERVAL_MINUTES))
-        assert plan_reconciliation(self.store, self.settings, self.registry, slot) == 1
-        runner = InProcessRunner(self.store, self.registry, clock=lambda: slot)
+        clock = {"now": slot}
+        registry = build_registry(self.settings, clock=lambda: clock["now"])  # the jobs' "now" too
+        assert plan_reconciliation(self.store, self.settings, registry, slot) == 1
+        runner = InProcessRunner(self.store, registry, clock=lambda: clock["now"])
         runner.run_pending()
+        # A sync that hit quotaExceeded backs off (core.sync.backoff): a reconciliation falling due
+        # inside the backoff runs when it ends, not before.
+        with self.store.session() as session:
+            until = session.scalar(select(Connection.backoff_until).where(Connection.id == self.conn))
+        if until is not None and until > slot:
+            clock["now"] = until
+            runner.run_pending()
 
     def expected(self) -> dict[tuple[str, str], tuple[datetime, datetime, str]]:
         """What Google lists, computed without the provider's mapping."""

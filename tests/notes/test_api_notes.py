@@ -200,3 +200,50 @@ async def test_a_wrong_master_key_refuses_to_serve_notes(
         assert answer.status_code == 503, answer.text
         assert answer.json()["detail"] == "Notes are unavailable: the master key does not match."
         assert SECRET not in answer.text
+
+
+async def test_bulk_create_writes_all_notes_or_none(
+    client: httpx.AsyncClient, auth: dict[str, str], session_id: int, store: Store, app: FastAPI
+) -> None:
+    base = f"/api/v1/sessions/{session_id}/notes"
+    ok = {"session_id": session_id, "text": "fine"}
+    too_large = await client.post(
+        "/api/v1/notes/bulk",
+        json={"notes": [ok, {"session_id": session_id, "text": "x" * (64 * 1024 + 1)}]},
+        headers=auth,
+    )
+    assert too_large.status_code == 413 and too_large.json()["detail"].startswith("Note 2: a note may hold at most")
+    unknown = await client.post(
+        "/api/v1/notes/bulk", json={"notes": [ok, {"session_id": 999999, "text": "x"}]}, headers=auth
+    )
+    assert unknown.status_code == 404 and "Note 2: no session with id 999999; nothing was written" in unknown.text
+    blank = await client.post(
+        "/api/v1/notes/bulk", json={"notes": [{"session_id": session_id, "text": " "}]}, headers=auth
+    )
+    assert blank.status_code == 422
+    assert (await client.get(base, headers=auth)).json() == []  # nothing half-written
+
+    notes = [{"session_id": session_id, "text": f"{SECRET} {i}"} for i in range(3)]
+    notes.append({"session_id": session_id, "text": "process", "kind": "process"})
+    created = await client.post("/api/v1/notes/bulk", json={"notes": notes}, headers=auth)
+    assert created.status_code == 201, created.text
+    assert [(n["kind"], n["version"]) for n in created.json()] == [("progress", 1)] * 3 + [("process", 1)]
+    assert SECRET not in created.text  # the answer does not echo the texts
+    listing = (await client.get(base, headers=auth)).json()
+    assert [(n["id"], n["text"]) for n in listing] == [
+        (c["id"], n["text"]) for c, n in zip(created.json(), notes, strict=True)
+    ]
+    with store.session() as s:
+        creates = [
+            e.target_id
+            for e in s.query(AuditEntry).filter(AuditEntry.action == "create", AuditEntry.target_kind == "note")
+        ]
+    assert creates == [c["id"] for c in created.json()]
+
+    # Another therapist's bulk request naming this session: a 404, nothing written.
+    other = {"Authorization": f"Bearer {create_api_token(store, create_therapist(store, 'z@example.org'), 'z').token}"}
+    planted = await client.post(
+        "/api/v1/notes/bulk", json={"notes": [{"session_id": session_id, "text": "x"}]}, headers=other
+    )
+    assert planted.status_code == 404
+    assert len((await client.get(base, headers=auth)).json()) == 4

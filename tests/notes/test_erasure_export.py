@@ -161,3 +161,43 @@ def test_other_features_add_sections_to_the_export(store: Store) -> None:
         _SECTIONS.pop("ratings_test", None)
     assert bundle["sections"]["ratings_test"] == [{"session_id": sid, "total": 38.5}]
     assert seen[0].client_id == client.id and seen[0].therapist_id == world.therapist
+
+
+def test_the_export_carries_the_clients_ratings_and_checklist_answers(store: Store) -> None:
+    from core.checklists import AnswerInput, record_answers, session_checklists
+    from core.ratings import submit_rating
+
+    world = NotesWorld(store)
+    client, other = world.client(), world.client()
+    sid, theirs = world.session(client), world.session(other)
+    scores = {"bond": "9", "goals": "8.5", "approach": "7", "overall": "9"}
+    submit_rating(store, sid, client.id, scores, "Felt heard about the Lindqvist matter")
+    submit_rating(store, theirs, other.id, scores, "someone else's comment")
+    run = next(r for r in session_checklists(store, world.therapist, sid).runs if r.items)
+    plain = [s.item for s in run.items if not s.item.sensitive]
+    done = plain[0]
+    answers = [AnswerInput(done.key, "done", "checked the room" if done.response.value == "text" else None)]
+    if len(plain) > 1:
+        answers.append(AnswerInput(plain[1].key, "skipped", reason="client late"))
+    record_answers(store, world.therapist, sid, run.phase, answers)
+
+    bundle = export_client(store, world.actor, client.code)
+    [rating] = bundle["sections"]["ratings"]
+    assert (rating["session_id"], rating["total"], rating["comment"]) == (
+        sid,
+        33.5,
+        "Felt heard about the Lindqvist matter",
+    )
+    [checklist] = bundle["sections"]["checklists"]
+    assert checklist["session_id"] == sid and checklist["phase"] == run.phase.value
+    assert [(a["key"], a["status"]) for a in checklist["answers"]] == [(a.key, a.status) for a in answers]
+    if len(plain) > 1:
+        assert checklist["answers"][1]["reason"] == "client late"
+    assert "Felt heard about the Lindqvist matter" in export_html(bundle)
+    # After the erasure the comment is gone with the key (and the export is refused altogether).
+    erase_client(store, world.actor, client.code)
+    with pytest.raises(ClientErased):
+        export_client(store, world.actor, client.code)
+    assert export_client(store, world.actor, other.code)["sections"]["ratings"][0]["comment"] == (
+        "someone else's comment"
+    )

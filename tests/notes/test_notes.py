@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from core.audit import Actor, AuditEntry
+from core.audit import Actor, AuditEntry, verify
 from core.clients import list_sessions, update_client
+from core.crypto import Keyring, MasterKeyError, MasterKeys, generate_key_text
 from core.notes import (
     MAX_NOTE_BYTES,
     InvalidNote,
@@ -194,3 +195,26 @@ def test_an_actor_without_a_therapist_reads_nothing(store: Store) -> None:
     create_note(store, world.actor, sid, "private")
     with pytest.raises((SessionNotFound, NoteNotFound)):
         list_notes(store, Actor(None, "system"), sid)
+
+
+def test_a_read_with_the_wrong_master_key_is_refused_and_audited(store: Store) -> None:
+    world = NotesWorld(store)
+    sid = world.session(world.client())
+    note = create_note(store, world.actor, sid, "only with the right key")
+    # A process holding another master key (Store.open refuses one at start; this one skipped it).
+    wrong = Store(store.engine, keyring=Keyring(MasterKeys.from_env_value(generate_key_text())))
+    with pytest.raises(MasterKeyError):
+        list_notes(wrong, world.actor, sid)
+    with pytest.raises(MasterKeyError):
+        get_note(wrong, world.actor, sid, note.id)
+    with store.session() as session:
+        entries = session.scalars(select(AuditEntry).where(AuditEntry.action == "decrypt_failed")).all()
+        assert [(e.target_kind, e.target_id, e.detail) for e in entries] == [
+            ("note", note.id, {"reason": "wrong_master_key"}),
+            ("note", note.id, {"reason": "wrong_master_key"}),
+        ]
+        # The attempted reads are in the log too, the chain is intact, and it holds no note text.
+        assert [a for a, _, _ in _audit(store)][-4:] == ["list", "decrypt_failed", "read", "decrypt_failed"]
+        count, findings = verify(session)
+        assert count and findings == []
+    assert get_note(store, world.actor, sid, note.id).text == "only with the right key"

@@ -91,3 +91,32 @@ def test_audit_verify_names_an_altered_entry(run: Run, tmp_path: Path, home: Pat
     with sqlite3.connect(home / "alliance.db") as db:
         db.execute("DELETE FROM audit_log WHERE seq = 2")
     assert "entry 3: entries 2 to 2 are missing" in run("audit", "verify", check=False).stdout
+
+
+def test_notes_import_writes_all_lines_or_none(run: Run, tmp_path: Path, home: Path, db_env: dict[str, str]) -> None:
+    _code, sid = _setup(run, tmp_path, db_env)
+    sessions = [int(s["id"]) for s in json.loads(run("sessions", "--json", env=db_env).stdout)]
+    lines = [{"session": sessions[i % 2], "text": f"imported {i}"} for i in range(5)]
+    lines.append({"session": sid, "text": PROCESS, "kind": "process"})
+    good = tmp_path / "notes.jsonl"
+    good.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"session": sid, "text": "fine"}) + "\n" + json.dumps({"session": 999999, "text": "x"}))
+
+    refused = run("notes", "import", str(bad), env=db_env, check=False)
+    assert refused.returncode == 1 and "note 2: no session with id 999999; nothing was imported" in refused.stderr
+    assert json.loads(run("notes", "show", str(sid), "--json", env=db_env).stdout)["notes"] == []
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"session": 1, "text": "x"}\n{"session": 1,\n')
+    not_json = run("notes", "import", str(broken), env=db_env, check=False)
+    assert not_json.returncode == 1 and "line 2: not a JSON object" in not_json.stderr
+
+    assert "imported 6 note(s) for 2 session(s)" in run("notes", "import", str(good), env=db_env).stdout
+    shown = json.loads(run("notes", "show", str(sid), "--json", env=db_env).stdout)
+    assert [(n["kind"], n["text"]) for n in shown["notes"]] == [
+        ("progress", "imported 0"),
+        ("progress", "imported 2"),
+        ("progress", "imported 4"),
+        ("process", PROCESS),
+    ]
+    assert "audit log intact" in run("audit", "verify", env=db_env).stdout

@@ -1,15 +1,16 @@
 """Property: whatever happens to the calendar and the keys, every note stays readable by its author,
 attached to its session; erasing a client makes exactly that client's notes unreadable.
 
-A state machine drives random writes, new versions, reschedules, provider id changes, re-syncs,
-master key rotations, data key re-encryptions (some crashing half way) and erasures against a
-model of what each note must read.
+A state machine drives random writes (one by one and imported in batches), new versions,
+reschedules, provider id changes, re-syncs, master key rotations, data key re-encryptions (some
+crashing half way), retirement of superseded keys and erasures against a model of what each note
+must read; the audit chain stays intact throughout.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -17,8 +18,21 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from sqlalchemy import text
 
+from core.audit import verify
 from core.crypto import Keyring, MasterKeys
-from core.notes import ClientErased, add_version, create_note, erase_client, get_note, list_notes, reencrypt_clients
+from core.notes import (
+    ClientErased,
+    InvalidImport,
+    NewNote,
+    add_version,
+    create_note,
+    erase_client,
+    get_note,
+    import_notes,
+    list_notes,
+    reencrypt_clients,
+    retire_superseded_keys,
+)
 from core.store import Store
 from core.store.schema import metadata
 from core.sync import OccurrenceKey
@@ -130,11 +144,42 @@ class NotesMachine(RuleBasedStateMachine):
         except Crash:
             self._new_process()  # the crashed process is gone; a new one resumes later
 
+    @precondition(lambda self: self.sessions)
+    @rule(
+        data=st.data(),
+        bodies=st.lists(st.tuples(TEXT, st.booleans()), min_size=1, max_size=4),
+        batch_size=st.integers(1, 3),
+    )
+    def import_many(self, data: st.DataObject, bodies: list[tuple[str, bool]], batch_size: int) -> None:
+        chosen = [data.draw(st.sampled_from(self.sessions)) for _ in bodies]
+        items = [
+            NewNote(sid, body, "process" if process else "progress")
+            for (sid, _, _), (body, process) in zip(chosen, bodies, strict=True)
+        ]
+        if any(client in self.erased for _, client, _ in chosen):
+            with pytest.raises(InvalidImport):
+                import_notes(self.store, self.world.actor, items, batch_size=batch_size)
+            return  # nothing written: the invariant checks every session's notes
+        for note, (_, client, _), (body, _) in zip(
+            import_notes(self.store, self.world.actor, items, batch_size=batch_size), chosen, bodies, strict=True
+        ):
+            self.notes[note.id] = ModelNote(note.session_id, client, [body])
+
+    @rule()
+    def retire_keys(self) -> None:
+        # As if the grace had passed: only keys nothing is sealed under may go.
+        retire_superseded_keys(self.store, self.world.actor, now=datetime.now(UTC) + timedelta(hours=2))
+
     @precondition(lambda self: len(self.erased) < 2)
     @rule(client=st.integers(0, 1))
     def erase(self, client: int) -> None:
         erase_client(self.store, self.world.actor, self.clients[client].code)
         self.erased.add(client)
+
+    @invariant()
+    def the_audit_chain_is_intact(self) -> None:
+        with self.store.session() as session:
+            assert verify(session)[1] == []
 
     @invariant()
     def every_note_reads_as_written_on_its_session(self) -> None:

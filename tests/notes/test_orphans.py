@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from core.clients import handle_outbox_event, list_sessions
+from core.clients import assign_event, handle_outbox_event, list_sessions
 from core.mirror import add_connection, remove_connection
 from core.notes import create_note, list_notes, relink_orphaned_session, session_ref
 from core.store import OutboxEvent, Store
@@ -98,3 +99,39 @@ def test_a_new_session_with_notes_of_its_own_is_never_thrown_away(store: Store) 
     assert [n.text for n in list_notes(store, world.actor, old.id)] == ["old note"]
     assert [n.text for n in list_notes(store, world.actor, new.id)] == ["new note"]
     assert session_ref(store, world.actor, old.id).event_removed
+
+
+@pytest.mark.parametrize("order", ["rules first", "relink first"])
+def test_a_series_assigned_to_a_client_follows_the_same_calendar_reconnected(store: Store, order: str) -> None:
+    world = NotesWorld(store)
+    client = world.client()
+    world.weekly("series@test", MONDAY, 4)
+    world.sync()
+    assign_event(store, world.therapist, "series@test", client.code, from_start=MONDAY)
+    before = sorted(list_sessions(store, world.therapist), key=lambda s: s.start)
+    assert len(before) == 4
+    first = create_note(store, world.actor, before[0].id, "week one")
+    third = create_note(store, world.actor, before[2].id, "week three")
+
+    _reconnect(world)
+    _deliver(world, [_rules, _relink] if order == "rules first" else [_relink, _rules])
+
+    after = sorted(list_sessions(store, world.therapist), key=lambda s: s.start)
+    # The same four sessions (the notes' rows), now on the live calendar, none left behind.
+    assert [s.id for s in after] == [s.id for s in before]
+    assert {s.connection_id for s in after} == {world.connection}
+    assert [(n.id, n.text) for n in list_notes(store, world.actor, before[0].id)] == [(first.id, "week one")]
+    assert [(n.id, n.text) for n in list_notes(store, world.actor, before[2].id)] == [(third.id, "week three")]
+    assert not any(session_ref(store, world.actor, s.id).event_removed for s in after)
+
+    # The assignment itself followed: a week synced after the reconnect is the client's session.
+    world.put("series@test", MONDAY + timedelta(weeks=4), recurring=True)
+    world.sync()
+    _deliver(world, [_rules, _relink] if order == "rules first" else [_relink, _rules])
+    later = sorted(list_sessions(store, world.therapist), key=lambda s: s.start)
+    assert len(later) == 5 and later[-1].client_code == client.code
+    assert later[-1].start == MONDAY + timedelta(weeks=4)
+    # Redelivering everything changes nothing.
+    world.outbox_seen = 0
+    _deliver(world, [_relink, _rules])
+    assert [s.id for s in sorted(list_sessions(store, world.therapist), key=lambda s: s.start)] == [s.id for s in later]

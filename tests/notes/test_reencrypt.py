@@ -85,9 +85,19 @@ def test_erasure_after_reencrypt_destroys_old_and_new_keys(store: Store) -> None
         test_keyring().cipher(session, Owner("client", client.id))
 
 
-def test_a_killed_reencrypt_resumes_and_loses_no_note(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    return None if request.param == "sqlite" else str(request.getfixturevalue("clean_postgres_url"))
+
+
+def test_a_killed_reencrypt_resumes_and_loses_no_note(tmp_path: Path, database_url: str | None) -> None:
     home = tmp_path / "home"
-    settings = Settings(home=home, master_key=TEST_MASTER_KEY, timezone="UTC")  # type: ignore[arg-type]
+    settings = Settings(
+        home=home,
+        master_key=TEST_MASTER_KEY,  # type: ignore[arg-type]
+        timezone="UTC",
+        database_url=database_url,
+    )
     store = open_store(settings)
     ensure_therapist(store, settings.default_therapist_email)
     world = NotesWorld(store, settings.default_therapist_email)
@@ -100,6 +110,8 @@ def test_a_killed_reencrypt_resumes_and_loses_no_note(tmp_path: Path) -> None:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALLIANCE_")}
     env.update({"ALLIANCE_HOME": str(home), "ALLIANCE_MASTER_KEY": TEST_MASTER_KEY})
+    if database_url is not None:
+        env["ALLIANCE_DATABASE_URL"] = database_url
     command = [sys.executable, "-m", "alliance", "keys", "reencrypt"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None

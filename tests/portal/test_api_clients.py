@@ -61,6 +61,7 @@ async def test_clients_show_names_only_when_revealed(client: httpx.AsyncClient, 
         "phone": None,
         "timezone": "Europe/Berlin",
         "modality": "online",
+        "language": None,
     }
     one = await client.get(f"/api/v1/clients/{code.lower()}", headers=auth)  # codes are read case-insensitively
     assert one.status_code == 200 and one.json()["details"] is None
@@ -72,7 +73,9 @@ async def test_patch_changes_only_what_is_sent_and_archives(client: httpx.AsyncC
         "code"
     ]
     patched = await client.patch(
-        f"/api/v1/clients/{code}?reveal=true", json={"phone": None, "modality": "in_person"}, headers=auth
+        f"/api/v1/clients/{code}?reveal=true",
+        json={"phone": None, "modality": "in_person", "language": "es"},
+        headers=auth,
     )
     assert patched.status_code == 200
     assert patched.json()["details"] == {
@@ -81,6 +84,7 @@ async def test_patch_changes_only_what_is_sent_and_archives(client: httpx.AsyncC
         "phone": None,
         "timezone": None,
         "modality": "in_person",
+        "language": "es",
     }
     archived = await client.patch(f"/api/v1/clients/{code}", json={"archived": True}, headers=auth)
     assert archived.json()["archived"] and archived.json()["details"] is None
@@ -98,6 +102,7 @@ async def test_patch_changes_only_what_is_sent_and_archives(client: httpx.AsyncC
         ({"timezone": "Mars/Olympus"}, "timezone"),
         ({"phone": "12"}, "phone"),
         ({"modality": "telepathy"}, "modality"),
+        ({"language": "fr"}, "language"),
         ({"code": "K0O1"}, "code"),
         ({"nmae": "typo"}, "nmae"),
     ],

@@ -11,6 +11,7 @@ import pytest
 from alliance.app import create_app
 from core.accounts import create_api_token, create_therapist
 from core.store import Store
+from core.store.db import SQLITE_MAX_OVERFLOW, SQLITE_POOL_SIZE
 from portal.listing_cache import ListingCache
 from tests.portal.conftest import asgi_client
 from tests.portal.feeds import Event, Feed, feed_server, soon
@@ -105,3 +106,39 @@ def test_the_cache_keeps_the_most_recent_bodies_within_its_byte_budget() -> None
     off: ListingCache[int] = ListingCache(max_bytes=0)
     off.put("a", 1, b"1")
     assert len(off) == 0
+
+
+async def test_with_every_pooled_connection_taken_a_cached_listing_still_answers_and_so_does_the_fallback(
+    sqlite_store: Store, settings: object, feed: Feed
+) -> None:
+    # SQLite only: a database server's version read always goes through the thread pool.
+    store = sqlite_store
+    auth = _bearer(store, create_therapist(store, "ana@example.org"))
+    app = create_app(settings, store=store)  # type: ignore[arg-type]
+    async with asgi_client(app) as client:
+        created = await client.post(
+            "/api/v1/connections", json={"provider": "ics", "source": feed.url, "name": "work"}, headers=auth
+        )
+        await client.post(f"/api/v1/connections/{created.json()['id']}/sync", headers=auth)
+        listed = await _titles(client, auth)  # the listing and the token are cached from here on
+        assert listed == [("Intake", "work"), ("Supervision", "work")]
+
+        # Slow requests in the thread pool hold every connection of the shared pool: the event
+        # loop, which would wait for one (and stall every request) before, answers from the cache.
+        held = [store.engine.connect() for _ in range(SQLITE_POOL_SIZE + SQLITE_MAX_OVERFLOW)]
+        try:
+            assert await _titles(client, auth) == listed
+        finally:
+            for connection in held:
+                connection.close()
+
+        # The loop's own connection is taken too (another event loop on the same store): the
+        # version is read in the thread pool instead, and a change synced meanwhile shows.
+        feed.serve(Event("single@test", soon(2, 10), "Intake (moved room)"))
+        await client.post(f"/api/v1/connections/{created.json()['id']}/sync", headers=auth)
+        with store.reader_nowait() as taken:
+            assert taken is not None
+            with store.reader_nowait() as second:
+                assert second is None  # never waited for
+            assert await _titles(client, auth) == [("Intake (moved room)", "work")]
+            assert await _titles(client, auth) == [("Intake (moved room)", "work")]  # unchanged: reused

@@ -345,3 +345,23 @@ def test_access_tokens_expire(emu: RunningEmulator) -> None:
             assert client.get(DELTA).status_code == 401
     finally:
         emu.state.clock = lambda: datetime.now(UTC)
+
+
+def test_bodies_come_back_as_html_unless_text_is_preferred(emu: RunningEmulator, token: str) -> None:
+    fragment = "<p>Bring the <b>intake form</b> &amp; ID.</p><ul><li>Room 2</li></ul>"
+    with graph(emu, token) as client:
+        typed = client.post("/me/events", json=single("S", body={"contentType": "text", "content": "a < b\nRoom 2"}))
+        rich = client.post("/me/events", json=single("S", body={"contentType": "html", "content": fragment}))
+        bad = client.post("/me/events", json=single("S", body={"contentType": "rtf", "content": "x"}))
+        as_html = client.get(f"/me/events/{typed.json()['id']}")
+        as_text = client.get(f"/me/events/{rich.json()['id']}", headers={"Prefer": 'outlook.body-content-type="text"'})
+    # No preference: HTML, a text body escaped and wrapped in a document (no Preference-Applied).
+    assert as_html.json()["body"]["contentType"] == "html" and "Preference-Applied" not in as_html.headers
+    assert "<body>" in as_html.json()["body"]["content"] and "a &lt; b<br>Room 2" in as_html.json()["body"]["content"]
+    # An HTML fragment is kept as written inside the document Outlook stores.
+    stored = rich.json()["body"]["content"]
+    assert stored.startswith("<html>") and fragment in stored
+    assert as_text.json()["body"] == {"contentType": "text", "content": "Bring the intake form & ID.\nRoom 2"}
+    assert as_text.headers["Preference-Applied"] == 'outlook.body-content-type="text"'
+    assert as_text.json()["bodyPreview"] == "Bring the intake form & ID.\nRoom 2"
+    assert bad.status_code == 400 and "contentType" in bad.json()["error"]["message"]

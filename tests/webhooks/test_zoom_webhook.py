@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -49,6 +51,18 @@ def _rows(store: Store) -> int:
         return session.scalar(select(func.count()).select_from(CallEvent)) or 0
 
 
+def _session_with_meeting(store: Store, zoom: RunningZoom, tmp_path: Path) -> tuple[VideoWorld, int, Any]:
+    """A synced online session soon, assigned to a client, with its Zoom meeting: (world, session id, meeting)."""
+    world = VideoWorld(store, zoom, tmp_path)
+    world.connect()
+    start = soon()
+    world.put("evt-1", start)
+    world.sync()
+    sid = world.assign("evt-1", start)
+    [meeting] = world.meetings()
+    return world, sid, meeting
+
+
 def test_url_validation_is_answered_with_the_hmac_of_the_plain_token(zoom: RunningZoom, endpoint: str) -> None:
     assert zoom.sender.validate_endpoint() is True
     zoom.state.settings.webhook_secret = "not-ours"
@@ -58,13 +72,7 @@ def test_url_validation_is_answered_with_the_hmac_of_the_plain_token(zoom: Runni
 def test_a_call_is_recorded_with_roles_and_times_and_the_end_emits_session_ended(
     store: Store, zoom: RunningZoom, endpoint: str, tmp_path: Path
 ) -> None:
-    world = VideoWorld(store, zoom, tmp_path)
-    world.connect()
-    start = soon()
-    world.put("evt-1", start)
-    world.sync()
-    sid = world.assign("evt-1", start)
-    [meeting] = world.meetings()
+    world, sid, meeting = _session_with_meeting(store, zoom, tmp_path)
     host = zoom.state.default_user.email
     deliveries = [
         zoom.sender.meeting_started(meeting.id),
@@ -92,13 +100,7 @@ def test_a_call_is_recorded_with_roles_and_times_and_the_end_emits_session_ended
 
 
 def test_duplicates_and_retries_are_stored_once(store: Store, zoom: RunningZoom, endpoint: str, tmp_path: Path) -> None:
-    world = VideoWorld(store, zoom, tmp_path)
-    world.connect()
-    start = soon()
-    world.put("evt-1", start)
-    world.sync()
-    world.assign("evt-1", start)
-    [meeting] = world.meetings()
+    _, _, meeting = _session_with_meeting(store, zoom, tmp_path)
     d = zoom.sender.meeting_ended(meeting.id, duplicates=3)
     assert d.attempts == [200, 200, 200, 200]
     assert _rows(store) == 1
@@ -163,17 +165,13 @@ def test_malformed_json_is_400_and_unknown_events_and_meetings_are_acknowledged(
 def test_a_meeting_deleted_in_zoom_marks_the_link_missing(
     store: Store, zoom: RunningZoom, endpoint: str, tmp_path: Path
 ) -> None:
-    world = VideoWorld(store, zoom, tmp_path)
-    world.connect()
-    start = soon()
-    world.put("evt-1", start)
-    world.sync()
-    sid = world.assign("evt-1", start)
-    [meeting] = world.meetings()
+    world, sid, meeting = _session_with_meeting(store, zoom, tmp_path)
     assert zoom.sender.meeting_deleted_by_host(meeting.id).attempts == [200]
     assert apply_call_events(store) == {"deleted_outside": 1}
     video = world.video(sid)
     assert video is not None and video.link_status == "missing" and video.join_url is None
+    # Its link leaves the calendar event (write-back) and the therapist is told.
+    assert world.outbox_kinds()[-2:] == ["video.link_changed", "video.link_missing"]
 
 
 def test_without_a_secret_the_endpoint_refuses_everything(store: Store, tmp_path: Path) -> None:
@@ -181,3 +179,47 @@ def test_without_a_secret_the_endpoint_refuses_everything(store: Store, tmp_path
         body = _event()
         assert _post(base + "/webhooks/zoom", body, _signed(body)).status_code == 503
     assert _rows(store) == 0
+
+
+def test_answered_ahead_of_the_routes_it_keeps_the_body_limit_headers_and_request_log(
+    store: Store, endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="portal.middleware")
+    body = _event()
+    ok = _post(endpoint, body, _signed(body))
+    assert ok.status_code == 200 and ok.content == b""
+    assert ok.headers["x-content-type-options"] == "nosniff" and ok.headers["cache-control"] == "no-store"
+    huge = b'{"event":"meeting.ended","pad":"' + b"x" * (1024 * 1024) + b'"}'
+    assert _post(endpoint, huge, _signed(huge)).status_code == 413
+    wrong_method = httpx.get(endpoint, timeout=5)
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+    assert _rows(store) == 1
+    # The request log names the route, as for routed requests (not "(unmatched)"). The line is written once the
+    # response has been sent, so the server thread may write it just after the client has its answer: wait for it.
+    wanted = ("POST /webhooks/zoom 200", "GET /webhooks/zoom 405")
+    deadline = time.monotonic() + 10
+    while not all(line in caplog.text for line in wanted) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert all(line in caplog.text for line in wanted), caplog.text
+
+
+def test_events_are_applied_in_arrival_order_across_chunks_and_each_row_keeps_its_outcome(
+    store: Store, zoom: RunningZoom, endpoint: str, tmp_path: Path
+) -> None:
+    world, sid, meeting = _session_with_meeting(store, zoom, tmp_path)
+    zoom.sender.meeting_started(meeting.id)
+    unknown = _event("99999999999")
+    assert _post(endpoint, unknown, _signed(unknown)).status_code == 200
+    zoom.sender.participant(meeting.id, joined=True, host=False, name=CLIENT_NAME, email=CLIENT_EMAIL)
+    zoom.sender.meeting_ended(meeting.id)
+    # One event per transaction: the start is applied before the end, so the end's payload has it.
+    assert apply_call_events(store, chunk=1) == {"started": 1, "unknown_meeting": 1, "joined": 1, "ended": 1}
+    video = world.video(sid)
+    assert video is not None and video.call_started_at is not None and video.client_joined_at is not None
+    with store.session() as session:
+        [ended] = session.scalars(select(OutboxEvent).where(OutboxEvent.kind == SESSION_ENDED)).all()
+        rows = session.scalars(select(CallEvent).order_by(CallEvent.id)).all()
+    assert ended.payload["started_at"] == video.call_started_at.isoformat()
+    assert [r.outcome for r in rows] == ["started", "unknown_meeting", "joined", "ended"]
+    assert all(r.processed_at is not None for r in rows)
+    assert apply_call_events(store, chunk=1) == {}

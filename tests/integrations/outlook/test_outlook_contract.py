@@ -52,5 +52,6 @@ def test_outlook_is_discovered_through_its_entry_point() -> None:
 
 
 def test_only_implemented_capabilities_are_declared() -> None:
-    # Subscriptions (push) and write-back arrive with their own slices; until then the mirror only reads.
-    assert OutlookProvider.capabilities == frozenset({Capability.READ_ONLY})
+    # Write-back of the join link (integrations.outlook.writeback); subscriptions are kept by
+    # alliance.outlook_push rather than the generic push-channel job (see its docstring), so no PUSH.
+    assert OutlookProvider.capabilities == frozenset({Capability.WRITE_BACK})

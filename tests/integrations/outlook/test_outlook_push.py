@@ -4,7 +4,6 @@ lifecycle events, daily renewal and a renewal failure that is surfaced."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +18,8 @@ from sqlalchemy import select
 
 from alliance.app import create_app
 from alliance.jobs import build_registry
-from alliance.outlook_push import RENEW_WHEN_LEFT, SYNC_JOB, maintain_subscriptions
+from alliance.outlook_push import RENEW_WHEN_LEFT, SYNC_JOB, live_subscription, maintain_subscriptions
+from alliance.push import maintain_channels
 from alliance.settings import Settings
 from alliance.syncing import sync_one
 from core.jobs.models import PENDING, QueuedJob
@@ -27,6 +27,8 @@ from core.jobs.runner import InProcessRunner
 from core.mirror import add_connection, ensure_therapist, list_connections, list_occurrences
 from core.store import Store
 from core.sync import SourceError
+from integrations.outlook.settings import parse_settings
+from sandbox.listen import listen_tcp
 from sandbox.outlook import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from tests.integrations.outlook.world import OutlookWorld, at, timed
 
@@ -34,9 +36,7 @@ from tests.integrations.outlook.world import OutlookWorld, at, timed
 @pytest.fixture
 def served(sqlite_store: Store, tmp_path: Path) -> Iterator[str]:
     """Alliance's web app on a free loopback port (its base URL is the public URL Graph calls)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
+    sock = listen_tcp()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     app = create_app(_settings_for(base, tmp_path, None), store=sqlite_store)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
@@ -111,10 +111,12 @@ def test_a_subscription_is_made_through_the_handshake_and_its_secret_stays_encry
     maintain_subscriptions(sqlite_store, settings)
 
     (sub,) = outlook.state.subscriptions.values()
-    assert sub.notification_url == f"{settings.public_url}/webhooks/outlook?c={connection_id}"
-    assert sub.lifecycle_url == f"{settings.public_url}/webhooks/outlook/lifecycle?c={connection_id}"
-    stored = _connection(sqlite_store).settings["subscription"]
-    assert stored["id"] == sub.id and stored["client_state"] == sub.client_state and len(sub.client_state) >= 32
+    assert sub.notification_url == f"{settings.public_url}/webhooks/outlook"
+    assert sub.lifecycle_url == f"{settings.public_url}/webhooks/outlook/lifecycle"
+    stored = live_subscription(sqlite_store, connection_id)
+    assert stored is not None and stored.channel_id == sub.id and stored.resource_id == "/me/events"
+    assert len(sub.client_state) >= 32
+    assert "subscription" not in _connection(sqlite_store).settings  # kept apart from the token cache
     database = Path(str(sqlite_store.engine.url.database)).read_bytes()
     assert sub.client_state.encode() not in database
     # Maintenance again right away changes nothing: the subscription has days left.
@@ -146,24 +148,40 @@ def test_forged_or_stale_notifications_are_refused(outlook: OutlookWorld, sqlite
     url = f"{settings.public_url}/webhooks/outlook"
     item = {"subscriptionId": sub.id, "clientState": "guessed", "changeType": "updated", "resource": "x"}
 
-    wrong_secret = httpx.post(url, params={"c": connection_id}, json={"value": [item]})
+    wrong_secret = httpx.post(url, json={"value": [item]})
     wrong_subscription = httpx.post(
-        url,
-        params={"c": connection_id},
-        json={"value": [item | {"subscriptionId": "other", "clientState": sub.client_state}]},
+        url, json={"value": [item | {"subscriptionId": "other", "clientState": sub.client_state}]}
     )
-    wrong_connection = httpx.post(
-        url, params={"c": connection_id + 1}, json={"value": [item | {"clientState": sub.client_state}]}
-    )
-    garbage = httpx.post(url, params={"c": connection_id}, content=b"not json")
+    garbage = httpx.post(url, content=b"not json")
+    no_items = httpx.post(url, json={"value": []})
 
-    assert [r.status_code for r in (wrong_secret, wrong_subscription, wrong_connection, garbage)] == [403] * 4
+    assert [r.status_code for r in (wrong_secret, wrong_subscription, garbage, no_items)] == [403] * 4
     assert _pending_syncs(sqlite_store) == 0
     # A batch mixing good and forged items: the good one counts, the forged one is discarded.
-    mixed = httpx.post(
-        url, params={"c": connection_id}, json={"value": [item, item | {"clientState": sub.client_state}]}
-    )
+    mixed = httpx.post(url, json={"value": [item, item | {"clientState": sub.client_state}]})
     assert mixed.status_code == 202 and _pending_syncs(sqlite_store) == 1
+    assert connection_id == _connection(sqlite_store).id
+
+
+def test_a_token_refresh_stored_during_a_sync_keeps_the_subscription(
+    outlook: OutlookWorld, sqlite_store: Store, push: Any
+) -> None:
+    # The race: a sync refreshing its token stores the connection's settings while the upkeep
+    # subscribes. The subscription lives apart from those settings, so neither write loses the other.
+    settings, connection_id = push
+    stale = _connection(sqlite_store)  # settings a sync job read before the upkeep ran
+    maintain_subscriptions(sqlite_store, settings)
+    (sub,) = outlook.state.subscriptions.values()
+    outlook.state.expire_access_tokens()
+    assert sync_one(sqlite_store, settings, stale).ok  # refreshes, and stores its settings
+    assert _connection(sqlite_store).settings["token_cache"] != stale.settings["token_cache"]
+
+    outlook.state.settings.notification_batch_seconds = 0.0
+    outlook.seed({"iCalUId": "after@x", "subject": "After", **timed(at(5))})
+    (delivery,) = _wait_for_deliveries(outlook, 1)
+    assert delivery.status == 202 and _pending_syncs(sqlite_store) == 1
+    current = live_subscription(sqlite_store, connection_id)
+    assert current is not None and current.channel_id == sub.id
 
 
 def test_the_validation_handshake_echoes_the_decoded_token(push: Any) -> None:
@@ -203,7 +221,8 @@ def test_lifecycle_events_resync_resubscribe_and_reauthorize(
     runner.run_pending()
     (again,) = outlook.state.subscriptions.values()
     assert again.id != sub.id
-    assert _connection(sqlite_store).settings["subscription"]["id"] == again.id
+    current = live_subscription(sqlite_store, _connection(sqlite_store).id)
+    assert current is not None and current.channel_id == again.id
 
 
 def test_renewal_happens_a_day_ahead_and_a_failing_one_is_surfaced(
@@ -222,8 +241,8 @@ def test_renewal_happens_a_day_ahead_and_a_failing_one_is_surfaced(
     try:
         maintain_subscriptions(sqlite_store, settings, later)
         assert list(outlook.state.subscriptions) == [sub.id] and sub.expiration > first_expiry
-        stored = datetime.fromisoformat(_connection(sqlite_store).settings["subscription"]["expires_at"])
-        assert stored == sub.expiration
+        stored = live_subscription(sqlite_store, _connection(sqlite_store).id)
+        assert stored is not None and stored.expires_at == sub.expiration
 
         # Graph refusing the renewal: the job fails loudly (the runner retries, then parks it).
         even_later = later + timedelta(days=1, minutes=1)
@@ -241,3 +260,46 @@ def test_subscription_upkeep_is_scheduled_only_with_a_public_url(tmp_path: Path)
     without = build_registry(Settings(home=tmp_path, timezone="Europe/Madrid"))
     assert ("outlook.subscriptions", timedelta(hours=1)) in [(p.name, p.every) for p in with_url.periodic]
     assert "outlook.subscriptions" not in [p.name for p in without.periodic]
+
+
+def test_settings_from_before_subscriptions_moved_are_accepted_and_drop_the_old_record(outlook: OutlookWorld) -> None:
+    legacy = outlook.settings() | {"subscription": {"id": "s", "client_state": "x", "expires_at": "2030-01-01"}}
+    assert "subscription" not in parse_settings(legacy).as_dict()
+
+
+def test_the_generic_push_job_leaves_outlook_subscriptions_alone(
+    outlook: OutlookWorld, sqlite_store: Store, push: Any
+) -> None:
+    settings, connection_id = push
+    maintain_subscriptions(sqlite_store, settings)
+    (sub,) = outlook.state.subscriptions.values()
+
+    report = maintain_channels(sqlite_store, settings, datetime.now(UTC))
+
+    assert report.stopped == [] and report.opened == []
+    current = live_subscription(sqlite_store, connection_id)
+    assert current is not None and current.channel_id == sub.id and current.stopped_at is None
+    assert list(outlook.state.subscriptions) == [sub.id]
+
+
+def test_one_post_for_two_connections_queues_a_sync_for_each(
+    outlook: OutlookWorld, sqlite_store: Store, push: Any
+) -> None:
+    # Graph batches notifications of several subscriptions into one POST: each item is checked on
+    # its own and each connection gets its sync.
+    settings, first = push
+    other = ensure_therapist(sqlite_store, "ben@example.org")
+    second = add_connection(sqlite_store, other, "outlook", "outlook", outlook.settings())
+    maintain_subscriptions(sqlite_store, settings)
+    subs = list(outlook.state.subscriptions.values())
+    assert len(subs) == 2
+
+    items = [
+        {"subscriptionId": s.id, "clientState": s.client_state, "changeType": "updated", "resource": "x"} for s in subs
+    ]
+    answer = httpx.post(f"{settings.public_url}/webhooks/outlook", json={"value": items})
+
+    assert answer.status_code == 202
+    with sqlite_store.session() as session:
+        rows = session.scalars(select(QueuedJob).where(QueuedJob.status == PENDING, QueuedJob.job == SYNC_JOB))
+        assert sorted(r.args["connection_id"] for r in rows) == sorted([first, second])

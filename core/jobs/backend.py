@@ -1,0 +1,107 @@
+"""The job backend port: where a deferred job is written, so any queue can take the embedded table's place.
+
+Callers (webhooks, sweeps, job functions) defer through :func:`core.jobs.queue.defer_job` and
+:func:`core.jobs.coalesce.request_run` with ``(store, registry, ...)``; both hand the work to
+``registry.backend``. The default, :class:`EmbeddedBackend`, writes the ``queued_jobs`` table the
+in-process runner polls. A distributed queue (procrastinate, ``alliance.queue``) provides its own
+backend with the same two methods; nothing here imports it.
+
+Meaning of the two locks (procrastinate's, reference/scale.md section 4):
+
+- ``queueing_lock``: at most one job *waits* under it; a second defer is absorbed (False);
+- ``lock``: at most one job *runs* under it; a waiting one starts when the running one ends.
+
+The embedded table uses its ``queueing_lock`` column for both.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from sqlalchemy import Table, exists, select, update
+from sqlalchemy.exc import IntegrityError
+
+from core.jobs.models import PENDING, QueuedJob
+from core.store import Store
+
+__all__ = ["EmbeddedBackend", "JobBackend"]
+
+_JOBS: Table = QueuedJob.__table__  # type: ignore[assignment]
+
+
+@runtime_checkable
+class JobBackend(Protocol):
+    """Where deferred jobs go."""
+
+    name: str
+
+    def defer(
+        self,
+        store: Store,
+        job: str,
+        args: dict[str, Any],
+        *,
+        run_at: datetime,
+        queueing_lock: str | None = None,
+        lock: str | None = None,
+    ) -> bool:
+        """Queue ``job(store, **args)`` at ``run_at``; False when a job waiting under ``queueing_lock`` absorbs it."""
+        ...
+
+    def request(self, store: Store, job: str, args: dict[str, Any], *, key: str, run_at: datetime) -> bool:
+        """Coalesced request: defer under ``queueing_lock = lock = key``; when absorbed, move the waiting
+        job to ``run_at`` if it was due later, and return False."""
+        ...
+
+
+class EmbeddedBackend:
+    """The ``queued_jobs`` table of the embedded runner (SQLite or PostgreSQL)."""
+
+    name = "embedded"
+
+    def defer(
+        self,
+        store: Store,
+        job: str,
+        args: dict[str, Any],
+        *,
+        run_at: datetime,
+        queueing_lock: str | None = None,
+        lock: str | None = None,
+    ) -> bool:
+        # The embedded runner's queueing lock is its run lock too (core.jobs.queue.run_job).
+        key = queueing_lock if queueing_lock is not None else lock
+        row = {
+            "job": job,
+            "args": args,
+            "queueing_lock": key,
+            "status": PENDING,
+            "attempts": 0,
+            "next_attempt_at": run_at,
+            "created_at": run_at,
+            "updated_at": run_at,
+        }
+        try:
+            with store.session() as session:
+                if key is not None:
+                    waiting = session.scalar(
+                        select(exists().where(QueuedJob.queueing_lock == key, QueuedJob.status == PENDING))
+                    )
+                    if waiting:
+                        return False
+                session.execute(_JOBS.insert(), [row])
+        except IntegrityError:  # another process queued the same lock between our check and insert
+            return False
+        return True
+
+    def request(self, store: Store, job: str, args: dict[str, Any], *, key: str, run_at: datetime) -> bool:
+        if self.defer(store, job, args, run_at=run_at, queueing_lock=key, lock=key):
+            return True
+        with store.session() as session:
+            session.execute(
+                update(QueuedJob)
+                .where(QueuedJob.queueing_lock == key, QueuedJob.status == PENDING, QueuedJob.next_attempt_at > run_at)
+                .values(next_attempt_at=run_at)
+            )
+        return False

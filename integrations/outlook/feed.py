@@ -1,0 +1,152 @@
+"""Delta pages and their series masters, fetched ahead of the engine that stores them.
+
+A listing of 10,000 instances is 20 pages of 500. Graph (and the emulator) take about as long to
+prepare a page as the engine takes to store one, so the two should run side by side without a gap:
+
+- One thread follows the ``@odata.nextLink`` chain on its own, as soon as each page arrives, up to
+  :data:`DEPTH` pages ahead of the engine (what bounds memory). Asking for the next page only once
+  the engine took the previous one left Graph idle whenever a page took the engine longer.
+- The series masters a page's skeletal occurrences need are requested as soon as that page
+  arrives (once per master per round, sorted, by a pool of ``workers`` threads), so they are
+  fetched while the engine still stores earlier pages instead of after, with the engine waiting.
+  Requests still pass the mailbox's slots (at most 2 in flight, integrations.outlook.client).
+
+What the engine sees does not change: pages in order, the same checks on the links, and an error
+(a lost skip token, a refused request, a page with no link) at the page where it happened, after
+every page before it.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from core.sync.types import SourceError
+from integrations.outlook.mapping import is_removed, master_id_of
+
+# Pages fetched and waiting for the engine (plus the one being fetched and the one being stored).
+DEPTH = 2
+
+Page = dict[str, Any]
+FetchPage = Callable[[str, dict[str, str] | None], Page]
+FetchMaster = Callable[[str], dict[str, Any] | None]
+
+
+class _Failure:
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def needed_masters(items: list[Mapping[str, Any]]) -> set[str]:
+    """The series masters a page's live occurrences are completed from."""
+    return {m for i in items if not is_removed(i) and i.get("type") != "seriesMaster" and (m := master_id_of(i))}
+
+
+def page_items(page: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [i for i in page.get("value") or [] if isinstance(i, Mapping)]
+
+
+class PageFeed:
+    """The pages of one delta round, in order, fetched ahead; :meth:`master` gives their masters.
+
+    Use as a context manager: leaving it stops the fetching (the engine may stop early) and waits
+    for the requests in flight.
+    """
+
+    def __init__(
+        self,
+        fetch_page: FetchPage,
+        fetch_master: FetchMaster,
+        first_url: str,
+        params: dict[str, str] | None,
+        *,
+        workers: int,
+        max_pages: int,
+        depth: int = DEPTH,
+    ) -> None:
+        self._fetch_page = fetch_page
+        self._fetch_master = fetch_master
+        self._first = (first_url, params)
+        self._max_pages = max_pages
+        self._queue: queue.Queue[Page | _Failure] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._masters: dict[str, Future[dict[str, Any] | None]] = {}
+        self._masters_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="outlook")
+        self._thread = threading.Thread(target=self._produce, name="outlook-page", daemon=True)
+
+    def __enter__(self) -> PageFeed:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        # The fetching thread may be blocked handing over a page nobody will read: take them.
+        while self._thread.is_alive():
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                self._thread.join(0.01)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def pages(self) -> Iterator[Page]:
+        """Each page once, in order; the last carries ``@odata.deltaLink``. Raises what fetching raised."""
+        while True:
+            item = self._queue.get()
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+            if _delta_link(item):
+                return
+
+    def request_masters(self, master_ids: set[str]) -> None:
+        """Start fetching the masters not asked for yet in this round."""
+        with self._masters_lock:
+            for master_id in sorted(master_ids - self._masters.keys()):
+                self._masters[master_id] = self._pool.submit(self._fetch_master, master_id)
+
+    def master(self, master_id: str) -> dict[str, Any] | None:
+        """A series master (None: gone), fetched once per round; raises what fetching it raised."""
+        self.request_masters({master_id})
+        return self._masters[master_id].result()
+
+    def _produce(self) -> None:
+        url, params = self._first
+        seen_links: set[str] = set()
+        try:
+            for _ in range(self._max_pages):
+                if self._stop.is_set():
+                    return
+                page = self._fetch_page(url, params)
+                params = None
+                if not _delta_link(page):
+                    following = page.get("@odata.nextLink")
+                    if not isinstance(following, str) or not following:
+                        raise SourceError("Outlook sent a page with neither a next link nor a delta link")
+                    if following in seen_links:
+                        raise SourceError("Outlook repeated a page link; the listing was stopped")
+                    seen_links.add(following)
+                    url = following
+                self.request_masters(needed_masters(page_items(page)))
+                self._queue.put(page)
+                if _delta_link(page):
+                    return
+            raise SourceError("Outlook kept sending pages; the listing was stopped")
+        except Exception as exc:  # handed to the engine's thread, raised there in page order
+            self._queue.put(_Failure(exc))
+
+
+def _delta_link(page: Mapping[str, Any]) -> bool:
+    delta = page.get("@odata.deltaLink")
+    return isinstance(delta, str) and bool(delta)
+
+
+__all__ = ["DEPTH", "PageFeed", "needed_masters", "page_items"]
