@@ -76,8 +76,9 @@ class SessionFacts:
     # new keys for its reminders; a restore (same times) needs no new invitation.
     moves: int = 0
     cancels: int = 0
-    # An invitation (.ics) went out to this recipient for this link: a cancellation must then
-    # take it out of the client's calendar (and a restore needs a new invitation).
+    # The client's calendar holds this session: the last invitation (.ics) or cancellation that
+    # went out to this recipient for this link was an invitation. A cancellation must then take
+    # it out of their calendar; otherwise there is nothing of theirs to cancel.
     invited: bool = False
     declined: bool = False  # the client declined the rating on their link: no rating e-mail
     # Key prefixes (:func:`key_prefix`) of earlier clients of this session whose calendars still

@@ -193,15 +193,25 @@ def _current(ctx: _Context, config: ClientMailConfig) -> _Recipient:
 
 
 def _invited(ctx: _Context, existing: list[MailMessage]) -> bool:
-    """Whether an invitation to this recipient (and link) went out, or is going out right now."""
+    """Whether this recipient's calendar holds the session now: of the invitations and cancellations
+    that went out (or are going out) to them about it, the last is an invitation.
+
+    A session cancelled, restored before its new invitation went out, and cancelled again is in
+    no calendar of theirs any more: a second cancellation would be about nothing they hold.
+    """
     facts = ctx.facts
     if facts.recipient is None or facts.link_token is None:
         return False
     prefix = key_prefix(facts.session_id, facts.link_token, facts.recipient) + ":"
-    return any(
-        m.purpose == Kind.INVITATION.value and m.status in (SENT, SENDING) and m.dedupe_key.startswith(prefix)
+    calendar = [
+        m
         for m in existing
-    )
+        if m.purpose in _CALENDAR_PURPOSES and m.status in (SENT, SENDING) and m.dedupe_key.startswith(prefix)
+    ]
+    return bool(calendar) and max(calendar, key=lambda m: m.id).purpose == Kind.INVITATION.value
+
+
+_CALENDAR_PURPOSES = (Kind.INVITATION.value, Kind.CANCELLATION.value)
 
 
 def _therapist_of(store: Store, session_id: int, session: Session | None = None) -> int | None:

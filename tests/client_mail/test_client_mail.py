@@ -277,6 +277,30 @@ def test_a_cancelled_session_cancels_the_invitation_and_a_restored_one_is_invite
     assert int(event_again.decoded("sequence")) > int(event.decoded("sequence"))
 
 
+def test_a_session_cancelled_again_before_its_new_invitation_went_out_is_not_cancelled_twice(
+    store: Store, tmp_path: Path, smtp: tuple[Inbox, Controller]
+) -> None:
+    inbox, controller = smtp
+    practice = Practice(store, tmp_path, controller.port)
+    session_id = practice.assign("e1", START, practice.client())
+    practice.deliver(START - timedelta(days=3))
+    practice.move("e1", START, status=Status.CANCELLED)
+    practice.deliver(START - timedelta(days=3) + timedelta(minutes=1))
+    assert [_subject(m).startswith("Cancelled") for m in inbox.messages] == [False, True]
+    practice.move("e1", START)  # restored: a new invitation waits...
+    practice.move("e1", START, status=Status.CANCELLED)  # ...and is withdrawn before it went out
+    assert practice.pending(session_id) == []
+    practice.deliver(START - timedelta(days=2))
+    assert len(inbox.messages) == 2  # the client's calendar lost the session once, and was told once
+
+    # Restored again and this time invited: its cancellation goes out, as the calendar holds it again.
+    practice.move("e1", START)
+    practice.deliver(START - timedelta(days=2) + timedelta(minutes=1))
+    practice.move("e1", START, status=Status.CANCELLED)
+    practice.deliver(START - timedelta(days=2) + timedelta(minutes=2))
+    assert [_subject(m).startswith("Cancelled") for m in inbox.messages] == [False, True, False, True]
+
+
 def test_a_session_cancelled_before_its_invitation_went_out_sends_nothing(
     store: Store, tmp_path: Path, smtp: tuple[Inbox, Controller]
 ) -> None:

@@ -127,6 +127,10 @@ def _check_calendar_messages(mail: list[MailMessage], current: int | None, cance
     invited = {m.client_id for m in calendar if m.purpose == Kind.INVITATION.value and m.status == SENT}
     waiting = [m for m in calendar if m.status == PENDING and m.purpose == Kind.CANCELLATION.value]
     assert {m.client_id for m in waiting} <= invited, "a cancellation of an invitation that never went out"
+    for m in calendar:
+        if m.purpose == Kind.CANCELLATION.value and m.status in (PENDING, SENT):
+            before = [x for x in calendar if x.client_id == m.client_id and x.status == SENT and x.id < m.id]
+            assert before and before[-1].purpose == Kind.INVITATION.value, (op, "a cancellation of nothing held")
     assert len(waiting) == len({m.client_id for m in waiting}), "one waiting cancellation per client at most"
     for client_id in invited:
         if client_id == current and not cancelled:
