@@ -7,8 +7,8 @@ data, so a ciphertext copied into another row, column or owner fails to decrypt.
 
 from __future__ import annotations
 
-import os
 import secrets
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +33,21 @@ if (HEADER_BYTES, HEADER_BYTES + NONCE_BYTES) != (17, 29):  # Keyring.decrypt's 
     raise ImportError("ciphertext layout changed: update the offsets in Keyring.decrypt")
 _NONCE_AT = HEADER_BYTES
 _BODY_AT = HEADER_BYTES + NONCE_BYTES
+
+
+def new_nonce() -> bytes:
+    """A fresh random 96-bit AES-GCM nonce from OpenSSL's CSPRNG.
+
+    Not ``os.urandom``: its ``getrandom()`` call lets go of the interpreter lock, and getting the
+    lock back while another thread runs Python costs up to the 5 ms switch interval. A first
+    mirror seals every row while its page fetcher and writer threads run, so that was a wait per
+    row (benchmarks/README.md, "the interpreter lock"). ``ssl.RAND_bytes`` keeps the lock, and
+    OpenSSL's DRBG reseeds itself in a forked child, so parent and child never share nonces
+    (tests/core/test_keyring.py).
+    """
+    return ssl.RAND_bytes(NONCE_BYTES)
+
+
 # How long a process keeps using an owner's current key without asking the database again. Another
 # process may re-key the owner (``alliance keys reencrypt``); after this long every process seals
 # with the new key, which is what lets ``core.crypto.retire`` destroy the superseded one safely.
@@ -76,7 +91,7 @@ class OwnerCipher:
     # Python operations (benchmarks/keyring.py measures them against bare AESGCM).
     def encrypt(self, plaintext: bytes, context: str) -> bytes:
         header = self.header
-        nonce = os.urandom(NONCE_BYTES)
+        nonce = new_nonce()
         return b"".join((header, nonce, self.aead.encrypt(nonce, plaintext, header + context.encode())))
 
     def encrypt_text(self, text: str, context: str) -> bytes:
@@ -164,7 +179,7 @@ class Keyring:
                 ) from None
         for version, key in self.master.keys.items():
             if version not in checks:
-                nonce = os.urandom(NONCE_BYTES)
+                nonce = new_nonce()
                 blob = nonce + AESGCM(key).encrypt(nonce, CHECK_PLAINTEXT, b"check|%d" % version)
                 session.add(MasterKeyCheck(version=version, probe=blob))
         session.flush()
@@ -220,7 +235,7 @@ class Keyring:
             select(DataKey).where(DataKey.parent_kid == old.kid, DataKey.wrapped.is_not(None))
         ):
             child_cipher = self._unwrap_cached(session, child)
-            nonce = os.urandom(NONCE_BYTES)
+            nonce = new_nonce()
             child.wrapped = nonce + cipher.aead.encrypt(
                 nonce, child_cipher.key, _wrap_context(child.kid, child_cipher.owner)
             )
@@ -233,7 +248,7 @@ class Keyring:
     def _create(self, session: Session, owner: Owner, parent: Owner | None) -> OwnerCipher:
         kid = secrets.token_hex(KID_BYTES)
         key = AESGCM.generate_key(bit_length=256)
-        nonce = os.urandom(NONCE_BYTES)
+        nonce = new_nonce()
         if parent is not None:
             parent_cipher = self.cipher(session, parent)
             wrapped = nonce + parent_cipher.aead.encrypt(nonce, key, _wrap_context(kid, owner))
@@ -342,7 +357,7 @@ class Keyring:
         ).all()
         for row in rows:
             cipher = self._unwrap_cached(session, row)
-            nonce = os.urandom(NONCE_BYTES)
+            nonce = new_nonce()
             row.wrapped = nonce + AESGCM(self.master.active_key).encrypt(
                 nonce, cipher.key, _wrap_context(row.kid, cipher.owner)
             )

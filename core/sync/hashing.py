@@ -24,6 +24,7 @@ _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # What that encoder writes for one string (with ensure_ascii=False): the quoted, escaped text.
 _quote: Callable[[str], str] = json.encoder.encode_basestring
 _BLOCK = 64  # SHA-256's block size, the HMAC pad length (RFC 2104)
+_GIL_MINSIZE = 2048  # CPython's hashlib releases the interpreter lock from this many bytes on
 
 
 def _text(value: str) -> str:
@@ -89,7 +90,15 @@ class ContentHasher:
 
     def digest_hex(self, message: bytes) -> str:
         inner = self._inner.copy()
-        inner.update(message)
+        if len(message) < _GIL_MINSIZE:
+            inner.update(message)
+        else:
+            # hashlib lets go of the interpreter lock for 2,048 bytes and more; getting it back
+            # behind the sync's other threads costs up to the 5 ms switch interval, far more than
+            # hashing a long description. Smaller pieces hash to the same digest, lock kept.
+            view = memoryview(message)
+            for at in range(0, len(message), _GIL_MINSIZE - 1):
+                inner.update(view[at : at + _GIL_MINSIZE - 1])
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.hexdigest()

@@ -66,6 +66,11 @@ _MICROSOFT_HOSTS = frozenset(
 _REAUTH_ERRORS = frozenset({"invalid_grant", "interaction_required", "consent_required", "login_required"})
 # MSAL's own rule: a cached access token with less than five minutes left is renewed.
 _EXPIRY_MARGIN_SECONDS = 5 * 60
+# How long a token MSAL handed out is used again without asking MSAL (at most; never within the
+# margin above of its expiry). MSAL's silent path searches the whole cache on every call, and a
+# mirror makes one Graph request per page and per series master: that search was on the critical
+# path of every page. After this long MSAL is asked again, and sees another process's refresh.
+_MEMO_SECONDS = 60.0
 # Seconds MSAL waits for the identity platform: a refresh may hold the connection's lock this long.
 IDENTITY_TIMEOUT = 30.0
 
@@ -131,6 +136,8 @@ class TokenManager:
         self.locked_settings = locked_settings
         self._app: msal.ConfidentialClientApplication | None = None
         self._lock = threading.RLock()
+        # (access token, time.monotonic() until which it is handed out without MSAL)
+        self._memo: tuple[str, float] | None = None
 
     @classmethod
     def for_connection(
@@ -164,6 +171,7 @@ class TokenManager:
             if digest not in self._held:
                 self.cache.deserialize(stored)
                 self._held.append(digest)
+                self._memo = None  # a reconnect's new grant: its tokens, not the memo's
 
     def _access_tokens(self) -> list[dict[str, Any]]:
         return list(
@@ -193,6 +201,9 @@ class TokenManager:
         ``refused`` is the token Graph just answered 401 to: a forced refresh is skipped when
         another caller has already replaced it while this one waited for the lock.
         """
+        memo = self._memo
+        if memo is not None and not force_refresh and time.monotonic() < memo[1]:
+            return memo[0]
         with self._lock:
             if self._app is None:
                 self._app = build_app(self.options, self.cache)
@@ -213,7 +224,10 @@ class TokenManager:
                     f"could not reach the Microsoft sign-in service ({type(exc).__name__})"
                 ) from None
         if result and result.get("access_token"):
-            return str(result["access_token"])
+            token = str(result["access_token"])
+            self._remember(token, result.get("expires_in"))
+            return token
+        self._memo = None
         error = str((result or {}).get("error") or "no_token")
         if result is None or error in _REAUTH_ERRORS:
             # Only the error code: descriptions can carry the user's name or e-mail.
@@ -222,6 +236,13 @@ class TokenManager:
                 f"Microsoft no longer grants access to this calendar ({error}); {RECONNECT_HINT}"
             )
         raise GraphUnavailable(f"the Microsoft sign-in service failed ({error}); the next sync tries again")
+
+    def _remember(self, token: str, expires_in: Any) -> None:
+        try:
+            usable = float(expires_in) - _EXPIRY_MARGIN_SECONDS
+        except (TypeError, ValueError):
+            usable = 0.0
+        self._memo = (token, time.monotonic() + min(usable, _MEMO_SECONDS)) if usable > 0 else None
 
     def _acquire(
         self, app: msal.ConfidentialClientApplication, *, force_refresh: bool, refused: str | None

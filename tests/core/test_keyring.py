@@ -156,3 +156,28 @@ def test_a_destroyed_key_is_scrubbed_from_the_sqlite_file_and_the_connection_goe
     # bytes in this small table, so this line guards the outcome; the PRAGMA reads above are what
     # tell a scoped scrub from one left on.)
     assert wrapped not in dump and wrapped[-16:] not in dump
+
+
+def test_a_forked_child_never_draws_its_parents_nonces() -> None:
+    """Nonces come from OpenSSL's generator (core.crypto.keyring.new_nonce); a forked child must not
+    replay the parent's sequence, or one data key would seal two payloads under one nonce."""
+    import os
+
+    from core.crypto.keyring import new_nonce
+
+    new_nonce()  # the generator is in use before the fork
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next nonces, to the parent
+        os.close(read)
+        os.write(write, b"".join(new_nonce() for _ in range(8)))
+        os._exit(0)
+    os.close(write)
+    parents = [new_nonce() for _ in range(8)]
+    with os.fdopen(read, "rb") as pipe:
+        blob = pipe.read()
+    os.waitpid(pid, 0)
+    childs = [blob[i : i + 12] for i in range(0, len(blob), 12)]
+    assert len(childs) == 8 and all(len(n) == 12 for n in parents)
+    assert not set(parents) & set(childs)
+    assert len(set(parents)) == 8

@@ -95,3 +95,28 @@ def test_a_reconnect_stored_meanwhile_replaces_the_shared_cache(outlook: Outlook
     outlook.seed({"subject": "S", **timed(at(2))})
     (page,) = list(provider.list_changes(None))
     assert [o.title for o in page.upserts] == ["S"]
+
+
+def test_the_requests_of_one_sync_ask_msal_once(outlook: OutlookWorld, monkeypatch: Any) -> None:
+    import msal
+
+    for n in range(6):
+        outlook.seed({"subject": f"S{n}", **timed(at(n + 1))})
+    asked: list[bool] = []
+    silent = msal.ConfidentialClientApplication.acquire_token_silent_with_error
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        asked.append(bool(kwargs.get("force_refresh")))
+        return silent(self, *args, **kwargs)
+
+    monkeypatch.setattr(msal.ConfidentialClientApplication, "acquire_token_silent_with_error", counting)
+    provider = outlook.provider(outlook.settings() | {"page_size": 2})
+
+    pages = list(provider.list_changes(None))
+
+    assert len(pages) >= 3 and sum(len(p.upserts) for p in pages) == 6
+    assert asked == [False]  # one silent acquisition; the token it gave served every page
+    # Graph refusing that token still gets a refresh at once, not the remembered token again.
+    outlook.state.expire_access_tokens()
+    assert len(list(provider.list_changes(None))[-1].upserts) >= 1
+    assert asked[1:] == [True]
