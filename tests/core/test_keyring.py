@@ -158,26 +158,34 @@ def test_a_destroyed_key_is_scrubbed_from_the_sqlite_file_and_the_connection_goe
     assert wrapped not in dump and wrapped[-16:] not in dump
 
 
+_FORK_CHECK = """
+import os
+from core.crypto.keyring import new_nonce
+
+new_nonce()  # the generator is in use before the fork
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:  # the child: its next nonces, to the parent
+    os.close(read)
+    os.write(write, b"".join(new_nonce() for _ in range(8)))
+    os._exit(0)
+os.close(write)
+parents = [new_nonce() for _ in range(8)]
+with os.fdopen(read, "rb") as pipe:
+    blob = pipe.read()
+os.waitpid(pid, 0)
+childs = [blob[i : i + 12] for i in range(0, len(blob), 12)]
+print(len(childs), len(set(parents)), len(set(parents) & set(childs)))
+"""
+
+
 def test_a_forked_child_never_draws_its_parents_nonces() -> None:
     """Nonces come from OpenSSL's generator (core.crypto.keyring.new_nonce); a forked child must not
-    replay the parent's sequence, or one data key would seal two payloads under one nonce."""
-    import os
+    replay the parent's sequence, or one data key would seal two payloads under one nonce. (In a
+    fresh interpreter: forking this test process, with other tests' server threads inside OpenSSL,
+    could deadlock the child.)"""
+    import subprocess
+    import sys
 
-    from core.crypto.keyring import new_nonce
-
-    new_nonce()  # the generator is in use before the fork
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: its next nonces, to the parent
-        os.close(read)
-        os.write(write, b"".join(new_nonce() for _ in range(8)))
-        os._exit(0)
-    os.close(write)
-    parents = [new_nonce() for _ in range(8)]
-    with os.fdopen(read, "rb") as pipe:
-        blob = pipe.read()
-    os.waitpid(pid, 0)
-    childs = [blob[i : i + 12] for i in range(0, len(blob), 12)]
-    assert len(childs) == 8 and all(len(n) == 12 for n in parents)
-    assert not set(parents) & set(childs)
-    assert len(set(parents)) == 8
+    done = subprocess.run([sys.executable, "-c", _FORK_CHECK], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.split() == ["8", "8", "0"]  # 8 nonces each side, all distinct, none shared
