@@ -166,24 +166,51 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], what: str, timeout: f
         time.sleep(0.1)
 
 
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process, its threads included (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def _machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, all cores (Linux /proc/stat)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - idle) / hz, sum(ticks) / hz
+
+
 class Processes:
     """Child processes with their logs in ``logdir``; all stopped (SIGTERM, then kill) on exit."""
 
     def __init__(self, logdir: Path) -> None:
         self.logdir = logdir
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.names: list[str] = []
         self.logs: list[IO[Any]] = []
 
     def start(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = (self.logdir / f"{name}.log").open("wb")
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         self.processes.append(process)
+        self.names.append(name)
         self.logs.append(log)
         return process
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) used so far, per role: the name without its number."""
+        out: dict[str, float] = {}
+        for name, process in zip(self.names, self.processes, strict=True):
+            role = name.rstrip("0123456789")
+            out[role] = out.get(role, 0.0) + _process_cpu(process.pid)
+        return out
+
     def stop(self) -> None:
         stop_servers(reversed(self.processes), self.logs)
-        self.processes, self.logs = [], []
+        self.processes, self.names, self.logs = [], [], []
 
     def tail(self, lines: int = 15) -> str:
         out = []
@@ -763,6 +790,7 @@ def run(cfg: Config, *, log: Any = print) -> dict[str, Any]:
             sampler.start()
             storm_start = datetime.now(UTC)
             storm_started = time.time()
+            cpu_before, machine_before = procs.cpu_seconds(), _machine_cpu()
             sent = storm(base, conns, cfg, rng, watcher)
             log(f"  storm sent in {sent['elapsed']:.1f} s; draining")
             deadline = time.monotonic() + cfg.drain_timeout
@@ -776,6 +804,7 @@ def run(cfg: Config, *, log: Any = print) -> dict[str, Any]:
                     break
                 time.sleep(0.1)
             drained = time.time()
+            cpu_after, machine_after = procs.cpu_seconds(), _machine_cpu()
             watcher.stop.set()
             sampler.stop.set()
             watcher.join()
@@ -833,6 +862,10 @@ def run(cfg: Config, *, log: Any = print) -> dict[str, Any]:
         "pg_rows_written": delta["tup_inserted"] + delta["tup_updated"] + delta["tup_deleted"],
         "pg_connections_max": max(sampler.samples, default=0),
         "pg_connections_mean": statistics.fmean(sampler.samples) if sampler.samples else 0.0,
+        # CPU seconds over the same window (storm start -> all done), per role, and how busy the
+        # machine's cores were: tells a worker count that is short of CPU from one that waits.
+        "cpu_s": {role: cpu_after[role] - cpu_before.get(role, 0.0) for role in cpu_after},
+        "machine_busy": (machine_after[0] - machine_before[0]) / max(machine_after[1] - machine_before[1], 1e-9),
     }
 
 
@@ -856,7 +889,19 @@ ROWS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("PostgreSQL connections max / mean", lambda r: f"{r['pg_connections_max']} / {r['pg_connections_mean']:.1f}"),
     ("PostgreSQL transactions per job (webhooks included)", lambda r: f"{r['pg_transactions_per_job']:.1f}"),
     ("first mirror (setup)", lambda r: f"{r['first_mirror_s']:.1f} s"),
+    ("CPU s during the window: workers / web / emulator", lambda r: _cpu_row(r)),
+    ("worker CPU per job", lambda r: _per_job(r["cpu_s"].get("worker", 0.0), r["jobs"])),
+    ("machine's cores busy (all processes, PostgreSQL included)", lambda r: f"{100 * r['machine_busy']:.0f} %"),
 )
+
+
+def _per_job(seconds: float, jobs: int) -> str:
+    return f"{1000 * seconds / jobs:.1f} ms" if jobs else "-"
+
+
+def _cpu_row(r: dict[str, Any]) -> str:
+    cpu = r["cpu_s"]
+    return f"{cpu.get('worker', 0.0):.1f} / {cpu.get('web', 0.0):.1f} / {cpu.get('emulator', 0.0):.1f}"
 
 
 def table(results: list[dict[str, Any]]) -> str:
