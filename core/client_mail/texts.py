@@ -129,6 +129,30 @@ def render(
     return Rendered(subject=subject, text=text, html=page)
 
 
+def _itip(
+    method: str, *, uid: str, sequence: int, start: datetime, end: datetime, language: str, stamp: datetime
+) -> tuple[icalendar.Calendar, icalendar.Event]:
+    """The calendar and event every iTIP message here starts with: identity, UTC times, neutral title."""
+    words = _TEXT[language if language in _TEXT else "en"]
+    cal = icalendar.Calendar()
+    cal.add("prodid", "-//Alliance//client mail//EN")
+    cal.add("version", "2.0")
+    cal.add("method", method)
+    event = icalendar.Event()
+    event.add("uid", uid)
+    event.add("sequence", sequence)
+    event.add("dtstamp", stamp.astimezone(UTC))
+    event.add("dtstart", start.astimezone(UTC))
+    event.add("dtend", end.astimezone(UTC))
+    event.add("summary", words["summary"])
+    return cal, event
+
+
+def _add_organizer(event: icalendar.Event, organizer: str) -> None:
+    _, address = parseaddr(organizer)
+    event.add("organizer", icalendar.vCalAddress(f"mailto:{address or 'noreply@localhost'}"))
+
+
 def invitation_ics(
     *,
     uid: str,
@@ -142,24 +166,12 @@ def invitation_ics(
     stamp: datetime,
 ) -> bytes:
     """An iTIP REQUEST (RFC 5546) for one appointment: UTC times, the client link, a neutral title."""
-    words = _TEXT[language if language in _TEXT else "en"]
-    cal = icalendar.Calendar()
-    cal.add("prodid", "-//Alliance//client mail//EN")
-    cal.add("version", "2.0")
-    cal.add("method", "REQUEST")
-    event = icalendar.Event()
-    event.add("uid", uid)
-    event.add("sequence", sequence)
-    event.add("dtstamp", stamp.astimezone(UTC))
-    event.add("dtstart", start.astimezone(UTC))
-    event.add("dtend", end.astimezone(UTC))
-    event.add("summary", words["summary"])
+    cal, event = _itip("REQUEST", uid=uid, sequence=sequence, start=start, end=end, language=language, stamp=stamp)
     event.add("description", url)
     event.add("url", url)
     event.add("status", "CONFIRMED")
     event.add("transp", "OPAQUE")
-    _, organizer_address = parseaddr(organizer)
-    event.add("organizer", icalendar.vCalAddress(f"mailto:{organizer_address or 'noreply@localhost'}"))
+    _add_organizer(event, organizer)
     guest = icalendar.vCalAddress(f"mailto:{attendee}")
     guest.params["ROLE"] = icalendar.vText("REQ-PARTICIPANT")
     guest.params["RSVP"] = icalendar.vText("FALSE")
@@ -181,21 +193,9 @@ def cancellation_ics(
 ) -> bytes:
     """An iTIP CANCEL (RFC 5546, 3.2.5) of the invitation with this UID: a higher SEQUENCE,
     ``STATUS:CANCELLED``, the same neutral title and no link."""
-    words = _TEXT[language if language in _TEXT else "en"]
-    cal = icalendar.Calendar()
-    cal.add("prodid", "-//Alliance//client mail//EN")
-    cal.add("version", "2.0")
-    cal.add("method", "CANCEL")
-    event = icalendar.Event()
-    event.add("uid", uid)
-    event.add("sequence", sequence)
-    event.add("dtstamp", stamp.astimezone(UTC))
-    event.add("dtstart", start.astimezone(UTC))
-    event.add("dtend", end.astimezone(UTC))
-    event.add("summary", words["summary"])
+    cal, event = _itip("CANCEL", uid=uid, sequence=sequence, start=start, end=end, language=language, stamp=stamp)
     event.add("status", "CANCELLED")
-    _, organizer_address = parseaddr(organizer)
-    event.add("organizer", icalendar.vCalAddress(f"mailto:{organizer_address or 'noreply@localhost'}"))
+    _add_organizer(event, organizer)
     event.add("attendee", icalendar.vCalAddress(f"mailto:{attendee}"))
     cal.add_component(event)
     return bytes(cal.to_ical())

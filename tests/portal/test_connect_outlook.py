@@ -69,10 +69,9 @@ def outlook_app(store: Store, outlook_settings: Settings) -> FastAPI:
 
 
 @pytest.fixture
-def ana(store: Store) -> int:
-    therapist_id = create_therapist(store, "ana@example.org", display_name="Ana")
-    set_password(store, therapist_id, PASSWORD)
-    return therapist_id
+def ana(therapist: int) -> int:
+    """Ana, who signs in (conftest's ``therapist``)."""
+    return therapist
 
 
 @pytest.fixture
