@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from alliance.app import create_app
 from core.store import Store
 from core.store.db import make_engine
-from sandbox.listen import listen_tcp
 from tests.conftest import test_keyring
 from tests.links.world import make_settings
+from tests.webhooks.serve import loopback, serve_on
 
 CHROMIUM = os.environ.get("ALLIANCE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -57,25 +55,12 @@ def live_server(tmp_path: Path, sqlite_template: Path) -> Iterator[LiveServer]:
     path = tmp_path / "alliance.db"
     shutil.copy(sqlite_template, path)
     store = Store(make_engine(f"sqlite:///{path}"), keyring=test_keyring())
-    sock = listen_tcp()
-    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock, base_url = loopback()
     settings = make_settings(tmp_path / "home", base_url=base_url)
-    config = uvicorn.Config(
-        create_app(settings, store=store), log_level="warning", access_log=False, timeout_graceful_shutdown=2
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="live-server", daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("uvicorn failed to start")
-        thread.join(0.01)
     try:
-        yield LiveServer(base_url, store)
+        with serve_on(sock, create_app(settings, store=store), timeout_graceful_shutdown=2):
+            yield LiveServer(base_url, store)
     finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
         store.close()
 
 

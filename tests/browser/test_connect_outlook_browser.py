@@ -6,20 +6,17 @@ not in the system store); MSAL on the server side still verifies it against that
 from __future__ import annotations
 
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from alliance.app import create_app
 from core.accounts import create_therapist, set_password
 from core.mirror import list_connections, list_occurrences
 from core.store import Store
 from core.store.db import make_engine
-from sandbox.listen import listen_tcp
 from sandbox.outlook import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -33,6 +30,7 @@ from tests.conftest import test_keyring
 from tests.integrations.outlook.world import at, timed
 from tests.links.world import make_settings
 from tests.portal.conftest import PASSWORD
+from tests.webhooks.serve import loopback, serve_on
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +45,7 @@ def outlook_server(tmp_path: Path, sqlite_template: Path, emulator: RunningEmula
     path = tmp_path / "alliance.db"
     shutil.copy(sqlite_template, path)
     store = Store(make_engine(f"sqlite:///{path}"), keyring=test_keyring())
-    sock = listen_tcp()
-    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock, base_url = loopback()
     settings = make_settings(
         tmp_path / "home",
         base_url=base_url,
@@ -58,19 +55,10 @@ def outlook_server(tmp_path: Path, sqlite_template: Path, emulator: RunningEmula
         ms_client_secret=DEFAULT_CLIENT_SECRET,
         ms_ca_bundle=emulator.ca_file,
     )
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, store=store), log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("uvicorn failed to start")
-        thread.join(0.01)
     try:
-        yield LiveServer(base_url, store)
+        with serve_on(sock, create_app(settings, store=store)):
+            yield LiveServer(base_url, store)
     finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
         store.close()
 
 

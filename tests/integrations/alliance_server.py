@@ -6,19 +6,17 @@ known before the settings and the app are built.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import uvicorn
 from fastapi import FastAPI
 
 from alliance.settings import Settings
 from sandbox.google import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RunningEmulator
-from sandbox.listen import listen_tcp
 from tests.conftest import TEST_MASTER_KEY
+from tests.webhooks.serve import loopback, serve_on
 
 
 def settings_for(emu: RunningEmulator, home: Path, public_url: str | None, **extra: object) -> Settings:
@@ -48,20 +46,8 @@ def serve_alliance(
     emu: RunningEmulator, home: Path, build: Callable[[Settings], FastAPI], **extra: object
 ) -> Iterator[RunningApp]:
     """Serve ``build(settings)`` on 127.0.0.1 (a free port) with ALLIANCE_PUBLIC_URL pointing at it."""
-    sock = listen_tcp()
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock, url = loopback()
     settings = settings_for(emu, home, url, **extra)
     app = build(settings)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="alliance-test-app", daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError("the Alliance app failed to start")
-            thread.join(0.01)
+    with serve_on(sock, app, lifespan="off"):
         yield RunningApp(url, settings, app)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()

@@ -4,7 +4,6 @@ lifecycle events, daily renewal and a renewal failure that is surfaced."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import select
 
 from alliance.app import create_app
@@ -28,28 +26,18 @@ from core.mirror import add_connection, ensure_therapist, list_connections, list
 from core.store import Store
 from core.sync import SourceError
 from integrations.outlook.settings import parse_settings
-from sandbox.listen import listen_tcp
 from sandbox.outlook import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from tests.integrations.outlook.world import OutlookWorld, at, timed
+from tests.webhooks.serve import loopback, serve_on
 
 
 @pytest.fixture
 def served(sqlite_store: Store, tmp_path: Path) -> Iterator[str]:
     """Alliance's web app on a free loopback port (its base URL is the public URL Graph calls)."""
-    sock = listen_tcp()
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock, base = loopback()
     app = create_app(_settings_for(base, tmp_path, None), store=sqlite_store)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        thread.join(0.01)
-    try:
+    with serve_on(sock, app, lifespan="off"):
         yield base
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 def _settings_for(public_url: str, home: Path, outlook: OutlookWorld | None) -> Settings:

@@ -4,14 +4,12 @@ sync waits for the spacing; one after a quiet spell syncs at once (as the Google
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import select, text, update
 
 from alliance.app import create_app
@@ -22,18 +20,18 @@ from core.jobs.models import PENDING, QueuedJob
 from core.mirror import add_connection, ensure_therapist, list_connections
 from core.store import Store
 from core.store.models import Connection
-from sandbox.listen import listen_tcp
 from sandbox.outlook import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from tests.integrations.outlook.world import OutlookWorld, at, timed
+from tests.webhooks.serve import loopback, serve_on
 
 SPACING = timedelta(seconds=10)  # the most allowed: "at once" and "when spaced" cannot blur
 
 
 @pytest.fixture
 def app_url(store: Store, tmp_path: Path) -> Iterator[tuple[str, socket.socket]]:
-    sock = listen_tcp()
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}", sock
-    sock.close()
+    sock, url = loopback()
+    yield url, sock
+    sock.close()  # closed already when served (serve_on); a second close is harmless
 
 
 def _settings(base: str, home: Path, store: Store, outlook: OutlookWorld) -> Settings:
@@ -61,18 +59,8 @@ def served(
     if store.engine.dialect.name == "postgresql":
         with store.engine.begin() as conn:
             conn.execute(text("TRUNCATE procrastinate_jobs, procrastinate_events RESTART IDENTITY CASCADE"))
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, store=store), log_level="warning", access_log=False, lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        thread.join(0.01)
-    try:
+    with serve_on(sock, create_app(settings, store=store), lifespan="off"):
         yield settings
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def _waiting_sync_due(store: Store, connection_id: int) -> datetime | None:
