@@ -120,8 +120,11 @@ def create_app(settings: Settings, *, store: Store | None = None, worker: Backgr
         body = Readiness(status="ready" if ready else "unavailable", checks=checks)
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
-    # First: routes are tried in order, and the client pages are the most requested (one load per
-    # client per page view, benchmarks/README.md); no other route starts with /c/.
+    # First: routes are tried in order. Provider pushes are the most frequent requests of all (a
+    # storm of them is what a busy practice network sends, benchmarks/README.md, scale-out), then
+    # the client pages (one load per client per page view); no other route starts with /webhooks/
+    # or /c/.
+    app.include_router(webhooks_router, prefix="/webhooks")
     app.include_router(client_pages.router)
     app.include_router(api_routes.router)
     app.include_router(api_mirror.router)
@@ -140,7 +143,6 @@ def create_app(settings: Settings, *, store: Store | None = None, worker: Backgr
     app.include_router(api_video.router)
     app.include_router(connect_google.router)
     app.include_router(outlook_connect_pages.router)
-    app.include_router(webhooks_router, prefix="/webhooks")
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
 
     def openapi() -> dict[str, Any]:

@@ -16,11 +16,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from alliance.settings import Settings
 from alliance.syncing import sync_one
 from core.jobs import JobRegistry
-from core.jobs.coalesce import request_run
+from core.jobs.coalesce import request_run_in
 from core.jobs.spread import reconcile_at
 from core.mirror import ConnectionView, get_connection, list_connections
 from core.store import Store
@@ -33,6 +34,7 @@ __all__ = [
     "plan_reconciliation",
     "request_sync",
     "request_sync_after",
+    "request_sync_in",
     "sweep_period",
     "sync_connection_job",
     "sync_key",
@@ -78,9 +80,30 @@ def request_sync_after(
 ) -> bool:
     """:func:`request_sync` for a caller that read ``backoff_until`` already (a push ping, in the
     transaction that verified it): one transaction less per ping."""
+    with store.session() as session:
+        return request_sync_in(session, registry, connection_id, now, delay, backoff_until=backoff_until)
+
+
+def request_sync_in(
+    session: Session,
+    registry: JobRegistry,
+    connection_id: int,
+    now: datetime,
+    delay: timedelta,
+    *,
+    backoff_until: datetime | None,
+) -> bool:
+    """:func:`request_sync_after` inside the caller's transaction (a push ping verified in it): the
+    ping's claim and its sync request commit together, one transaction per ping."""
     delay = delay_past_backoff(delay, now, backoff_until)
-    return request_run(
-        store, registry, SYNC_CONNECTION, key=sync_key(connection_id), now=now, delay=delay, connection_id=connection_id
+    return request_run_in(
+        session,
+        registry,
+        SYNC_CONNECTION,
+        key=sync_key(connection_id),
+        now=now,
+        delay=delay,
+        connection_id=connection_id,
     )
 
 

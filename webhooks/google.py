@@ -26,9 +26,9 @@ from datetime import UTC, datetime, timedelta
 from fastapi import APIRouter, Request, Response
 
 from alliance.jobs import build_registry
-from alliance.reconcile import request_sync_after
+from alliance.reconcile import request_sync_in
 from core.jobs import JobRegistry
-from core.push.pings import accept_ping, parse_message_number, release_ping
+from core.push.pings import accept_ping_in, parse_message_number
 from portal.deps import SettingsDep, StoreDep
 
 __all__ = ["router"]
@@ -66,32 +66,33 @@ def google_ping(request: Request, store: StoreDep, settings: SettingsDep) -> Res
         return Response(status_code=200)
     now = datetime.now(UTC)
     number = parse_message_number(headers.get("x-goog-message-number"))
-    ping = accept_ping(
-        store,
-        PROVIDER,
-        channel_id=channel_id,
-        token=headers.get("x-goog-channel-token"),
-        resource_id=headers.get("x-goog-resource-id"),
-        message_number=number,
-        now=now,
-    )
-    if ping is None:
-        log.warning("Google push ping refused: unknown channel %r, or wrong token or resource", channel_id[:64])
-        return Response(status_code=403)
-    if state not in _CHANGE_STATES:
-        log.info("Google push ping with resource state %r ignored", state[:32])
-        return Response(status_code=200)
-    if ping.replay:
-        log.debug("Google push message %s of channel %s delivered again: no sync", number, channel_id[:64])
-        return Response(status_code=200)
-    delay = ping.sync_delay(now, timedelta(milliseconds=settings.push_sync_spacing_ms))
-    try:
-        registry = _registry(request, settings)
-        queued = request_sync_after(store, registry, ping.connection_id, now, delay, backoff_until=ping.backoff_until)
-    except BaseException:
-        if number is not None:  # Google retries the 500 that follows: that retry must not look like a replay
-            release_ping(store, channel_id, number)
-        raise
+    registry = _registry(request, settings)
+    spacing = timedelta(milliseconds=settings.push_sync_spacing_ms)
+    # One transaction: verifying the channel, claiming the message number and requesting the sync
+    # commit together (or not at all: Google retries what we answer with a 5xx, and that retry
+    # then finds its number unclaimed).
+    with store.session() as session:
+        ping = accept_ping_in(
+            session,
+            store,
+            PROVIDER,
+            channel_id=channel_id,
+            token=headers.get("x-goog-channel-token"),
+            resource_id=headers.get("x-goog-resource-id"),
+            message_number=number,
+            now=now,
+        )
+        if ping is None:
+            log.warning("Google push ping refused: unknown channel %r, or wrong token or resource", channel_id[:64])
+            return Response(status_code=403)
+        if state not in _CHANGE_STATES:
+            log.info("Google push ping with resource state %r ignored", state[:32])
+            return Response(status_code=200)
+        if ping.replay:
+            log.debug("Google push message %s of channel %s delivered again: no sync", number, channel_id[:64])
+            return Response(status_code=200)
+        delay = ping.sync_delay(now, spacing)
+        queued = request_sync_in(session, registry, ping.connection_id, now, delay, backoff_until=ping.backoff_until)
     worker = getattr(request.app.state, "worker", None)
     if worker is not None:
         worker.wake(after=delay.total_seconds())  # the embedded worker; procrastinate's insert NOTIFY wakes its own

@@ -24,17 +24,28 @@ __all__ = ["QUEUE", "ProcrastinateBackend"]
 
 QUEUE = "default"
 
-# A waiting job asked again to run earlier (a ping after the reconciliation planned it in a
-# minute): move it, and wake the workers the way procrastinate's insert trigger does.
-_EXPEDITE = text(
+# A request that a waiting job can absorb, checked before any insert: most pings of a burst find
+# their connection's sync already queued, and an insert that procrastinate's unique index refuses
+# costs a savepoint, an error and its rollback (reference/scale.md: queueing locks). The waiting
+# job is moved earlier if it was due later (a ping after the reconciliation planned it in a
+# minute), and the workers are woken the way procrastinate's insert trigger does. A job seen
+# waiting here starts its work after this request arrived, so it covers it even if a worker
+# takes it before this transaction commits; the status is checked again on the row the UPDATE
+# locks, so a job that has started meanwhile is left alone.
+_ABSORB = text(
     """
-    WITH moved AS (
-        UPDATE procrastinate_jobs SET scheduled_at = :run_at
-         WHERE queueing_lock = :key AND status = 'todo' AND scheduled_at > :run_at
-     RETURNING id, queue_name
+    WITH waiting AS (
+        SELECT id FROM procrastinate_jobs WHERE queueing_lock = :key AND status = 'todo'
+    ), moved AS (
+        UPDATE procrastinate_jobs AS j SET scheduled_at = :run_at
+          FROM waiting AS w
+         WHERE j.id = w.id AND j.status = 'todo' AND j.scheduled_at > :run_at
+     RETURNING j.id
     )
-    SELECT pg_notify('procrastinate_any_queue_v1', json_build_object('type', 'job_inserted', 'job_id', id)::text)
-      FROM moved
+    SELECT (SELECT count(*) FROM waiting) AS waiting,
+           (SELECT count(pg_notify('procrastinate_any_queue_v1',
+                                   json_build_object('type', 'job_inserted', 'job_id', id)::text))
+              FROM moved) AS woken
     """
 )
 
@@ -97,9 +108,11 @@ class ProcrastinateBackend:
         with store.session() as session:
             return self.defer_in(session, job, args, run_at=run_at, queueing_lock=queueing_lock, lock=run_lock)
 
-    def request(self, store: Store, job: str, args: dict[str, Any], *, key: str, run_at: datetime) -> bool:
-        with store.session() as session:
-            if self.defer_in(session, job, args, run_at=run_at, queueing_lock=key, lock=key):
-                return True
-            session.execute(_EXPEDITE, {"run_at": run_at, "key": key})
+    def request_in(self, session: Session, job: str, args: dict[str, Any], *, key: str, run_at: datetime) -> bool:
+        if session.execute(_ABSORB, {"run_at": run_at, "key": key}).scalar_one():
+            return False
+        if self.defer_in(session, job, args, run_at=run_at, queueing_lock=key, lock=key):
+            return True
+        # Another process queued one between the check and the insert: absorbed by it.
+        session.execute(_ABSORB, {"run_at": run_at, "key": key})
         return False

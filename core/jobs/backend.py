@@ -1,10 +1,11 @@
 """The job backend port: where a deferred job is written, so any queue can take the embedded table's place.
 
 Callers (webhooks, sweeps, job functions) defer through :func:`core.jobs.queue.defer_job` and
-:func:`core.jobs.coalesce.request_run` with ``(store, registry, ...)``; both hand the work to
-``registry.backend``. The default, :class:`EmbeddedBackend`, writes the ``queued_jobs`` table the
-in-process runner polls. A distributed queue (procrastinate, ``alliance.queue``) provides its own
-backend with the same two methods; nothing here imports it.
+:func:`core.jobs.coalesce.request_run` with ``(store, registry, ...)`` (``request_run_in`` with the
+caller's session, to request inside its transaction); they hand the work to ``registry.backend``.
+The default, :class:`EmbeddedBackend`, writes the ``queued_jobs`` table the in-process runner
+polls. A distributed queue (procrastinate, ``alliance.queue``) provides its own backend with the
+same two methods; nothing here imports it.
 
 Meaning of the two locks (procrastinate's, reference/scale.md section 4):
 
@@ -21,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import Table, exists, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from core.jobs.models import PENDING, QueuedJob
 from core.store import Store
@@ -49,10 +51,24 @@ class JobBackend(Protocol):
         """Queue ``job(store, **args)`` at ``run_at``; False when a job waiting under ``queueing_lock`` absorbs it."""
         ...
 
-    def request(self, store: Store, job: str, args: dict[str, Any], *, key: str, run_at: datetime) -> bool:
-        """Coalesced request: defer under ``queueing_lock = lock = key``; when absorbed, move the waiting
-        job to ``run_at`` if it was due later, and return False."""
+    def request_in(self, session: Session, job: str, args: dict[str, Any], *, key: str, run_at: datetime) -> bool:
+        """Coalesced request inside the caller's transaction (the job exists exactly when it commits):
+        defer under ``queueing_lock = lock = key``; when a job waiting under ``key`` absorbs it, move
+        that job to ``run_at`` if it was due later, and return False."""
         ...
+
+
+def _pending_row(job: str, args: dict[str, Any], key: str | None, run_at: datetime) -> dict[str, Any]:
+    return {
+        "job": job,
+        "args": args,
+        "queueing_lock": key,
+        "status": PENDING,
+        "attempts": 0,
+        "next_attempt_at": run_at,
+        "created_at": run_at,
+        "updated_at": run_at,
+    }
 
 
 class EmbeddedBackend:
@@ -72,16 +88,7 @@ class EmbeddedBackend:
     ) -> bool:
         # The embedded runner's queueing lock is its run lock too (core.jobs.queue.run_job).
         key = queueing_lock if queueing_lock is not None else lock
-        row = {
-            "job": job,
-            "args": args,
-            "queueing_lock": key,
-            "status": PENDING,
-            "attempts": 0,
-            "next_attempt_at": run_at,
-            "created_at": run_at,
-            "updated_at": run_at,
-        }
+        row = _pending_row(job, args, key, run_at)
         try:
             with store.session() as session:
                 if key is not None:
@@ -95,13 +102,24 @@ class EmbeddedBackend:
             return False
         return True
 
-    def request(self, store: Store, job: str, args: dict[str, Any], *, key: str, run_at: datetime) -> bool:
-        if self.defer(store, job, args, run_at=run_at, queueing_lock=key, lock=key):
+    def request_in(self, session: Session, job: str, args: dict[str, Any], *, key: str, run_at: datetime) -> bool:
+        # The waiting job, if any, is moved first: on SQLite that write takes the database's write
+        # lock, so no other process can queue under the key between the check and the insert.
+        session.execute(
+            update(QueuedJob)
+            .where(QueuedJob.queueing_lock == key, QueuedJob.status == PENDING, QueuedJob.next_attempt_at > run_at)
+            .values(next_attempt_at=run_at)
+            .execution_options(synchronize_session=False)
+        )
+        if session.scalar(select(exists().where(QueuedJob.queueing_lock == key, QueuedJob.status == PENDING))):
+            return False
+        row = _pending_row(job, args, key, run_at)
+        if session.get_bind().dialect.name == "sqlite":
+            session.execute(_JOBS.insert(), [row])
             return True
-        with store.session() as session:
-            session.execute(
-                update(QueuedJob)
-                .where(QueuedJob.queueing_lock == key, QueuedJob.status == PENDING, QueuedJob.next_attempt_at > run_at)
-                .values(next_attempt_at=run_at)
-            )
-        return False
+        try:  # PostgreSQL: another process may queue under the key meanwhile; its job absorbs this one
+            with session.begin_nested():
+                session.execute(_JOBS.insert(), [row])
+        except IntegrityError:
+            return False
+        return True

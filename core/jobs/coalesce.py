@@ -27,7 +27,7 @@ from core.jobs.queue import lock_held
 from core.jobs.registry import JobRegistry
 from core.store import Store
 
-__all__ = ["key_busy", "request_run", "waiting"]
+__all__ = ["key_busy", "request_run", "request_run_in", "waiting"]
 
 
 def request_run(
@@ -46,8 +46,24 @@ def request_run(
     moved earlier if it was due later (a ping must not wait for a reconciliation scheduled in a
     minute). Its arguments stay those of the first request: one key means one kind of work.
     """
+    with store.session() as session:
+        return request_run_in(session, registry, job, key=key, now=now, delay=delay, **args)
+
+
+def request_run_in(
+    session: Session,
+    registry: JobRegistry,
+    job: str,
+    *,
+    key: str,
+    now: datetime,
+    delay: timedelta = timedelta(0),
+    **args: Any,
+) -> bool:
+    """:func:`request_run` inside the caller's transaction (a webhook that verified the ping in it):
+    the run is requested exactly when that transaction commits."""
     registry.job_named(job)  # an unknown name is a programming error: fail here, not in the worker
-    return registry.backend.request(store, job, args, key=key, run_at=now + delay)
+    return registry.backend.request_in(session, job, args, key=key, run_at=now + delay)
 
 
 def key_busy(session: Session, key: str, now: datetime) -> bool:

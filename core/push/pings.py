@@ -6,10 +6,10 @@ side) or sends twice carries the number it had. So a ping numbered no higher tha
 already acted on for that channel needs no sync: the sync requested for that higher number starts
 after it arrived, so it lists whatever the older or repeated message announced.
 
-:func:`accept_ping` verifies the ping and claims its number in one transaction (a conditional
-``UPDATE``, so two web processes given the same delivery at once see it new exactly once). When
-the sync request that follows fails, :func:`release_ping` gives the number back, so Google's retry
-of that delivery is acted on rather than taken for a duplicate.
+:func:`accept_ping_in` verifies the ping and claims its number with a conditional ``UPDATE`` (two
+web processes given the same delivery at once see it new exactly once), in the caller's
+transaction, which also requests the sync: when that request fails, the claim rolls back with it,
+so Google's retry of the delivery is acted on rather than taken for a duplicate.
 """
 
 from __future__ import annotations
@@ -18,12 +18,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, update
+from sqlalchemy.orm import Session
 
 from core.push.models import PushChannel
 from core.push.service import GenuineChannel, genuine_channel
 from core.store.db import Store
 
-__all__ = ["AcceptedPing", "accept_ping", "parse_message_number", "release_ping", "spaced_delay", "verified_channel"]
+__all__ = [
+    "AcceptedPing",
+    "accept_ping_in",
+    "parse_message_number",
+    "spaced_delay",
+    "verified_channel",
+]
 
 _NO_DELAY = timedelta(0)
 
@@ -63,7 +70,8 @@ def parse_message_number(value: str | None) -> int | None:
     return int(value.strip())
 
 
-def accept_ping(
+def accept_ping_in(
+    session: Session,
     store: Store,
     provider: str,
     *,
@@ -73,30 +81,30 @@ def accept_ping(
     message_number: int | None,
     now: datetime,
 ) -> AcceptedPing | None:
-    """Verify a ping (``core.push.verify_ping``'s rules) and claim its message number; None when not genuine.
+    """Verify a ping (``core.push.verify_ping``'s rules) and claim its message number in the caller's
+    transaction; None when not genuine. A ping without a number is never a replay and claims nothing.
 
-    A ping without a number is never a replay and claims nothing.
+    The claim commits (or rolls back) with whatever the caller does next, e.g. the sync request.
     """
-    with store.session() as session:
-        genuine = genuine_channel(
-            session, store, provider, channel_id=channel_id, token=token, resource_id=resource_id, now=now
+    genuine = genuine_channel(
+        session, store, provider, channel_id=channel_id, token=token, resource_id=resource_id, now=now
+    )
+    if genuine is None:
+        return None
+    channel, backoff_until, last_sync_at = genuine
+    if message_number is None:
+        return AcceptedPing(channel.connection_id, False, backoff_until, last_sync_at)
+    claimed = session.execute(
+        update(PushChannel)
+        .where(
+            PushChannel.id == channel.id,
+            or_(PushChannel.last_message_number.is_(None), PushChannel.last_message_number < message_number),
         )
-        if genuine is None:
-            return None
-        channel, backoff_until, last_sync_at = genuine
-        if message_number is None:
-            return AcceptedPing(channel.connection_id, False, backoff_until, last_sync_at)
-        claimed = session.execute(
-            update(PushChannel)
-            .where(
-                PushChannel.id == channel.id,
-                or_(PushChannel.last_message_number.is_(None), PushChannel.last_message_number < message_number),
-            )
-            .values(last_message_number=message_number)
-            .execution_options(synchronize_session=False)
-        )
-        replay = claimed.rowcount == 0  # type: ignore[attr-defined]
-        return AcceptedPing(channel.connection_id, replay, backoff_until, last_sync_at)
+        .values(last_message_number=message_number)
+        .execution_options(synchronize_session=False)
+    )
+    replay = claimed.rowcount == 0  # type: ignore[attr-defined]
+    return AcceptedPing(channel.connection_id, replay, backoff_until, last_sync_at)
 
 
 def verified_channel(
@@ -108,19 +116,4 @@ def verified_channel(
     with store.session() as session:
         return genuine_channel(
             session, store, provider, channel_id=channel_id, token=token, resource_id=resource_id, now=now
-        )
-
-
-def release_ping(store: Store, channel_id: str, message_number: int) -> None:
-    """Undo :func:`accept_ping`'s claim when acting on the ping failed (its retry must not be skipped).
-
-    Only if nothing later was claimed meanwhile (a later ping's sync covers this one). The channel
-    then forgets its numbers altogether: an older re-delivery may cost a sync it did not need, but
-    no ping is ever skipped that no sync covers.
-    """
-    with store.session() as session:
-        session.execute(
-            update(PushChannel)
-            .where(PushChannel.channel_id == channel_id, PushChannel.last_message_number == message_number)
-            .values(last_message_number=None)
         )

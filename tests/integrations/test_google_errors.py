@@ -212,3 +212,21 @@ def test_the_retry_policy_honours_retry_after_and_caps_the_backoff() -> None:
     policy = RetryPolicy(random=lambda: 1.0, max_delay=8.0)
     assert [policy.delay(n, None) for n in range(5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
     assert policy.delay(0, 30.0) == 30.0 and policy.delay(4, 2.0) == 8.0
+
+
+def test_each_connection_in_a_process_calls_google_with_its_own_grant(google: GoogleWorld, sqlite_store: Store) -> None:
+    """The API resources are shared by the process; the credentials must never be."""
+    google.seed({"summary": "S", **timed(at(1))})
+    therapist = ensure_therapist(sqlite_store, "ana@example.org")
+    good = add_connection(sqlite_store, therapist, "google", "work", {})
+    revoked = add_connection(sqlite_store, therapist, "google", "private", {})
+    good_provider = google.provider()
+    revoked_provider = google.provider(google.settings(refresh_token="1//not-a-grant", token="ya29.not-a-token"))
+
+    assert sync_connection(sqlite_store, good, good_provider).created == 1
+    with pytest.raises(ReauthorizationRequired):
+        sync_connection(sqlite_store, revoked, revoked_provider)
+    google.seed({"summary": "T", **timed(at(2))})
+    assert sync_connection(sqlite_store, good, good_provider).created == 1  # still its own grant
+    assert _health(sqlite_store, good)[0] != "needs_reconnect"
+    assert _health(sqlite_store, revoked)[0] == "needs_reconnect"

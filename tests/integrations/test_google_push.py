@@ -105,6 +105,18 @@ def served_with_worker(
         yield running
 
 
+def _ping_headers(google: GoogleWorld, channel_id: str, number: int) -> dict[str, str]:
+    """What Google sends for message ``number`` of the channel: a genuine ``exists`` ping."""
+    channel = google.state.channels[channel_id]
+    return {
+        "X-Goog-Channel-ID": channel_id,
+        "X-Goog-Channel-Token": channel.token,
+        "X-Goog-Resource-ID": channel.resource_id,
+        "X-Goog-Resource-State": "exists",
+        "X-Goog-Message-Number": str(number),
+    }
+
+
 def _open_channel(store: Store, settings: Settings, google: GoogleWorld, connection: int) -> str:
     report = maintain_channels(store, settings, datetime.now(UTC))
     assert report.opened == [connection] and not report.failed
@@ -191,14 +203,7 @@ def test_a_redelivered_ping_is_acknowledged_and_syncs_nothing(
     assert sorted(_starts(sqlite_store)) == ["T"] and _pending_syncs(sqlite_store) == 0
 
     # Google delivers that message again (a retry after a timeout on our side): same number.
-    real = google.state.channels[channel_id]
-    headers = {
-        "X-Goog-Channel-ID": channel_id,
-        "X-Goog-Channel-Token": real.token,
-        "X-Goog-Resource-ID": real.resource_id,
-        "X-Goog-Resource-State": "exists",
-        "X-Goog-Message-Number": str(ping["message_number"]),
-    }
+    headers = _ping_headers(google, channel_id, ping["message_number"])
     with httpx.Client(trust_env=False) as http:
         assert http.post(f"{running.url}/webhooks/google", headers=headers).status_code == 200
     assert _pending_syncs(sqlite_store) == 0  # acknowledged, no events.list for it
@@ -217,13 +222,7 @@ def test_forged_and_unknown_pings_are_refused_and_sync_nothing(
     _, connection = _connect(sqlite_store, google)
     channel_id = _open_channel(sqlite_store, running.settings, google, connection)
     real = google.state.channels[channel_id]
-    headers = {
-        "X-Goog-Channel-ID": channel_id,
-        "X-Goog-Channel-Token": real.token,
-        "X-Goog-Resource-ID": real.resource_id,
-        "X-Goog-Resource-State": "exists",
-        "X-Goog-Message-Number": "7",
-    }
+    headers = _ping_headers(google, channel_id, 7)
     url = f"{running.url}/webhooks/google"
     forged_token = "not-the-token-" + "x" * 30
     with caplog.at_level(logging.INFO), httpx.Client(trust_env=False) as http:
@@ -298,3 +297,26 @@ def test_without_a_public_url_no_channel_is_opened(google: GoogleWorld, sqlite_s
     assert channels_of(sqlite_store, connection) == []
     assert google.state.requests("/calendar/v3/calendars/primary/events/watch") == []
     assert "push.renew" not in {p.name for p in build_registry(settings).periodic}
+
+
+def test_a_ping_whose_sync_request_fails_is_acted_on_when_google_retries_it(
+    google: GoogleWorld, sqlite_store: Store, served: tuple[RunningApp, EmbeddedWorker | None]
+) -> None:
+    running, _ = served
+    _, connection = _connect(sqlite_store, google)
+    channel_id = _open_channel(sqlite_store, running.settings, google, connection)
+    headers = _ping_headers(google, channel_id, 41)
+    url = f"{running.url}/webhooks/google"
+    # The job table refuses the sync request (what a full disk or a broken database does).
+    with sqlite_store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse_jobs BEFORE INSERT ON queued_jobs BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
+    with httpx.Client(trust_env=False) as http:
+        assert http.post(url, headers=headers).status_code == 500  # Google retries a 5xx
+        assert _pending_syncs(sqlite_store) == 0
+        with sqlite_store.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TRIGGER refuse_jobs")
+        # Google's retry carries the same message number: it was not taken for a re-delivery.
+        assert http.post(url, headers=headers).status_code == 200
+    assert _pending_syncs(sqlite_store) == 1

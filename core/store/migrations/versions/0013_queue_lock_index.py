@@ -28,9 +28,7 @@ INDEX = "alliance_procrastinate_jobs_lock_waiting"
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return  # procrastinate's tables exist on PostgreSQL only (0010_q9a)
-    op.execute(
-        f"CREATE INDEX IF NOT EXISTS {INDEX} ON procrastinate_jobs (lock) WHERE status IN ('todo', 'doing')"
-    )
+    op.execute(f"CREATE INDEX IF NOT EXISTS {INDEX} ON procrastinate_jobs (lock) WHERE status IN ('todo', 'doing')")
 
 
 def downgrade() -> None:
