@@ -78,8 +78,8 @@ def request_sync_after(
     *,
     backoff_until: datetime | None,
 ) -> bool:
-    """:func:`request_sync` for a caller that read ``backoff_until`` already (a push ping, in the
-    transaction that verified it): one transaction less per ping."""
+    """:func:`request_sync` for a caller that read ``backoff_until`` already (with the channel it
+    verified): one query less per ping."""
     with store.session() as session:
         return request_sync_in(session, registry, connection_id, now, delay, backoff_until=backoff_until)
 
