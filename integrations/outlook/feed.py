@@ -10,6 +10,10 @@ prepare a page as the engine takes to store one, so the two should run side by s
   arrives (once per master per round, sorted, by a pool of ``workers`` threads), so they are
   fetched while the engine still stores earlier pages instead of after, with the engine waiting.
   Requests still pass the mailbox's slots (at most 2 in flight, integrations.outlook.client).
+- While the chain of pages runs, the masters use one thread fewer than ``workers``: a page naming
+  40 masters otherwise had both mailbox slots taken by them, and the next page waited for the
+  last of them (the whole chain is what a listing takes, the masters come along beside it). When
+  the last page is in, the masters get every thread.
 
 What the engine sees does not change: pages in order, the same checks on the links, and an error
 (a lost skip token, a refused request, a page with no link) at the page where it happened, after
@@ -77,6 +81,10 @@ class PageFeed:
         self._stop = threading.Event()
         self._masters: dict[str, Future[dict[str, Any] | None]] = {}
         self._masters_lock = threading.Lock()
+        # Masters in flight while pages are still being fetched: all but one of the workers,
+        # the rest released when the chain ends (_produce), so one slot is the chain's.
+        self._master_gate = threading.Semaphore(max(1, workers - 1))
+        self._chain_reserve = workers - max(1, workers - 1)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="outlook")
         self._thread = threading.Thread(target=self._produce, name="outlook-page", daemon=True)
 
@@ -111,14 +119,30 @@ class PageFeed:
         """Start fetching the masters not asked for yet in this round."""
         with self._masters_lock:
             for master_id in sorted(master_ids - self._masters.keys()):
-                self._masters[master_id] = self._pool.submit(self._fetch_master, master_id)
+                self._masters[master_id] = self._pool.submit(self._gated_master, master_id)
 
     def master(self, master_id: str) -> dict[str, Any] | None:
         """A series master (None: gone), fetched once per round; raises what fetching it raised."""
         self.request_masters({master_id})
         return self._masters[master_id].result()
 
+    def _gated_master(self, master_id: str) -> dict[str, Any] | None:
+        with self._master_gate:
+            return self._fetch_master(master_id)
+
     def _produce(self) -> None:
+        try:
+            self._follow_chain()
+        finally:
+            self._end_chain()
+
+    def _end_chain(self) -> None:
+        """No more pages to fetch: the chain's slot goes to the masters (once)."""
+        reserve, self._chain_reserve = self._chain_reserve, 0
+        for _ in range(reserve):
+            self._master_gate.release()
+
+    def _follow_chain(self) -> None:
         url, params = self._first
         seen_links: set[str] = set()
         try:
@@ -127,7 +151,9 @@ class PageFeed:
                     return
                 page = self._fetch_page(url, params)
                 params = None
-                if not _delta_link(page):
+                if _delta_link(page):
+                    self._end_chain()
+                else:
                     following = page.get("@odata.nextLink")
                     if not isinstance(following, str) or not following:
                         raise SourceError("Outlook sent a page with neither a next link nor a delta link")

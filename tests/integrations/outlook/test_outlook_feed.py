@@ -81,3 +81,26 @@ def test_a_sync_that_stops_early_stops_fetching_pages(outlook: OutlookWorld, sql
     assert len(outlook.state.requests(DELTA_PATH)) == fetched
     fetchers = [t for t in threading.enumerate() if t.name == "outlook-page" or t.name.startswith("outlook_")]
     assert not fetchers
+
+
+def test_the_next_page_is_not_kept_waiting_behind_the_masters_a_page_names(
+    outlook: OutlookWorld, sqlite_store: Store
+) -> None:
+    # Four one-occurrence series, two per page: page 1 names two masters. Every Graph request
+    # takes 0.2 s, so what waits for a mailbox slot shows in the order the requests arrive.
+    for n in range(4):
+        outlook.seed({"subject": f"Weekly {n}", **weekly(at(n + 1, 9), 1)})
+    outlook.state.settings.latency = 0.2
+    conn = _connect(sqlite_store)
+
+    report = sync_connection(sqlite_store, conn, outlook.provider(outlook.settings() | {"page_size": 2}))
+
+    assert report.created == 4
+    arrivals = [r.path for r in outlook.graph_requests()]
+    pages = [n for n, path in enumerate(arrivals) if path == DELTA_PATH]
+    masters = [n for n, path in enumerate(arrivals) if path.startswith("/v1.0/me/events/")]
+    assert len(pages) == 2 and len(masters) == 4  # each master once
+    # The second page was asked for while page 1's first master was in flight, not after both
+    # of its masters had taken the mailbox's two slots.
+    assert pages[1] < masters[1]
+    assert {o.title for o in list_occurrences(sqlite_store)} == {f"Weekly {n}" for n in range(4)}
