@@ -398,7 +398,7 @@ def _backlog(store: Any) -> int:
     event whose deliveries are all done is only stamped processed by the one-minute sweep, which
     would add up to a minute of bookkeeping to every drain.
     """
-    from sqlalchemy import exists, func, select, text
+    from sqlalchemy import func, select, text
 
     from core.jobs.models import OutboxDelivery, QueuedJob
     from core.store.models import OutboxEvent
@@ -408,12 +408,7 @@ def _backlog(store: Any) -> int:
             select(func.count()).select_from(QueuedJob).where(QueuedJob.status.in_(("pending", "running")))
         )
         unrelayed = session.scalar(
-            select(func.count())
-            .select_from(OutboxEvent)
-            .where(
-                OutboxEvent.processed_at.is_(None),
-                ~exists().where(OutboxDelivery.event_id == OutboxEvent.event_id),
-            )
+            select(func.count()).select_from(OutboxEvent).where(OutboxEvent.relayed_at.is_(None))
         )
         deliveries = session.scalar(
             select(func.count()).select_from(OutboxDelivery).where(OutboxDelivery.status.in_(("pending", "running")))

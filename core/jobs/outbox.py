@@ -4,7 +4,8 @@ Two steps, each usable on its own by another runner (a distributed queue's relay
 :func:`relay` and defer :func:`deliver_one` per delivery id):
 
 1. :func:`relay` gives each new event one delivery row per subscribed handler (the handler set
-   of an event is fixed then; an event no handler wants is marked processed at once);
+   of an event is fixed then; an event no handler wants is marked processed at once) and marks
+   it ``relayed_at`` in the same transaction;
 2. :func:`deliver_one` claims one due delivery, runs its handler and records the outcome.
 
 Guarantee: a handler runs at least once per event until it succeeds; after it succeeded it is
@@ -70,19 +71,20 @@ def relay_in(
     running at once in several processes take disjoint events, and a queue adapter can hand the
     new deliveries to its queue in this same transaction (all or nothing).
     """
-    has_deliveries = exists().where(OutboxDelivery.event_id == OutboxEvent.event_id)
     query = (
-        select(OutboxEvent.event_id, OutboxEvent.kind)
-        .where(OutboxEvent.processed_at.is_(None), ~has_deliveries)
+        select(OutboxEvent.id, OutboxEvent.event_id, OutboxEvent.kind)
+        .where(OutboxEvent.relayed_at.is_(None))
         .order_by(OutboxEvent.id)
         .limit(limit)
     )
     if skip_locked:
         query = query.with_for_update(skip_locked=True)
     events = session.execute(query).all()
+    if not events:
+        return 0, []
     nobody_wants: list[str] = []
     rows: list[dict[str, object]] = []
-    for event_id, kind in events:
+    for _id, event_id, kind in events:
         handlers = registry.handlers_for(kind)
         if not handlers:
             nobody_wants.append(event_id)
@@ -101,6 +103,8 @@ def relay_in(
     delivery_ids: list[int] = []
     if rows:
         delivery_ids = _insert_ignoring_duplicates(session, rows)
+    # Marked in the transaction that created the deliveries: taken exactly when they exist.
+    session.execute(update(OutboxEvent).where(OutboxEvent.id.in_([row[0] for row in events])).values(relayed_at=now))
     if nobody_wants:
         session.execute(
             update(OutboxEvent)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -169,6 +170,16 @@ class OutboxEvent(Base):
     """
 
     __tablename__ = "outbox"
+    __table_args__ = (
+        # The relay takes the events it has not handed out yet, oldest first: an index of those
+        # alone, so its work does not grow with events still being delivered (migration 0015).
+        Index(
+            "ix_outbox_unrelayed",
+            "id",
+            sqlite_where=text("relayed_at IS NULL"),
+            postgresql_where=text("relayed_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(36), unique=True, default=lambda: str(uuid.uuid4()))
@@ -179,3 +190,5 @@ class OutboxEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)
+    # When the relay gave the event its deliveries (or found that no handler wants it).
+    relayed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
