@@ -105,6 +105,8 @@ class PushDispatcher:
                 try:
                     if message is None:
                         return
+                    if self._closed.is_set():
+                        continue  # stopping: what is still queued is dropped, not delivered first
                     self._deliver(client, message)
                 finally:
                     self._queue.task_done()
