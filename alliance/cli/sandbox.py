@@ -1,21 +1,28 @@
 """``alliance sandbox``: run the provider emulators on loopback ports, to watch a mirror follow edits.
 
 Prints, for each emulator, the ``ALLIANCE_*`` variables that aim Alliance at it and a few commands
-to try; runs until Ctrl-C. The emulators are test infrastructure (``sandbox/``), imported only
-when this command runs.
+to try; runs until Ctrl-C or SIGTERM (a supervisor's or a script's stop: the emulators stop and a
+temporary work directory is removed either way). The emulators are test infrastructure
+(``sandbox/``), imported only when this command runs.
 """
 
 from __future__ import annotations
 
 import shlex
+import signal
 import tempfile
 import threading
 from contextlib import ExitStack
 from pathlib import Path
+from types import FrameType
 
 import typer
 
 from alliance.cli.common import CliError, console, err_console
+
+
+def _stop(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends the run as Ctrl-C does: emulators stopped, files removed
 
 
 def sandbox(
@@ -51,6 +58,7 @@ def sandbox(
                 for step in info.steps:
                     console.print(f"    {step}", highlight=False, soft_wrap=True)
         err_console.print("Running; Ctrl-C stops the emulators.", highlight=False)
+        signal.signal(signal.SIGTERM, _stop)
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
