@@ -9,6 +9,7 @@ SQLite serialises writers.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
@@ -34,17 +35,20 @@ def due_ids(session: Session, table: Table, now: datetime, limit: int) -> list[i
     return list(session.scalars(query))
 
 
-def claim(session: Session, table: Table, row_id: int, now: datetime, policy: RetryPolicy) -> int | None:
-    """Take a due row for this worker; the attempt number, or None if it is not (or no longer) due."""
-    result = session.execute(
+def claim(session: Session, table: Table, row_id: int, now: datetime, policy: RetryPolicy, *columns: str) -> Any:
+    """Take a due row for this worker: a tuple of its attempt number and ``columns`` (as they are
+    after the claim), or None if it is not (or no longer) due.
+
+    One statement: the claim returns what the caller runs (a delivery's handler and event, a job's
+    name and arguments) instead of reading the row again (core.jobs.outbox, core.jobs.queue).
+    """
+    claimed = session.execute(
         update(table)
         .where(table.c.id == row_id, table.c.status.in_((PENDING, RUNNING)), table.c.next_attempt_at <= now)
         .values(status=RUNNING, attempts=table.c.attempts + 1, next_attempt_at=now + policy.claim_for, updated_at=now)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return None
-    attempt: int | None = session.scalar(select(table.c.attempts).where(table.c.id == row_id))
-    return attempt
+        .returning(table.c.attempts, *(table.c[name] for name in columns))
+    ).first()
+    return None if claimed is None else tuple(claimed)
 
 
 def succeed(session: Session, table: Table, row_id: int, attempt: int, now: datetime) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import Table, exists, func, select, update
+from sqlalchemy import Table, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -133,17 +133,13 @@ def mark_finished_events(store: Store, now: datetime) -> int:
 
 
 def _mark_processed_if_finished(session: Session, event_id: str, now: datetime) -> None:
-    left = session.scalar(
-        select(func.count())
-        .select_from(OutboxDelivery)
-        .where(OutboxDelivery.event_id == event_id, OutboxDelivery.status != DONE)
+    # One statement: the event is marked when none of its deliveries is left unfinished.
+    unfinished = exists().where(OutboxDelivery.event_id == event_id, OutboxDelivery.status != DONE)
+    session.execute(
+        update(OutboxEvent)
+        .where(OutboxEvent.event_id == event_id, OutboxEvent.processed_at.is_(None), ~unfinished)
+        .values(processed_at=now)
     )
-    if left == 0:
-        session.execute(
-            update(OutboxEvent)
-            .where(OutboxEvent.event_id == event_id, OutboxEvent.processed_at.is_(None))
-            .values(processed_at=now)
-        )
 
 
 def deliver_one(
@@ -151,11 +147,10 @@ def deliver_one(
 ) -> str | None:
     """Run one due delivery; returns its new status, or None if it was not due or not ours."""
     with store.session() as session:
-        attempt = _lifecycle.claim(session, _DELIVERIES, delivery_id, now, policy)
-        if attempt is None:
+        claimed = _lifecycle.claim(session, _DELIVERIES, delivery_id, now, policy, "handler", "event_id")
+        if claimed is None:
             return None
-        delivery = session.get_one(OutboxDelivery, delivery_id)
-        handler_name, event_id = delivery.handler, delivery.event_id
+        attempt, handler_name, event_id = claimed
     where = {"event_id": event_id, "handler": handler_name, "attempt": attempt}
 
     if attempt > policy.max_attempts:

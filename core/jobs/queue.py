@@ -65,11 +65,11 @@ def run_job(store: Store, registry: JobRegistry, job_id: int, now: datetime, pol
         # (procrastinate's ``lock``; core.jobs.coalesce).
         if lock is not None and lock_held(session, lock, now, job_id):
             return None
-        attempt = _lifecycle.claim(session, _JOBS, job_id, now, policy)
-        if attempt is None:
+        claimed = _lifecycle.claim(session, _JOBS, job_id, now, policy, "job", "args")
+        if claimed is None:
             return None
-        row = session.get_one(QueuedJob, job_id)
-        name, args = row.job, dict(row.args or {})
+        attempt, name, raw_args = claimed
+        args = dict(raw_args or {})
     where = {"job": name, "job_id": job_id, "attempt": attempt}
     if attempt > policy.max_attempts:
         with store.session() as session:

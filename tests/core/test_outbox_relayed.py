@@ -97,3 +97,36 @@ def test_the_migration_marks_events_relayed_before_it_and_leaves_the_others_to_t
         assert "relayed_at" not in columns
     finally:
         store.close()
+
+
+def test_a_delivery_reads_and_marks_its_rows_in_four_statements(store: Store) -> None:
+    # The claim returns the handler and event it runs, and the event is marked processed by one
+    # conditional UPDATE: claim, event read, done mark, event mark (core.jobs.outbox.deliver_one).
+    from sqlalchemy import event
+
+    from core.jobs import RetryPolicy
+    from core.jobs.outbox import deliver_one
+
+    ran: list[str] = []
+    registry = JobRegistry()
+    registry.add_handler("links", "occurrence.created", lambda store, ev: ran.append(ev.event_id))
+    event_id = _add_event(store)
+    relay(store, registry, T0)
+    with store.session() as session:
+        delivery_id = session.scalar(select(OutboxDelivery.id))
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "outbox" in statement:
+            statements.append(statement.split()[0].upper())
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        assert deliver_one(store, registry, delivery_id, T0, RetryPolicy()) == "done"
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+
+    assert ran == [event_id]
+    assert statements == ["UPDATE", "SELECT", "UPDATE", "UPDATE"]
+    with store.session() as session:
+        assert session.scalar(select(OutboxEvent.processed_at).where(OutboxEvent.event_id == event_id)) == T0
