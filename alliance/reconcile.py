@@ -15,7 +15,6 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alliance.settings import Settings
@@ -23,9 +22,8 @@ from alliance.syncing import sync_one
 from core.jobs import JobRegistry
 from core.jobs.coalesce import request_run_in
 from core.jobs.spread import reconcile_at
-from core.mirror import ConnectionView, get_connection, list_connections
+from core.mirror import connection_to_sync, list_connections
 from core.store import Store
-from core.store.models import Connection, Therapist
 from core.sync.backoff import delay_past_backoff, waiting_until
 
 __all__ = [
@@ -107,20 +105,6 @@ def request_sync_in(
     )
 
 
-def _live_connection(store: Store, connection_id: int) -> tuple[ConnectionView, str] | None:
-    """The connection and its therapist's time zone (read together: the sync needs both)."""
-    with store.session() as session:
-        row = session.execute(
-            select(Connection.therapist_id, Therapist.timezone)
-            .join(Therapist, Therapist.id == Connection.therapist_id)
-            .where(Connection.id == connection_id)
-        ).first()
-    if row is None:
-        return None
-    connection = get_connection(store, row.therapist_id, connection_id)
-    return None if connection is None else (connection, row.timezone)
-
-
 def sync_connection_job(
     store: Store,
     settings: Settings,
@@ -137,7 +121,7 @@ def sync_connection_job(
     push ping, the reconciliation sweep) does not call the provider early: it re-requests the run
     for ``backoff_until`` and returns. No job-queue retry is involved (reference/scale.md 6.2).
     """
-    live = _live_connection(store, connection_id)
+    live = connection_to_sync(store, connection_id)
     if live is None:
         log.info("sync of connection %s skipped: it was removed", connection_id)
         return

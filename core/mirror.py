@@ -136,7 +136,7 @@ class ConnectionView:
     last_sync_at: datetime | None
     last_success_at: datetime | None
     last_result: dict[str, Any] | None
-    occurrences: int
+    occurrences: int | None  # live occurrences mirrored; None when not counted (read for a sync)
     # Sync backoff (core.sync.backoff): no sync before backoff_until; failures in a row and since when.
     backoff_until: datetime | None = None
     consecutive_failures: int = 0
@@ -144,7 +144,7 @@ class ConnectionView:
 
 
 def _connection_view(
-    store: Store, session: Session, c: Connection, occurrences: int, *, with_settings: bool
+    store: Store, session: Session, c: Connection, occurrences: int | None, *, with_settings: bool
 ) -> ConnectionView:
     return ConnectionView(
         id=c.id,
@@ -206,6 +206,24 @@ def _live_connection(session: Session, therapist_id: int, connection_id: int) ->
             Connection.removed_at.is_(None),
         )
     )
+
+
+def connection_to_sync(store: Store, connection_id: int) -> tuple[ConnectionView, str] | None:
+    """A live connection with its settings, and its therapist's time zone: what a sync needs.
+
+    One transaction, and no occurrence count (``occurrences`` is None): a sync shows none, and
+    counting reads every live occurrence of the connection on every sync.
+    """
+    with store.session() as session:
+        row = session.execute(
+            select(Connection, Therapist.timezone)
+            .join(Therapist, Therapist.id == Connection.therapist_id)
+            .where(Connection.id == connection_id, Connection.removed_at.is_(None))
+        ).first()
+        if row is None:
+            return None
+        connection, timezone = row
+        return _connection_view(store, session, connection, None, with_settings=True), str(timezone)
 
 
 def get_connection(

@@ -71,6 +71,8 @@ _NO_OCCURRENCE = {"description": "No such occurrence of yours"}
 
 def connection_public(view: ConnectionView) -> ConnectionPublic:
     """The public shape of a connection (never its settings)."""
+    if view.occurrences is None:  # only a sync reads a connection without its count
+        raise ValueError(f"connection {view.id} was read without its occurrence count")
     return ConnectionPublic(
         id=view.id,
         name=view.name,
