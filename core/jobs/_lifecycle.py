@@ -35,7 +35,9 @@ def due_ids(session: Session, table: Table, now: datetime, limit: int) -> list[i
     return list(session.scalars(query))
 
 
-def claim(session: Session, table: Table, row_id: int, now: datetime, policy: RetryPolicy, *columns: str) -> Any:
+def claim(
+    session: Session, table: Table, row_id: int, now: datetime, policy: RetryPolicy, *columns: str
+) -> tuple[Any, ...] | None:
     """Take a due row for this worker: a tuple of its attempt number and ``columns`` (as they are
     after the claim), or None if it is not (or no longer) due.
 
