@@ -70,7 +70,7 @@ def test_the_sandbox_prints_how_to_aim_alliance_at_it_and_the_mirror_follows_an_
         assert _session_start(after) - _session_start(before) == timedelta(hours=3)  # 10:00 -> 13:00
     finally:
         # SIGTERM, as a supervisor or a script stops it. (Not SIGINT: a child inherits an ignored
-        # SIGINT, and a pytest worker may hold one after other tests; the sandbox then ran on.)
+        # SIGINT, and a test run started in the background ignores it; the sandbox then ran on.)
         process.send_signal(signal.SIGTERM)
         _out, err = process.communicate(timeout=30)
     assert process.returncode == 0
