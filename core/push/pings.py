@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, update
+from sqlalchemy import bindparam, or_, update
 from sqlalchemy.orm import Session
 
 from core.push.models import PushChannel
@@ -70,6 +70,18 @@ def parse_message_number(value: str | None) -> int | None:
     return int(value.strip())
 
 
+# Built once (every push runs it): a message number is claimed when it is above the last one.
+_CLAIM_NUMBER = (
+    update(PushChannel)
+    .where(
+        PushChannel.id == bindparam("channel_pk"),
+        or_(PushChannel.last_message_number.is_(None), PushChannel.last_message_number < bindparam("number")),
+    )
+    .values(last_message_number=bindparam("number"))
+    .execution_options(synchronize_session=False)
+)
+
+
 def accept_ping_in(
     session: Session,
     store: Store,
@@ -94,15 +106,7 @@ def accept_ping_in(
     channel, backoff_until, last_sync_at = genuine
     if message_number is None:
         return AcceptedPing(channel.connection_id, False, backoff_until, last_sync_at)
-    claimed = session.execute(
-        update(PushChannel)
-        .where(
-            PushChannel.id == channel.id,
-            or_(PushChannel.last_message_number.is_(None), PushChannel.last_message_number < message_number),
-        )
-        .values(last_message_number=message_number)
-        .execution_options(synchronize_session=False)
-    )
+    claimed = session.execute(_CLAIM_NUMBER, {"channel_pk": channel.id, "number": message_number})
     replay = claimed.rowcount == 0  # type: ignore[attr-defined]
     return AcceptedPing(channel.connection_id, replay, backoff_until, last_sync_at)
 

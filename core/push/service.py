@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from core.crypto import DecryptionError, Owner
@@ -122,6 +122,17 @@ class GenuineChannel(NamedTuple):
     last_sync_at: datetime | None
 
 
+# Built once: every push runs it, and building the expression (columns compared, joined, coerced)
+# was a third of the ping's own CPU in the web process (benchmarks/README.md, session 8).
+_CHANNEL_OF_PING = (
+    select(
+        PushChannel, Connection.therapist_id, Connection.removed_at, Connection.backoff_until, Connection.last_sync_at
+    )
+    .join(Connection, Connection.id == PushChannel.connection_id)
+    .where(PushChannel.channel_id == bindparam("channel_id"), PushChannel.provider == bindparam("provider"))
+)
+
+
 def genuine_channel(
     session: Session,
     store: Store,
@@ -135,17 +146,7 @@ def genuine_channel(
     """:func:`verify_ping` inside the caller's transaction: the channel row, or None when not genuine."""
     if not channel_id or not token or not resource_id:
         return None
-    row = session.execute(
-        select(
-            PushChannel,
-            Connection.therapist_id,
-            Connection.removed_at,
-            Connection.backoff_until,
-            Connection.last_sync_at,
-        )
-        .join(Connection, Connection.id == PushChannel.connection_id)
-        .where(PushChannel.channel_id == channel_id, PushChannel.provider == provider)
-    ).first()
+    row = session.execute(_CHANNEL_OF_PING, {"channel_id": channel_id, "provider": provider}).first()
     if row is None:
         return None
     channel, therapist_id, removed_at, backoff_until, last_sync_at = row
