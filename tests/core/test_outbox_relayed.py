@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic import command
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
-from core.jobs import JobRegistry
+from core.jobs import JobRegistry, RetryPolicy
 from core.jobs.models import OutboxDelivery
-from core.jobs.outbox import relay
+from core.jobs.outbox import deliver_one, relay
 from core.store import OutboxEvent, Store
 from core.store.db import alembic_config, make_engine
 
@@ -102,11 +102,6 @@ def test_the_migration_marks_events_relayed_before_it_and_leaves_the_others_to_t
 def test_a_delivery_reads_and_marks_its_rows_in_four_statements(store: Store) -> None:
     # The claim returns the handler and event it runs, and the event is marked processed by one
     # conditional UPDATE: claim, event read, done mark, event mark (core.jobs.outbox.deliver_one).
-    from sqlalchemy import event
-
-    from core.jobs import RetryPolicy
-    from core.jobs.outbox import deliver_one
-
     ran: list[str] = []
     registry = JobRegistry()
     registry.add_handler("links", "occurrence.created", lambda store, ev: ran.append(ev.event_id))
