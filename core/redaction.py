@@ -72,11 +72,19 @@ _KEY_VALUE = re.compile(
 )
 # Long runs of token characters with at least one digit and one letter: OAuth tokens, secret
 # iCal path segments ("private-0a1b..."), client link tokens, API keys. UUIDs stay readable:
-# event ids are meant to be logged.
+# event ids are meant to be logged. A random token may hold no digit at all (a 32-character
+# client link token: 1 in 230), so mixed case in the way random text has it counts too: two
+# capitals in a row beside a small letter, or three switches from small to capital. A long
+# CamelCase name with an acronym in it may be redacted with them; a lower-case identifier is not.
 _LONG_TOKEN = re.compile(
     r"(?<![\w\-])"
     r"(?![0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![\w\-]))"  # a UUID: an id, not a secret
-    r"(?=[\w\-]*\d)(?=[\w\-]*[a-z])[\w\-]{24,}(?![\w\-])",
+    r"(?:"
+    r"(?=[\w\-]*\d)(?=[\w\-]*[a-z])"  # a digit and a letter
+    r"|(?-i:(?=[\w\-]*[A-Z][A-Z])(?=[\w\-]*[a-z]))"  # two capitals in a row, and a small letter
+    r"|(?-i:(?=(?:[\w\-]*?[a-z][A-Z]){3}))"  # three switches from small to capital
+    r")"
+    r"[\w\-]{24,}(?![\w\-])",
     re.IGNORECASE,
 )
 

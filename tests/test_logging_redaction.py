@@ -253,6 +253,13 @@ def test_scrub_keeps_event_ids_and_plain_words() -> None:
     )
 
 
+def test_a_link_token_without_a_digit_is_scrubbed_and_lower_case_names_stay() -> None:
+    # One client link token in ~230 (secrets.token_urlsafe(24)) has no digit; this one came up in a run.
+    assert scrub("client opened /c/KWARtLaw-jdWvnyeHIkCIAnSePTVg-gT") == "client opened /c/[redacted]"
+    assert scrub("client opened /c/qazwsxedcrfvtgbyhnujmikolpAzSxD") == "client opened /c/[redacted]"
+    assert scrub("job sync_connection_after_the_backoff_ended ran") == "job sync_connection_after_the_backoff_ended ran"
+
+
 def test_describe_error_keeps_only_our_own_messages() -> None:
     from core.sync import SourceError
 
