@@ -42,6 +42,8 @@ FORBIDDEN = re.compile(
     re.IGNORECASE,
 )
 
+_LINK_TOKEN = re.compile(r"/c/[\w\-]+")
+
 
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, Controller]]:
@@ -125,11 +127,14 @@ def _body(message: EmailMessage) -> str:
 def _assert_neutral(message: EmailMessage) -> None:
     """No name, diagnosis or word for the kind of care (the recipient's own address aside)."""
     assert not FORBIDDEN.search(str(message["Subject"])), message["Subject"]
-    assert not FORBIDDEN.search(_body(message)), _body(message)
+    # The link's random token is left out: it can spell anything ("...tLOPEZk..." came up once).
+    body = _LINK_TOKEN.sub("/c/<token>", _body(message))
+    assert not FORBIDDEN.search(body), body
     assert not FORBIDDEN.search(str(message["From"]))
     for part in message.iter_attachments():
         text = part.get_content()
         text = (text if isinstance(text, str) else text.decode()).replace(f"mailto:{message['To']}", "")
+        text = _LINK_TOKEN.sub("/c/<token>", text)
         assert not FORBIDDEN.search(text), text
 
 
