@@ -1,4 +1,5 @@
-"""The relay marks what it handed out, and reads only what it has not (migration 0015_outbox_relayed)."""
+"""The outbox's own bookkeeping: the relay marks what it handed out and reads only what it has not
+(migration 0015_outbox_relayed); a delivery claims, runs and marks in four statements."""
 
 from __future__ import annotations
 
