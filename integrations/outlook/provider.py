@@ -183,6 +183,7 @@ class OutlookProvider:
             params,
             workers=MAX_CONCURRENT,
             max_pages=_MAX_PAGES,
+            fetch_masters=self._masters_of,
         )
         with feed:
             for page in feed.pages():
@@ -244,6 +245,24 @@ class OutlookProvider:
             return self.client.get(f"/me/events/{quote(graph_id, safe='')}", text_body=True)
         except NotFound:
             return None
+
+    def _masters_of(self, master_ids: list[str]) -> dict[str, dict[str, Any] | None]:
+        """Series masters in one ``$batch`` call; one that failed there is asked for again on its own.
+
+        404: the series is gone (None, as :meth:`_get_or_none` says). Anything else (a 429 or 5xx
+        inside the batch, or a 424 after an earlier request of the batch failed) goes through the
+        client's single request, with its retries and its errors.
+        """
+        paths = [f"/me/events/{quote(m, safe='')}" for m in master_ids]
+        found: dict[str, dict[str, Any] | None] = {}
+        for master_id, (status, body) in zip(master_ids, self.client.batch_get(paths, text_body=True), strict=True):
+            if status == 200 and body is not None:
+                found[master_id] = body
+            elif status == 404:
+                found[master_id] = None
+            else:
+                found[master_id] = self._get_or_none(master_id)
+        return found
 
     def _lookup(self, graph_ids: list[str]) -> list[dict[str, Any] | None]:
         if len(graph_ids) <= 1:

@@ -1,10 +1,10 @@
 """The emulator's ASGI app: the identity platform, Graph and the control API.
 
 A middleware in front of the routes records each request (method, path, query, Prefer and
-If-Match headers, status), enforces Outlook's limit of concurrent requests per mailbox (429
-``ApplicationThrottled`` beyond it, as Graph answers), adds the configured latency, and applies
-injected faults (Graph errors with ``Retry-After``, or identity-platform errors on the token
-endpoint).
+If-Match headers, status; each request of a ``$batch`` too), enforces Outlook's limit of
+concurrent requests per mailbox (429 ``ApplicationThrottled`` beyond it, as Graph answers), adds
+the configured latency, and applies injected faults (Graph errors with ``Retry-After``, or
+identity-platform errors on the token endpoint).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
+from sandbox.outlook.batch import batch_router
 from sandbox.outlook.control import control_router
 from sandbox.outlook.graph import graph_router
 from sandbox.outlook.identity import identity_router
@@ -28,6 +29,8 @@ def _target(path: str) -> str | None:
     lowered = path.lower()
     if lowered.endswith("/oauth2/v2.0/token"):
         return "token"
+    if lowered.startswith("/v1.0/$batch"):
+        return "batch"  # its requests are dispatched through this app, each recorded and counted itself
     if lowered.startswith("/v1.0/me/calendarview/delta"):
         return "delta"
     if lowered.startswith("/v1.0/me/events"):
@@ -74,7 +77,7 @@ class _Emulation(BaseHTTPMiddleware):
             code = fault.code or ("TooManyRequests" if fault.status == 429 else "ServiceNotAvailable")
             error = GraphError(fault.status, code, "Injected by the sandbox.")
             return JSONResponse(error.body(), status_code=fault.status, headers=headers)
-        if target == "token":
+        if target in ("token", "batch"):
             return await call_next(request)
         with state.lock:
             state.in_flight += 1
@@ -105,6 +108,7 @@ def create_app(state: OutlookState | None = None) -> FastAPI:
     app.include_router(control_router(state))
     app.include_router(identity_router(state))
     app.include_router(graph_router(state))
+    app.include_router(batch_router())
     app.add_middleware(_Emulation, state=state)
     return app
 

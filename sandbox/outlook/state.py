@@ -72,7 +72,7 @@ class Settings:
 
 @dataclass
 class Fault:
-    """One injected failure: ``target`` is "token", "delta", "events" or "graph" (any Graph route)."""
+    """One injected failure: ``target`` is "token", "delta", "events", "batch" or "graph" (any Graph route)."""
 
     target: str
     status: int

@@ -365,3 +365,81 @@ def test_bodies_come_back_as_html_unless_text_is_preferred(emu: RunningEmulator,
     assert as_text.headers["Preference-Applied"] == 'outlook.body-content-type="text"'
     assert as_text.json()["bodyPreview"] == "Bring the intake form & ID.\nRoom 2"
     assert bad.status_code == 400 and "contentType" in bad.json()["error"]["message"]
+
+
+# ----- JSON batching -------------------------------------------------------------------------------
+
+
+def _batch(client: Any, requests: list[dict[str, Any]]) -> Any:
+    return client.post("/$batch", json={"requests": requests})
+
+
+def test_a_batch_answers_each_request_with_its_own_status_and_records_each(emu: RunningEmulator, token: str) -> None:
+    with graph(emu, token) as client:
+        ids = [client.post("/me/events", json=single(f"S{n}"), headers=PREFER).json()["id"] for n in range(2)]
+        emu.state.log.clear()
+        text = {"Prefer": 'IdType="ImmutableId", outlook.body-content-type="text"'}
+        answer = _batch(
+            client,
+            [
+                {"id": "a", "method": "GET", "url": f"/me/events/{ids[0]}", "headers": text},
+                {"id": "b", "method": "GET", "url": f"me/events/{ids[1]}"},
+                {"id": "c", "method": "GET", "url": "/me/events/AAkALgAAunknown"},
+            ],
+        )
+    assert answer.status_code == 200
+    by_id = {r["id"]: r for r in answer.json()["responses"]}
+    assert {k: r["status"] for k, r in by_id.items()} == {"a": 200, "b": 200, "c": 404}
+    assert by_id["a"]["body"]["subject"] == "S0" and by_id["a"]["body"]["body"]["contentType"] == "text"
+    # Each request has its own preferences only: "b" asked for none, its body is HTML.
+    assert by_id["b"]["body"]["subject"] == "S1" and by_id["b"]["body"]["body"]["contentType"] == "html"
+    assert by_id["c"]["body"]["error"]["code"] == "ErrorItemNotFound"
+    # The batch and each of its requests are in the request log, as separate calls would be.
+    assert [r.method for r in emu.state.requests("/v1.0/$batch")] == ["POST"]
+    assert sorted(r.status for r in emu.state.requests("/v1.0/me/events/", method="GET")) == [200, 200, 404]
+
+
+def test_a_malformed_batch_is_refused_whole(emu: RunningEmulator, token: str) -> None:
+    get = {"method": "GET", "url": "/me/events"}
+    with graph(emu, token) as client:
+        too_many = _batch(client, [{"id": str(n), **get} for n in range(21)])
+        twice = _batch(client, [{"id": "1", **get}, {"id": "1", **get}])
+        dangling = _batch(client, [{"id": "1", **get, "dependsOn": ["9"]}])
+        not_json = client.post("/$batch", content=b"{", headers={"Content-Type": "application/json"})
+    for refused in (too_many, twice, dangling, not_json):
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "BadRequest"
+    assert "20" in too_many.json()["error"]["message"] and "twice" in twice.json()["error"]["message"]
+    assert emu.state.requests("/v1.0/me/events") == []  # nothing of a refused batch ran
+
+
+def test_batch_requests_count_against_the_mailbox_limit_unless_sequenced(emu: RunningEmulator, token: str) -> None:
+    with graph(emu, token) as client:
+        event = client.post("/me/events", json=single("S"), headers=PREFER).json()["id"]
+        emu.state.settings.max_concurrent = 2
+        emu.state.settings.latency = 0.2
+        get = {"method": "GET", "url": f"/me/events/{event}"}
+        parallel = _batch(client, [{"id": str(n), **get} for n in range(4)])
+        chain = [{"id": str(n), **get, **({"dependsOn": [str(n - 1)]} if n else {})} for n in range(4)]
+        chained = _batch(client, chain)
+    statuses = sorted(r["status"] for r in parallel.json()["responses"])
+    assert statuses.count(200) == 2 and statuses.count(429) == 2  # dispatched four at a time
+    throttled = next(r for r in parallel.json()["responses"] if r["status"] == 429)
+    assert throttled["body"]["error"]["code"] == "ApplicationThrottled" and throttled["headers"]["retry-after"] == "1"
+    assert [r["status"] for r in chained.json()["responses"]] == [200, 200, 200, 200]  # one after another
+
+
+def test_a_request_whose_dependency_failed_answers_424(emu: RunningEmulator, token: str) -> None:
+    with graph(emu, token) as client:
+        event = client.post("/me/events", json=single("S"), headers=PREFER).json()["id"]
+        emu.state.log.clear()
+        answer = _batch(
+            client,
+            [
+                {"id": "1", "method": "GET", "url": "/me/events/AAkALgAAgone"},
+                {"id": "2", "method": "GET", "url": f"/me/events/{event}", "dependsOn": ["1"]},
+                {"id": "3", "method": "GET", "url": f"/me/events/{event}"},
+            ],
+        )
+    by_id = {r["id"]: r["status"] for r in answer.json()["responses"]}
+    assert by_id == {"1": 404, "2": 424, "3": 200}
+    assert len(emu.state.requests("/v1.0/me/events/", method="GET")) == 2  # the dependent one never ran
