@@ -10,8 +10,8 @@ prepare a page as the engine takes to store one, so the two should run side by s
   arrives (once per master per round, sorted, by a pool of ``workers`` threads), so they are
   fetched while the engine still stores earlier pages instead of after, with the engine waiting.
   Given ``fetch_masters``, a page's new masters go up to :data:`BATCH` at a time in one call
-  (Graph's ``$batch``): the emulator's listing names 40 series on its last two pages, and 40
-  requests through two slots were most of what a full mirror took after its last page.
+  (Graph's ``$batch``): a listing naming 40 series costs two round trips instead of 40 (against
+  the emulator, on loopback, ~7 % of a full mirror's CPU; see benchmarks/README.md).
   Requests still pass the mailbox's slots (at most 2 in flight, integrations.outlook.client).
 - While the chain of pages runs, the masters use one thread fewer than ``workers``: a page naming
   40 masters otherwise had both mailbox slots taken by them, and the next page waited for the
