@@ -9,7 +9,7 @@ prepare a page as the engine takes to store one, so the two should run side by s
 - The series masters a page's skeletal occurrences need are requested as soon as that page
   arrives (once per master per round, sorted, by a pool of ``workers`` threads), so they are
   fetched while the engine still stores earlier pages instead of after, with the engine waiting.
-  Given ``fetch_masters``, a page's new masters go up to :data:`BATCH` at a time in one call
+  Given ``fetch_masters``, a page's new masters go up to ``BATCH_LIMIT`` at a time in one call
   (Graph's ``$batch``): a listing naming 40 series costs two round trips instead of 40 (against
   the emulator, on loopback, ~7 % of a full mirror's CPU; see benchmarks/README.md).
   Requests still pass the mailbox's slots (at most 2 in flight, integrations.outlook.client).
@@ -32,12 +32,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from core.sync.types import SourceError
+from integrations.outlook.client import BATCH_LIMIT
 from integrations.outlook.mapping import is_removed, master_id_of
 
 # Pages fetched and waiting for the engine (plus the one being fetched and the one being stored).
 DEPTH = 2
-# Masters asked for in one call when the feed is given ``fetch_masters`` (Graph's batch limit).
-BATCH = 20
 
 Page = dict[str, Any]
 FetchPage = Callable[[str, dict[str, str] | None], Page]
@@ -132,8 +131,8 @@ class PageFeed:
                 for master_id in wanted:
                     self._masters[master_id] = (self._pool.submit(self._gated_master, master_id), None)
                 return
-            for at in range(0, len(wanted), BATCH):
-                chunk = wanted[at : at + BATCH]
+            for at in range(0, len(wanted), BATCH_LIMIT):  # as many as one $batch call takes
+                chunk = wanted[at : at + BATCH_LIMIT]
                 fetch = self._pool.submit(self._gated_masters, chunk)
                 for master_id in chunk:
                     self._masters[master_id] = (fetch, master_id)
@@ -203,4 +202,4 @@ def _delta_link(page: Mapping[str, Any]) -> bool:
     return isinstance(delta, str) and bool(delta)
 
 
-__all__ = ["BATCH", "DEPTH", "PageFeed", "needed_masters", "page_items"]
+__all__ = ["DEPTH", "PageFeed", "needed_masters", "page_items"]
