@@ -28,7 +28,7 @@ from types import EllipsisType
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, bindparam, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -1136,7 +1136,42 @@ def handle_outbox_event(store: Store, kind: str, occurrence_id: int | None, sess
     """
     if kind not in RULE_EVENTS or occurrence_id is None:
         return 0
+    if not _rules_may_apply(store, occurrence_id, session):
+        return 0
     return apply_rules(store, [occurrence_id], session=session)
+
+
+# A rule needs a series assignment of the occurrence's series or a client with an e-mail address
+# (the attendee rule): without either nothing can change, whatever sessions exist. A first mirror
+# asks this once per new occurrence, mostly of therapists who have neither yet (one statement
+# instead of the rules' four and a savepoint).
+_RULES_MAY_APPLY = (
+    select(Occurrence.id)
+    .join(Connection, Connection.id == Occurrence.connection_id)
+    .where(
+        Occurrence.id == bindparam("occurrence_id"),
+        Connection.removed_at.is_(None),
+        or_(
+            exists().where(
+                SeriesAssignment.connection_id == Occurrence.connection_id,
+                SeriesAssignment.ical_uid == Occurrence.ical_uid,
+            ),
+            exists().where(
+                Client.therapist_id == Connection.therapist_id,
+                Client.email_index.is_not(None),
+                Client.archived_at.is_(None),
+            ),
+        ),
+    )
+)
+
+
+def _rules_may_apply(store: Store, occurrence_id: int, session: Session | None) -> bool:
+    params = {"occurrence_id": occurrence_id}
+    if session is not None:
+        return session.execute(_RULES_MAY_APPLY, params).first() is not None
+    with store.reader() as reader:
+        return reader.execute(_RULES_MAY_APPLY, params).first() is not None
 
 
 # -- reading sessions ---------------------------------------------------------------------------

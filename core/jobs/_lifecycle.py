@@ -9,10 +9,12 @@ SQLite serialises writers.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningUpdate, Update
 
 from core.jobs.models import DONE, PARKED, PENDING, RUNNING
 from core.jobs.policy import RetryPolicy
@@ -35,6 +37,53 @@ def due_ids(session: Session, table: Table, now: datetime, limit: int) -> list[i
     return list(session.scalars(query))
 
 
+# The statements of a row's life cycle are built once per table (and claim's returned columns):
+# a worker runs them for every delivery and job, and building them (each column comparison, the
+# values clause) cost SQLAlchemy more than executing them did.
+
+
+@cache
+def _claim_statement(table: Table, columns: tuple[str, ...]) -> ReturningUpdate[Any]:
+    return (
+        update(table)
+        .where(
+            table.c.id == bindparam("row_id"),
+            table.c.status.in_((PENDING, RUNNING)),
+            table.c.next_attempt_at <= bindparam("now"),
+        )
+        .values(
+            status=RUNNING,
+            attempts=table.c.attempts + 1,
+            next_attempt_at=bindparam("claimed_until", type_=table.c.next_attempt_at.type),
+            updated_at=bindparam("now"),
+        )
+        .returning(table.c.attempts, *(table.c[name] for name in columns))
+    )
+
+
+@cache
+def _succeed_statement(table: Table) -> Update:
+    return (
+        update(table)
+        .where(table.c.id == bindparam("row_id"), table.c.status == RUNNING, table.c.attempts == bindparam("attempt"))
+        .values(status=DONE, done_at=bindparam("now"), updated_at=bindparam("now"))
+    )
+
+
+@cache
+def _fail_statement(table: Table) -> Update:
+    return (
+        update(table)
+        .where(table.c.id == bindparam("row_id"), table.c.status == RUNNING, table.c.attempts == bindparam("attempt"))
+        .values(
+            status=bindparam("new_status", type_=table.c.status.type),
+            next_attempt_at=bindparam("due", type_=table.c.next_attempt_at.type),
+            last_error=bindparam("error", type_=table.c.last_error.type),
+            updated_at=bindparam("now", type_=table.c.updated_at.type),
+        )
+    )
+
+
 def claim(
     session: Session, table: Table, row_id: int, now: datetime, policy: RetryPolicy, *columns: str
 ) -> tuple[Any, ...] | None:
@@ -45,21 +94,15 @@ def claim(
     name and arguments) instead of reading the row again (core.jobs.outbox, core.jobs.queue).
     """
     claimed = session.execute(
-        update(table)
-        .where(table.c.id == row_id, table.c.status.in_((PENDING, RUNNING)), table.c.next_attempt_at <= now)
-        .values(status=RUNNING, attempts=table.c.attempts + 1, next_attempt_at=now + policy.claim_for, updated_at=now)
-        .returning(table.c.attempts, *(table.c[name] for name in columns))
+        _claim_statement(table, columns),
+        {"row_id": row_id, "now": now, "claimed_until": now + policy.claim_for},
     ).first()
     return None if claimed is None else tuple(claimed)
 
 
 def succeed(session: Session, table: Table, row_id: int, attempt: int, now: datetime) -> None:
     """Mark the row done; raises :class:`LostClaim` if another worker took it over meanwhile."""
-    result = session.execute(
-        update(table)
-        .where(table.c.id == row_id, table.c.status == RUNNING, table.c.attempts == attempt)
-        .values(status=DONE, done_at=now, updated_at=now)
-    )
+    result = session.execute(_succeed_statement(table), {"row_id": row_id, "attempt": attempt, "now": now})
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise LostClaim(f"{table.name} row {row_id} was taken over by another worker")
 
@@ -74,14 +117,15 @@ def fail(
     parked = attempt >= policy.max_attempts
     status = PARKED if parked else PENDING
     result = session.execute(
-        update(table)
-        .where(table.c.id == row_id, table.c.status == RUNNING, table.c.attempts == attempt)
-        .values(
-            status=status,
-            next_attempt_at=now if parked else now + policy.backoff(attempt),
-            last_error=error,
-            updated_at=now,
-        )
+        _fail_statement(table),
+        {
+            "row_id": row_id,
+            "attempt": attempt,
+            "new_status": status,
+            "due": now if parked else now + policy.backoff(attempt),
+            "error": error,
+            "now": now,
+        },
     )
     return status if result.rowcount == 1 else None  # type: ignore[attr-defined]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import Table, exists, select, update
+from sqlalchemy import Table, bindparam, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -36,6 +36,30 @@ __all__ = ["deliver_due", "deliver_one", "mark_finished_events", "relay", "relay
 log = logging.getLogger(__name__)
 
 _DELIVERIES: Table = OutboxDelivery.__table__  # type: ignore[assignment]
+_EVENTS: Table = OutboxEvent.__table__  # type: ignore[assignment]
+
+# Built once: every delivery runs both (see core.jobs._lifecycle). On the table, not the mapped
+# class, so that SQLAlchemy does not look for the event among the session's objects to update it.
+_EVENT_OF_DELIVERY = select(
+    _EVENTS.c.event_id,
+    _EVENTS.c.kind,
+    _EVENTS.c.therapist_id,
+    _EVENTS.c.connection_id,
+    _EVENTS.c.occurrence_id,
+    _EVENTS.c.payload,
+    _EVENTS.c.created_at,
+).where(_EVENTS.c.event_id == bindparam("event_id"))
+# The event is marked when none of its deliveries is left unfinished.
+_MARK_PROCESSED_IF_FINISHED = (
+    update(_EVENTS)
+    .where(
+        # (Not "event_id": an UPDATE keeps its target's column names for its own parameters.)
+        _EVENTS.c.event_id == bindparam("of_event"),
+        _EVENTS.c.processed_at.is_(None),
+        ~exists().where(_DELIVERIES.c.event_id == bindparam("of_event"), _DELIVERIES.c.status != DONE),
+    )
+    .values(processed_at=bindparam("now", type_=_EVENTS.c.processed_at.type))
+)
 
 
 def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]]) -> list[int]:
@@ -133,13 +157,7 @@ def mark_finished_events(store: Store, now: datetime) -> int:
 
 
 def _mark_processed_if_finished(session: Session, event_id: str, now: datetime) -> None:
-    # One statement: the event is marked when none of its deliveries is left unfinished.
-    unfinished = exists().where(OutboxDelivery.event_id == event_id, OutboxDelivery.status != DONE)
-    session.execute(
-        update(OutboxEvent)
-        .where(OutboxEvent.event_id == event_id, OutboxEvent.processed_at.is_(None), ~unfinished)
-        .values(processed_at=now)
-    )
+    session.execute(_MARK_PROCESSED_IF_FINISHED, {"of_event": event_id, "now": now})
 
 
 def deliver_one(
@@ -166,7 +184,7 @@ def deliver_one(
         if spec is None:
             raise LookupError(f"no outbox handler named {handler_name!r} is registered")
         with store.session() as session:
-            row = session.execute(select(OutboxEvent).where(OutboxEvent.event_id == event_id)).scalar_one()
+            row = session.execute(_EVENT_OF_DELIVERY, {"event_id": event_id}).one()
             event = Event(
                 event_id=row.event_id,
                 kind=row.kind,

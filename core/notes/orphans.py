@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import bindparam, delete, exists, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from core.clients import apply_rules
 from core.clients.models import Client, SeriesAssignment, TherapySession
@@ -81,12 +81,29 @@ def _carry_series_assignments(session: Session, occ: Occurrence, therapist_id: i
     return carried
 
 
+_REMOVED = aliased(Connection)
+# Orphans and carried-over assignments both come from a removed connection of the therapist: most
+# therapists never removed one, and every new occurrence of a first mirror asks (one statement).
+_ANY_REMOVED_CONNECTION = (
+    select(Occurrence.id)
+    .join(Connection, Connection.id == Occurrence.connection_id)
+    .where(
+        Occurrence.id == bindparam("occurrence_id"),
+        Connection.removed_at.is_(None),
+        exists().where(_REMOVED.therapist_id == Connection.therapist_id, _REMOVED.removed_at.is_not(None)),
+    )
+)
+
+
 def relink_orphaned_session(store: Store, occurrence_id: int) -> bool:
     """Move the orphaned session with this occurrence's identity onto it; True when one moved.
 
     Also carries its series' assignments over from the removed connection; when that added any,
     the series' instances on the live connection are matched against them again.
     """
+    with store.reader() as reader:
+        if reader.execute(_ANY_REMOVED_CONNECTION, {"occurrence_id": occurrence_id}).first() is None:
+            return False
     series: list[int] = []
     therapist_id = 0
     with store.session() as session:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -799,13 +799,17 @@ def retry_session(
     return reconcile_session(store, session_id, factory, config, now)
 
 
+# Built once: every occurrence event of every sync asks it (most occurrences have no session).
+_SESSIONS_OF_OCCURRENCE = select(TherapySession.id).where(TherapySession.occurrence_id == bindparam("occurrence_id"))
+
+
 def sessions_of_occurrence(store: Store, occurrence_id: int, session: Session | None = None) -> list[int]:
     """The occurrence's sessions, read through ``session`` when given (an outbox delivery's)."""
-    query = select(TherapySession.id).where(TherapySession.occurrence_id == occurrence_id)
+    params = {"occurrence_id": occurrence_id}
     if session is not None:
-        return list(session.scalars(query))
-    with store.session() as own:
-        return list(own.scalars(query))
+        return list(session.execute(_SESSIONS_OF_OCCURRENCE, params).scalars())
+    with store.reader() as reader:
+        return list(reader.execute(_SESSIONS_OF_OCCURRENCE, params).scalars())
 
 
 def due_sessions(store: Store, config: VideoConfig, now: datetime, limit: int = 200) -> list[int]:
