@@ -208,6 +208,14 @@ def _live_connection(session: Session, therapist_id: int, connection_id: int) ->
     )
 
 
+# Built once: every sync job starts with it.
+_CONNECTION_TO_SYNC = (
+    select(Connection, Therapist.timezone)
+    .join(Therapist, Therapist.id == Connection.therapist_id)
+    .where(Connection.id == bindparam("connection_pk"), Connection.removed_at.is_(None))
+)
+
+
 def connection_to_sync(store: Store, connection_id: int) -> tuple[ConnectionView, str] | None:
     """A live connection with its settings, and its therapist's time zone: what a sync needs.
 
@@ -215,11 +223,7 @@ def connection_to_sync(store: Store, connection_id: int) -> tuple[ConnectionView
     counting reads every live occurrence of the connection on every sync.
     """
     with store.session() as session:
-        row = session.execute(
-            select(Connection, Therapist.timezone)
-            .join(Therapist, Therapist.id == Connection.therapist_id)
-            .where(Connection.id == connection_id, Connection.removed_at.is_(None))
-        ).first()
+        row = session.execute(_CONNECTION_TO_SYNC, {"connection_pk": connection_id}).first()
         if row is None:
             return None
         connection, timezone = row

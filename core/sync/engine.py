@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, case, func, or_, select, update
+from sqlalchemy import Table, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import SingletonThreadPool
 
@@ -77,6 +77,54 @@ _OCCURRENCE_COLUMNS = (
 )
 _HISTORY_COLUMNS = ("occurrence_id", "kind", "old_start_utc", "old_end_utc", "new_start_utc", "new_end_utc", "at")
 _OUTBOX_COLUMNS = ("event_id", "kind", "therapist_id", "connection_id", "occurrence_id", "payload", "created_at")
+
+# The connection's statements of every sync, built once on its table: a sync with nothing new (most
+# of them, one per push) is these, its listing and little else, and building them (and the ORM
+# looking for the connection among the session's objects to update it) cost more than running them.
+_CONNECTIONS: Table = Connection.__table__  # type: ignore[assignment]
+_TAKE_LEASE = (
+    update(_CONNECTIONS)
+    .where(
+        _CONNECTIONS.c.id == bindparam("connection_pk"),
+        # A removed connection is never synced again (core.mirror.remove_connection).
+        _CONNECTIONS.c.removed_at.is_(None),
+        or_(_CONNECTIONS.c.lock_owner.is_(None), _CONNECTIONS.c.lock_expires_at < bindparam("now")),
+    )
+    .values(lock_owner=bindparam("owner"), lock_expires_at=bindparam("until"))
+)
+_RENEW_LEASE = (
+    update(_CONNECTIONS)
+    .where(_CONNECTIONS.c.id == bindparam("connection_pk"), _CONNECTIONS.c.lock_owner == bindparam("owner"))
+    .values(lock_expires_at=bindparam("until"))
+)
+_SET_CURSOR = (
+    update(_CONNECTIONS)
+    .where(_CONNECTIONS.c.id == bindparam("connection_pk"))
+    .values(cursor=bindparam("new_cursor", type_=_CONNECTIONS.c.cursor.type))
+)
+_NEXT_REVISION = (
+    update(_CONNECTIONS)
+    .where(_CONNECTIONS.c.id == bindparam("connection_pk"))
+    .values(listing_revision=_CONNECTIONS.c.listing_revision + 1)
+)
+_OURS = _CONNECTIONS.c.lock_owner == bindparam("owner")
+# A success: it ends any failure streak and its backoff (core.sync.backoff), and gives up the lease.
+_SUCCEEDED = (
+    update(_CONNECTIONS)
+    .where(_CONNECTIONS.c.id == bindparam("connection_pk"))
+    .values(
+        last_sync_at=bindparam("now"),
+        last_result=bindparam("result", type_=_CONNECTIONS.c.last_result.type),
+        lock_owner=case((_OURS, None), else_=_CONNECTIONS.c.lock_owner),
+        lock_expires_at=case((_OURS, None), else_=_CONNECTIONS.c.lock_expires_at),
+        health="ok",
+        last_error=None,
+        last_success_at=bindparam("now"),
+        consecutive_failures=0,
+        failing_since=None,
+        backoff_until=None,
+    )
+)
 
 # Past it SQLite numbers new rows at random (https://sqlite.org/autoinc.html): then ids are read back.
 _SQLITE_LARGEST_ROWID = 2**63 - 1
@@ -274,7 +322,7 @@ class _Run:
     def __init__(
         self,
         store: Store,
-        connection: Connection,
+        connection: _Leased,
         report: SyncReport,
         *,
         force_empty: bool,
@@ -406,15 +454,13 @@ class _Run:
                 writes = self._decide(listing, page)
             tail = self._flush(session, listing.mirror, writes)
             if page.is_last:
-                session.execute(
-                    update(Connection).where(Connection.id == self.connection_id).values(cursor=page.next_cursor)
-                )
+                session.execute(_SET_CURSOR, {"connection_pk": self.connection_id, "new_cursor": page.next_cursor})
             elif (page.complete or not page.resumable) and pages_done == 0:
                 # A complete listing that has begun supersedes the old cursor: should it die
                 # half way, the next run must list everything again, not short-circuit on a
                 # cursor describing content the mirror no longer matches. Likewise a round of
                 # changes whose source cannot resume it from the old cursor (ChangePage.resumable).
-                session.execute(update(Connection).where(Connection.id == self.connection_id).values(cursor=None))
+                session.execute(_SET_CURSOR, {"connection_pk": self.connection_id, "new_cursor": None})
         except BaseException:
             if not transaction.__exit__(*sys.exc_info()):
                 raise
@@ -454,9 +500,8 @@ class _Run:
 
     def _renew_lease(self, session: Session) -> None:
         renewed = session.execute(
-            update(Connection)
-            .where(Connection.id == self.connection_id, Connection.lock_owner == self.lease_owner)
-            .values(lock_expires_at=datetime.now(UTC) + LEASE_TTL)
+            _RENEW_LEASE,
+            {"connection_pk": self.connection_id, "owner": self.lease_owner, "until": datetime.now(UTC) + LEASE_TTL},
         )
         if renewed.rowcount != 1:  # type: ignore[attr-defined]
             # The lease expired and another sync took over (a laptop asleep for longer than the
@@ -667,11 +712,7 @@ class _Run:
         if writes.inserts or writes.updates:
             # In the same transaction as the rows: a reader that sees the old revision also sees
             # the old rows (core.mirror.occurrence_listing relies on it).
-            session.execute(
-                update(Connection)
-                .where(Connection.id == self.connection_id)
-                .values(listing_revision=Connection.listing_revision + 1)
-            )
+            session.execute(_NEXT_REVISION, {"connection_pk": self.connection_id})
         therapist_id, connection_id, now = self.therapist_id, self.connection_id, self.now
         outbox = [
             (event_id, kind, therapist_id, connection_id, occurrence_id, payload, now)
@@ -778,25 +819,32 @@ def _holder_is_dead(owner: str | None) -> bool:
     return False
 
 
-def _leased(session: Session, connection_id: int) -> Connection:
+@dataclass(frozen=True, slots=True)
+class _Leased:
+    """What a sync needs of the connection it has just leased."""
+
+    id: int
+    therapist_id: int
+    name: str
+    cursor: str | None
+
+
+_LEASED = select(_CONNECTIONS.c.id, _CONNECTIONS.c.therapist_id, _CONNECTIONS.c.name, _CONNECTIONS.c.cursor).where(
+    _CONNECTIONS.c.id == bindparam("connection_pk")
+)
+
+
+def _leased(session: Session, connection_id: int) -> _Leased:
     """The connection just leased, read in the lease's own transaction (one transaction less per sync)."""
-    connection = session.get_one(Connection, connection_id)
-    session.expunge(connection)
-    return connection
+    row = session.execute(_LEASED, {"connection_pk": connection_id}).one()
+    return _Leased(row.id, row.therapist_id, row.name, row.cursor)
 
 
-def _acquire_lease(store: Store, connection_id: int, owner: str) -> Connection:
+def _acquire_lease(store: Store, connection_id: int, owner: str) -> _Leased:
     now = datetime.now(UTC)
     with store.session() as session:
         result = session.execute(
-            update(Connection)
-            .where(
-                Connection.id == connection_id,
-                # A removed connection is never synced again (core.mirror.remove_connection).
-                Connection.removed_at.is_(None),
-                or_(Connection.lock_owner.is_(None), Connection.lock_expires_at < now),
-            )
-            .values(lock_owner=owner, lock_expires_at=now + LEASE_TTL)
+            _TAKE_LEASE, {"connection_pk": connection_id, "now": now, "owner": owner, "until": now + LEASE_TTL}
         )
         if result.rowcount == 1:  # type: ignore[attr-defined]
             return _leased(session, connection_id)
@@ -893,6 +941,12 @@ def _record_outcome(
 ) -> None:
     """Store how the sync went; with ``release``, also give up that owner's lease (same UPDATE)."""
     now = datetime.now(UTC)
+    if error is None and release is not None:  # what nearly every sync ends with
+        with store.session() as session:
+            session.execute(
+                _SUCCEEDED, {"connection_pk": connection_id, "now": now, "result": report.as_dict(), "owner": release}
+            )
+        return
     values: dict[str, Any] = {"last_sync_at": now, "last_result": report.as_dict()}
     if release is not None:
         ours = Connection.lock_owner == release
