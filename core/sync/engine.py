@@ -108,22 +108,25 @@ _NEXT_REVISION = (
     .values(listing_revision=_CONNECTIONS.c.listing_revision + 1)
 )
 _OURS = _CONNECTIONS.c.lock_owner == bindparam("owner")
-# A success: it ends any failure streak and its backoff (core.sync.backoff), and gives up the lease.
-_SUCCEEDED = (
+# A sync's outcome is recorded by the UPDATE that gives up its lease (if still its own).
+_RELEASE_WITH = (
     update(_CONNECTIONS)
     .where(_CONNECTIONS.c.id == bindparam("connection_pk"))
     .values(
-        last_sync_at=bindparam("now"),
-        last_result=bindparam("result", type_=_CONNECTIONS.c.last_result.type),
         lock_owner=case((_OURS, None), else_=_CONNECTIONS.c.lock_owner),
         lock_expires_at=case((_OURS, None), else_=_CONNECTIONS.c.lock_expires_at),
-        health="ok",
-        last_error=None,
-        last_success_at=bindparam("now"),
-        consecutive_failures=0,
-        failing_since=None,
-        backoff_until=None,
     )
+)
+# A success ends any failure streak and its backoff (core.sync.backoff).
+_SUCCEEDED = _RELEASE_WITH.values(
+    last_sync_at=bindparam("now"),
+    last_result=bindparam("result", type_=_CONNECTIONS.c.last_result.type),
+    health="ok",
+    last_error=None,
+    last_success_at=bindparam("now"),
+    consecutive_failures=0,
+    failing_since=None,
+    backoff_until=None,
 )
 
 # Past it SQLite numbers new rows at random (https://sqlite.org/autoinc.html): then ids are read back.
@@ -919,10 +922,10 @@ def sync_connection(
                     raise SourceError("the source rejected a full listing as an expired cursor") from exc
         except SourceError as exc:
             health = "needs_reconnect" if isinstance(exc, ReauthorizationRequired) else "error"
-            _record_outcome(store, connection_id, report, error=str(exc), health=health, release=owner)
+            _record_failure(store, connection_id, report, error=str(exc), health=health, release=owner)
             released = True
             raise
-        _record_outcome(store, connection_id, report, error=None, release=owner)
+        _record_success(store, connection_id, report, release=owner)
         released = True
         return report
     finally:
@@ -930,45 +933,29 @@ def sync_connection(
             _release_lease(store, connection_id, owner)
 
 
-def _record_outcome(
-    store: Store,
-    connection_id: int,
-    report: SyncReport,
-    *,
-    error: str | None,
-    health: str = "error",
-    release: str | None = None,
-) -> None:
-    """Store how the sync went; with ``release``, also give up that owner's lease (same UPDATE)."""
-    now = datetime.now(UTC)
-    if error is None and release is not None:  # what nearly every sync ends with
-        with store.session() as session:
-            session.execute(
-                _SUCCEEDED, {"connection_pk": connection_id, "now": now, "result": report.as_dict(), "owner": release}
-            )
-        return
-    values: dict[str, Any] = {"last_sync_at": now, "last_result": report.as_dict()}
-    if release is not None:
-        ours = Connection.lock_owner == release
-        values.update(
-            lock_owner=case((ours, None), else_=Connection.lock_owner),
-            lock_expires_at=case((ours, None), else_=Connection.lock_expires_at),
-        )
-    if error is None:
-        # A success ends any failure streak and its backoff (core.sync.backoff).
-        values.update(
-            health="ok",
-            last_error=None,
-            last_success_at=now,
-            consecutive_failures=0,
-            failing_since=None,
-            backoff_until=None,
-        )
-    else:
-        # "needs_reconnect": retrying cannot help until the user connects again (the error says how).
-        # A connection already marked "needs_attention" (core.sync.backoff) keeps it while it fails.
-        values.update(health=health, last_error=error)
-        if health == "error":
-            values["health"] = case((Connection.health == "needs_attention", "needs_attention"), else_="error")
+def _record_success(store: Store, connection_id: int, report: SyncReport, *, release: str) -> None:
+    """Store a sync that succeeded and give up ``release``'s lease (one UPDATE)."""
     with store.session() as session:
-        session.execute(update(Connection).where(Connection.id == connection_id).values(**values))
+        session.execute(
+            _SUCCEEDED,
+            {"connection_pk": connection_id, "now": datetime.now(UTC), "result": report.as_dict(), "owner": release},
+        )
+
+
+def _record_failure(
+    store: Store, connection_id: int, report: SyncReport, *, error: str, health: str, release: str
+) -> None:
+    """Store a sync that failed (its error as the connection's health) and give up ``release``'s lease."""
+    # "needs_reconnect": retrying cannot help until the user connects again (the error says how).
+    # A connection already marked "needs_attention" (core.sync.backoff) keeps it while it fails.
+    new_health: Any = health
+    if health == "error":
+        new_health = case((_CONNECTIONS.c.health == "needs_attention", "needs_attention"), else_="error")
+    values = {
+        "last_sync_at": datetime.now(UTC),
+        "last_result": report.as_dict(),
+        "health": new_health,
+        "last_error": error,
+    }
+    with store.session() as session:
+        session.execute(_RELEASE_WITH.values(**values), {"connection_pk": connection_id, "owner": release})
