@@ -62,21 +62,18 @@ _MARK_PROCESSED_IF_FINISHED = (
 )
 
 
+_INSERTS_IGNORING_DUPLICATES = {
+    name: insert(_DELIVERIES).on_conflict_do_nothing(index_elements=["event_id", "handler"]).returning(_DELIVERIES.c.id)
+    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
+
+
 def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]]) -> list[int]:
     # Two relays racing on one event would both insert its deliveries: the unique key decides.
-    # Returns the ids of the rows this call inserted.
-    dialect = session.get_bind().dialect.name
-    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_DELIVERIES)
-    ids: list[int] = []
-    for start in range(0, len(rows), 500):  # one multi-row INSERT per chunk (SQLite caps bound values)
-        chunk = rows[start : start + 500]
-        inserted = session.execute(
-            stmt.values(chunk)
-            .on_conflict_do_nothing(index_elements=["event_id", "handler"])
-            .returning(_DELIVERIES.c.id)
-        )
-        ids.extend(int(i) for i in inserted.scalars())
-    return ids
+    # Returns the ids of the rows this call inserted. One statement built once per dialect, its
+    # rows sent as one executemany (SQLAlchemy batches them into multi-row INSERTs itself).
+    statement = _INSERTS_IGNORING_DUPLICATES[session.get_bind().dialect.name]
+    return [int(i) for i in session.execute(statement, rows).scalars()]
 
 
 def relay(store: Store, registry: JobRegistry, now: datetime, *, limit: int = 500) -> int:
