@@ -23,15 +23,13 @@ import json
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.harness import run_json_child
 
 
 def _pages(events: int, per_page: int) -> list[Any]:
@@ -120,18 +118,8 @@ def _admin(url: str, statement: str) -> None:
 
 
 def _run_child(url: str, events: int, per_page: int, tuned_gc: bool) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.engine_mirror", "_child"],
-        input=json.dumps({"url": url, "events": events, "page": per_page, "tuned_gc": tuned_gc}),
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        check=False,
-    )
-    if done.returncode:
-        raise RuntimeError(done.stderr)
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    job = {"url": url, "events": events, "page": per_page, "tuned_gc": tuned_gc}
+    return run_json_child("benchmarks.engine_mirror", job)
 
 
 def main(argv: list[str] | None = None) -> int:

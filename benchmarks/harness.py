@@ -1,12 +1,15 @@
-"""Pieces every server-under-load benchmark shares: ports, stopping servers, the median summary."""
+"""Pieces benchmarks share: ports, stopping servers, the median summary, children in fresh interpreters."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import statistics
 import subprocess
+import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import IO, Any, Protocol
 
 
@@ -16,6 +19,26 @@ class LoadSample(Protocol):
     p50_ms: float
     p99_ms: float
     errors: int
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_json_child(module: str, job: dict[str, Any]) -> dict[str, Any]:
+    """``python -m module _child`` in a fresh interpreter, ``job`` as JSON on its stdin (URLs stay
+    out of ``ps``); the JSON object it prints last. Its stderr is the error when it fails."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, "_child"],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    if done.returncode:
+        raise RuntimeError(f"{module} child failed (exit {done.returncode}):\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def free_port() -> int:

@@ -28,7 +28,6 @@ import os
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,8 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-MASTER_KEY_ENV = "ALLIANCE_BENCH_DRAIN_KEY"
+from benchmarks.harness import run_json_child
 
 
 def _settings(home: Path) -> Any:
@@ -171,27 +169,12 @@ def run_alliance(path: Path, key_text: str) -> dict[str, Any]:
         store.close()
 
 
-def _child(mode: str, path: Path) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.outbox_drain", "_child", mode, str(path)],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        check=False,
-        env=os.environ,
-    )
-    if done.returncode:
-        raise RuntimeError(done.stderr)
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_child"]:
-        mode, path = argv[1], Path(argv[2])
-        key_text = os.environ[MASTER_KEY_ENV]
-        print(json.dumps(run_floor(path) if mode == "floor" else run_alliance(path, key_text)))
+        job = json.loads(sys.stdin.read())
+        path = Path(job["path"])
+        print(json.dumps(run_floor(path) if job["mode"] == "floor" else run_alliance(path, job["key"])))
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=5000, help="occurrences of the first mirror")
@@ -204,7 +187,6 @@ def main(argv: list[str] | None = None) -> int:
     from core.crypto import generate_key_text
 
     key_text = generate_key_text()
-    os.environ[MASTER_KEY_ENV] = key_text
     samples: dict[str, list[dict[str, Any]]] = {"floor": [], "alliance": []}
     with tempfile.TemporaryDirectory(prefix="alliance-drain-bench-") as tmp:
         base = Path(tmp) / "mirrored.db"
@@ -214,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                 copy = Path(tmp) / f"{mode}-{round_}" / "mirror.db"
                 copy.parent.mkdir()
                 shutil.copyfile(base, copy)
-                result = _child(mode, copy)
+                result = run_json_child("benchmarks.outbox_drain", {"mode": mode, "path": str(copy), "key": key_text})
                 if result["deliveries"] != deliveries or result["events_left"]:
                     raise RuntimeError(
                         f"{mode}: {result['deliveries']} of {deliveries} deliveries done, "

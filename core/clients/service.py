@@ -1136,7 +1136,7 @@ def handle_outbox_event(store: Store, kind: str, occurrence_id: int | None, sess
     """
     if kind not in RULE_EVENTS or occurrence_id is None:
         return 0
-    if not _rules_may_apply(store, occurrence_id, session):
+    if not store.read_rows(_RULES_MAY_APPLY, {"occurrence_id": occurrence_id}, through=session):
         return 0
     return apply_rules(store, [occurrence_id], session=session)
 
@@ -1164,14 +1164,6 @@ _RULES_MAY_APPLY = (
         ),
     )
 )
-
-
-def _rules_may_apply(store: Store, occurrence_id: int, session: Session | None) -> bool:
-    params = {"occurrence_id": occurrence_id}
-    if session is not None:
-        return session.execute(_RULES_MAY_APPLY, params).first() is not None
-    with store.reader() as reader:
-        return reader.execute(_RULES_MAY_APPLY, params).first() is not None
 
 
 # -- reading sessions ---------------------------------------------------------------------------

@@ -101,9 +101,8 @@ def relink_orphaned_session(store: Store, occurrence_id: int) -> bool:
     Also carries its series' assignments over from the removed connection; when that added any,
     the series' instances on the live connection are matched against them again.
     """
-    with store.reader() as reader:
-        if reader.execute(_ANY_REMOVED_CONNECTION, {"occurrence_id": occurrence_id}).first() is None:
-            return False
+    if not store.read_rows(_ANY_REMOVED_CONNECTION, {"occurrence_id": occurrence_id}):
+        return False
     series: list[int] = []
     therapist_id = 0
     with store.session() as session:

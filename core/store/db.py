@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -18,10 +18,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import Executable
 
 from core.store.liveness import ping_idle_connections
 
@@ -179,6 +180,16 @@ class Store:
         """A session whose transaction commits on success and rolls back on any exception."""
         with self._sessions() as session, session.begin():
             yield session
+
+    def read_rows(
+        self, statement: Executable, params: dict[str, Any], *, through: Session | None = None
+    ) -> Sequence[Row[Any]]:
+        """The rows of one prebuilt read: through ``through`` (a caller's transaction, e.g. an
+        outbox delivery's, so the read sees its writes) when given, else on a :meth:`reader`."""
+        if through is not None:
+            return through.execute(statement, params).all()
+        with self.reader() as connection:
+            return connection.execute(statement, params).all()
 
     @contextmanager
     def reader(self) -> Iterator[Connection]:

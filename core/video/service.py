@@ -805,11 +805,9 @@ _SESSIONS_OF_OCCURRENCE = select(TherapySession.id).where(TherapySession.occurre
 
 def sessions_of_occurrence(store: Store, occurrence_id: int, session: Session | None = None) -> list[int]:
     """The occurrence's sessions, read through ``session`` when given (an outbox delivery's)."""
-    params = {"occurrence_id": occurrence_id}
-    if session is not None:
-        return list(session.execute(_SESSIONS_OF_OCCURRENCE, params).scalars())
-    with store.reader() as reader:
-        return list(reader.execute(_SESSIONS_OF_OCCURRENCE, params).scalars())
+    return [
+        row[0] for row in store.read_rows(_SESSIONS_OF_OCCURRENCE, {"occurrence_id": occurrence_id}, through=session)
+    ]
 
 
 def due_sessions(store: Store, config: VideoConfig, now: datetime, limit: int = 200) -> list[int]:
