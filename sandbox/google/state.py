@@ -28,7 +28,7 @@ import threading
 import time
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -222,10 +222,28 @@ class Fault:
         return path.startswith(self.path)
 
 
+@dataclass(frozen=True)
+class _Unrendered:
+    """A listed event as it was when its listing began, rendered only when its page is asked for.
+
+    Google answers each page of a listing in about the same time; rendering (copying) all of a
+    big calendar's events for the first page made that one page carry the whole listing's work.
+    ``event`` is a snapshot: writes replace an event's fields (nested values are never changed in
+    place), so a shallow copy of its fields keeps what the listing saw.
+    """
+
+    event: StoredEvent
+    out_tz: ZoneInfo
+
+    @classmethod
+    def of(cls, ev: StoredEvent, out_tz: ZoneInfo) -> _Unrendered:
+        return cls(StoredEvent(dict(ev.data), ev.start, ev.end, ev.original_start, ev.seq), out_tz)
+
+
 @dataclass
 class _PageCursor:
     calendar_id: str
-    items: list[dict[str, Any]]
+    items: Sequence[dict[str, Any] | _Unrendered]
     sync_seq: int | None  # the sequence the listing started at; None: no sync token at the end
     single_events: bool
     after_empty: bool = False  # the previous page was an injected empty one
@@ -489,15 +507,15 @@ class GoogleState:
                 items = [i for i in items if not event_types or i.get("eventType", "default") in event_types]
                 cursor = _PageCursor(cal.id, items, self._seq, single)
                 return self._page(cal, cursor, max_results)
-            items, sync_allowed = self._full_listing(cal, p, single, out_tz, event_types)
-            cursor = _PageCursor(cal.id, items, self._seq if sync_allowed else None, single)
+            listed, sync_allowed = self._full_listing(cal, p, single, out_tz, event_types)
+            cursor = _PageCursor(cal.id, listed, self._seq if sync_allowed else None, single)
             return self._page(cal, cursor, max_results)
 
     def _page(self, cal: Calendar, cursor: _PageCursor, max_results: int) -> dict[str, Any]:
         size = min(max(max_results, 1), 2500)
         if self.settings.max_page_size is not None:
             size = min(size, max(self.settings.max_page_size, 0))
-        page, rest = cursor.items[:size], cursor.items[size:]
+        page, rest = self._rendered(cal, cursor.items[:size]), cursor.items[size:]
         empty = self.settings.empty_pages and bool(cursor.items) and not cursor.after_empty
         if empty:
             page, rest = [], cursor.items
@@ -526,9 +544,12 @@ class GoogleState:
             out["nextSyncToken"] = token
         return out
 
+    def _rendered(self, cal: Calendar, items: Sequence[dict[str, Any] | _Unrendered]) -> list[dict[str, Any]]:
+        return [self._render(cal, i.event, i.out_tz) if isinstance(i, _Unrendered) else i for i in items]
+
     def _full_listing(
         self, cal: Calendar, p: _Params, single: bool, out_tz: ZoneInfo, event_types: set[str]
-    ) -> tuple[list[dict[str, Any]], bool]:
+    ) -> tuple[list[dict[str, Any] | _Unrendered], bool]:
         order_by = p.get("orderBy")
         if order_by not in (None, "startTime", "updated"):
             raise bad_request("Invalid value for: orderBy", location="orderBy")
@@ -611,7 +632,7 @@ class GoogleState:
             p.has(n)
             for n in ("orderBy", "q", "iCalUID", "privateExtendedProperty", "sharedExtendedProperty", "updatedMin")
         )
-        return [self._render(cal, ev, out_tz) for ev in selected], sync_allowed
+        return [_Unrendered.of(ev, out_tz) for ev in selected], sync_allowed
 
     def _changes_since(self, cal: Calendar, seq: int, single: bool, out_tz: ZoneInfo) -> list[dict[str, Any]]:
         changed = sorted((ev for ev in cal.events.values() if ev.seq > seq), key=lambda e: e.seq)

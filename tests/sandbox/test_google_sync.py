@@ -43,6 +43,28 @@ def test_full_listing_pages_and_sync_token_only_on_last_page(emulator: RunningEm
     assert all(q["maxResults"] == ["3"] for q in sent)
 
 
+def test_a_listing_shows_the_calendar_as_it_was_when_it_began(emulator: RunningEmulator, service: Any) -> None:
+    """Later pages are rendered only when asked for, but still show the events as the first request saw them;
+    what changed meanwhile comes with the listing's sync token."""
+    seeded = _seed_sessions(emulator, 4)
+    first = service.events().list(calendarId="primary", maxResults=2).execute()
+    later_ids = [e["id"] for e in seeded if e["id"] not in {i["id"] for i in first["items"]}]
+    retitled, cancelled = later_ids
+    emulator.state.retitle_event("primary", retitled, "Session (renamed meanwhile)")
+    emulator.state.cancel_event("primary", cancelled)
+
+    second = service.events().list(calendarId="primary", maxResults=2, pageToken=first["nextPageToken"]).execute()
+
+    shown = {i["id"]: i for i in second["items"]}
+    assert set(shown) == {retitled, cancelled}
+    assert shown[retitled]["summary"] != "Session (renamed meanwhile)"
+    assert shown[cancelled]["status"] == "confirmed"
+    changes = service.events().list(calendarId="primary", syncToken=second["nextSyncToken"]).execute()
+    changed = {i["id"]: i for i in changes["items"]}
+    assert changed[retitled]["summary"] == "Session (renamed meanwhile)"
+    assert changed[cancelled]["status"] == "cancelled"
+
+
 def test_incremental_listing_after_edits(emulator: RunningEmulator, service: Any) -> None:
     seeded = _seed_sessions(emulator, 4)
     _, pages = list_all(service)
