@@ -20,7 +20,7 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
@@ -225,6 +225,7 @@ class _Insert:
     key: OccurrenceKey
     row: tuple[Any, ...]
     action: Action
+    status: Status
     start_iso: str
     end_iso: str
 
@@ -301,6 +302,11 @@ def _payload(old_start: str | None, old_end: str | None, start: str | None, end:
     )
 
 
+def _created_payload(start: str, end: str) -> EncodedJson:
+    """``_payload(None, None, start, end)`` for UTC ISO texts (``datetime.isoformat``: nothing to escape)."""
+    return EncodedJson(f'{{"old_start": null, "old_end": null, "start": "{start}", "end": "{end}"}}')
+
+
 class _Inline(Executor):
     """Runs each task at once in the caller's thread (a store whose connections are bound to theirs)."""
 
@@ -351,7 +357,9 @@ class _Run:
     def _iso_of(self, moment: datetime) -> str:
         text = self.iso_texts.get(moment)
         if text is None:
-            text = self.iso_texts[moment] = moment.astimezone(UTC).isoformat()
+            # Providers hand over UTC instants (RemoteOccurrence): no conversion to make for those.
+            utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+            text = self.iso_texts[moment] = utc.isoformat()
         return text
 
     def _iso_or_none(self, moment: datetime | None) -> str | None:
@@ -519,10 +527,14 @@ class _Run:
             start_iso = iso_texts.get(occ.start) or self._iso_of(occ.start)
             end_iso = iso_texts.get(occ.end) or self._iso_of(occ.end)
             remote_hash = self.hasher(occ, start_iso, end_iso)
-            remote: RemoteState | None = RemoteState(occ.status, occ.start, occ.end, remote_hash)
+            if row is None:
+                # A first sighting (every row of a first mirror): decide()'s first case, without
+                # building the states it would compare.
+                action = Action.CREATE_CANCELLED if occ.status is Status.CANCELLED else Action.CREATE
+            else:
+                action = decide(row.local_state(), RemoteState(occ.status, occ.start, occ.end, remote_hash))
         else:
-            remote = None
-        action = decide(row.local_state() if row else None, remote)
+            action = decide(row.local_state() if row else None, None)
 
         if action is Action.NOTHING:
             self.report.unchanged += 1
@@ -535,7 +547,7 @@ class _Run:
         if action in (Action.CREATE, Action.CREATE_CANCELLED):
             if occ is None:
                 raise RuntimeError("decide() asked to create an occurrence without a remote item")
-            writes.inserts.append(_Insert(key, self._columns(occ, remote_hash), action, start_iso, end_iso))
+            writes.inserts.append(_Insert(key, self._columns(occ, remote_hash), action, occ.status, start_iso, end_iso))
             if action is Action.CREATE:
                 self.report.created += 1
             else:
@@ -680,7 +692,7 @@ class _Run:
                 # written, and this transaction has held the database's write lock since it renewed
                 # the lease: the ids are known now. The writer thread inserts the rows and checks
                 # that they got exactly these ids (``_check_ids``) before anything commits.
-                new_ids = {(k.ical_uid, k.recurrence_id): before + 1 + n for n, k in enumerate(keys)}
+                new_ids: Sequence[int] = range(before + 1, before + 1 + len(keys))
                 tail.occurrences, tail.after = [i.row for i in writes.inserts], before
             else:
                 insert_tuples(
@@ -691,25 +703,20 @@ class _Run:
                     instants=instants,
                     iso_texts=self.iso_texts,
                 )
-                new_ids = self._ids_of(session, keys, after=before)
-            for insert in writes.inserts:
-                key, row = insert.key, insert.row
-                new_id = new_ids[key.ical_uid, key.recurrence_id]
+                by_identity = self._ids_of(session, keys, after=before)
+                new_ids = [by_identity[k.ical_uid, k.recurrence_id] for k in keys]
+            rows, history, events, now = mirror.rows, writes.history, writes.outbox, self.now
+            for insert, new_id in zip(writes.inserts, new_ids, strict=True):
+                row = insert.row
                 # row: connection_id, ical_uid, recurrence_id, provider_id, status, all_day, start_utc,
                 # end_utc, timezone, content, content_hash, ... (_OCCURRENCE_COLUMNS)
-                mirror.rows[key] = _Row(new_id, Status(row[4]), row[6], row[7], row[10], row[3])
-                kind = "created" if insert.action is Action.CREATE else "cancelled"
-                self._record(
-                    writes,
-                    new_id,
-                    kind,
-                    None,
-                    None,
-                    row[6],
-                    row[7],
-                    emit=insert.action is Action.CREATE,
-                    new_iso=(insert.start_iso, insert.end_iso),
-                )
+                rows[insert.key] = _Row(new_id, insert.status, row[6], row[7], row[10], row[3])
+                # What _record writes for a first sighting, spelled out: a first mirror has one per row.
+                if insert.action is Action.CREATE:
+                    history.append((new_id, "created", None, None, row[6], row[7], now))
+                    events.append(("occurrence.created", new_id, _created_payload(insert.start_iso, insert.end_iso)))
+                else:  # CREATE_CANCELLED: history only, nobody knew of it (core.sync.decide)
+                    history.append((new_id, "cancelled", None, None, row[6], row[7], now))
         if writes.updates:
             session.execute(update(Occurrence), writes.updates)
         if writes.inserts or writes.updates:

@@ -21,7 +21,7 @@ from sqlalchemy import Table, insert, select
 from core.store import OutboxEvent, Store
 from core.store.bulk import COPY_THRESHOLD, EncodedJson, _sqlite_text_from_iso, insert_tuples
 from core.store.models import UtcDateTime
-from core.sync.engine import _payload
+from core.sync.engine import _created_payload, _payload
 
 OUTBOX: Table = OutboxEvent.__table__  # type: ignore[assignment]
 NAMES = ("event_id", "kind", "therapist_id", "connection_id", "occurrence_id", "payload", "created_at")
@@ -40,6 +40,12 @@ def test_the_payload_text_is_what_json_dumps_writes(
 ) -> None:
     expected = json.dumps({"old_start": old_start, "old_end": old_end, "start": start, "end": end})
     assert _payload(old_start, old_end, start, end) == expected
+
+
+@given(start=iso, end=iso)
+def test_a_created_occurrences_payload_is_what_json_dumps_writes(start: str, end: str) -> None:
+    expected = json.dumps({"old_start": None, "old_end": None, "start": start, "end": end})
+    assert _created_payload(start, end) == expected
 
 
 @given(moment=instants)
