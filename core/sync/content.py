@@ -57,11 +57,17 @@ def seal_occurrence(cipher: OwnerCipher, connection_id: int, occ: RemoteOccurren
     Every new occurrence is sealed once: this writes the JSON array by hand (no content object, no
     encoder call), falling back to :func:`seal` for anything but plain strings.
     """
-    if not all(type(t) is str for t in (occ.title, occ.description, occ.location, *occ.attendees)):
+    title, description, location, attendees_of = occ.title, occ.description, occ.location, occ.attendees
+    if (
+        type(title) is not str
+        or type(description) is not str
+        or type(location) is not str
+        or (attendees_of and not all(type(a) is str for a in attendees_of))
+    ):
         return seal(cipher, connection_id, occ.key, OccurrenceContent.of(occ, video_url))
-    attendees = ",".join(map(_quote, occ.attendees))
+    attendees = ",".join(map(_quote, attendees_of)) if attendees_of else ""
     video = "null" if video_url is None else _quote(video_url)
-    payload = f"[{_quote(occ.title)},{_quote(occ.description)},{_quote(occ.location)},[{attendees}],{video}]"
+    payload = f"[{_quote(title)},{_quote(description)},{_quote(location)},[{attendees}],{video}]"
     return cipher.encrypt(payload.encode(), content_context_of(connection_id, occ.key.ical_uid, occ.key.recurrence_id))
 
 
