@@ -211,20 +211,19 @@ def to_occurrence(item: Mapping[str, Any], calendar_zone: str) -> RemoteOccurren
     start_zone = raw_start.get("timeZone") if raw_start is not None else None  # a mapping: it parsed
     attendees = get("attendees")
     return RemoteOccurrence(
-        OccurrenceKey(uid if type(uid) is str else str(uid), rid),
-        start[0],
-        end[0],
-        _STATUSES.get(str(get("status", "confirmed")), Status.CONFIRMED),
-        start[1],
-        str(start_zone or calendar_zone) or None,
-        str(event_id) if event_id else None,
-        str(get("summary") or ""),
+        key=OccurrenceKey(uid if type(uid) is str else str(uid), rid),
+        start=start[0],
+        end=end[0],
+        status=_STATUSES.get(str(get("status", "confirmed")), Status.CONFIRMED),
+        all_day=start[1],
+        timezone=str(start_zone or calendar_zone) or None,
+        provider_id=str(event_id) if event_id else None,
+        title=str(get("summary") or ""),
         # Without Alliance's own join-link block: the echo of a write-back is not a change.
-        own_text(item),
-        str(get("location") or ""),
-        "",  # url: Google has no separate one
-        conference_url(item) if "hangoutLink" in item or "conferenceData" in item else "",
-        _attendees(attendees) if attendees else (),
+        description=own_text(item),
+        location=str(get("location") or ""),
+        conference_url=conference_url(item) if "hangoutLink" in item or "conferenceData" in item else "",
+        attendees=_attendees(attendees) if attendees else (),
     )
 
 
