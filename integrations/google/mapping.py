@@ -49,10 +49,14 @@ class IdentityIndex:
     def remember(self, item: Mapping[str, Any]) -> None:
         uid = item.get("iCalUID")
         series_id = item.get("recurringEventId")
-        owner = series_id if isinstance(series_id, str) and series_id else item.get("id")
+        owner: Any
         if isinstance(series_id, str) and series_id:
             self.series.add(series_id)
-        if isinstance(owner, str) and isinstance(uid, str) and uid and uid != default_uid(owner):
+            owner = series_id
+        else:
+            owner = item.get("id")
+        # default_uid(owner), written out: every listed event comes through here.
+        if isinstance(owner, str) and isinstance(uid, str) and uid and uid != f"{owner}@google.com":
             self.uids[owner] = uid
 
     def forget(self, event_id: str) -> None:
@@ -235,8 +239,13 @@ class PageChanges:
     series: dict[str, str] = field(default_factory=dict)
 
 
-def page_changes(items: Iterable[Mapping[str, Any]], calendar_zone: str, index: IdentityIndex) -> PageChanges:
+def page_changes(
+    items: Iterable[Mapping[str, Any]], calendar_zone: str, index: IdentityIndex, *, tombstones: bool = True
+) -> PageChanges:
     """The upserts and removals of one page of ``events.list``; ``index`` learns from the page.
+
+    ``tombstones`` False: cancelled items are passed over (a complete listing's sweep cancels
+    whatever it did not list, so its tombstones add nothing).
 
     ``series`` names the series an incremental listing cannot fully describe. A live instance
     may be one edited instance, or one of the instances of a series that was moved or cut short
@@ -245,12 +254,16 @@ def page_changes(items: Iterable[Mapping[str, Any]], calendar_zone: str, index: 
     even less. The provider lists those series' instances again.
     """
     changes = PageChanges()
+    upserts = changes.upserts
     for item in items:
         if not is_mapping(item):
             continue
+        cancelled = item.get("status") == "cancelled"  # is_cancelled(item)
+        if cancelled and not tombstones:
+            continue
         event_id = item.get("id")
         series_id = item.get("recurringEventId")
-        if is_cancelled(item):
+        if cancelled:
             # A deleted event, a deleted series' instance or one cancelled instance of a live
             # series: all end as a cancelled occurrence (the engine never deletes rows).
             key = removal_key(item, index, calendar_zone)
@@ -268,7 +281,7 @@ def page_changes(items: Iterable[Mapping[str, Any]], calendar_zone: str, index: 
         occurrence = to_occurrence(item, calendar_zone)
         if occurrence is None:
             continue
-        changes.upserts.append(occurrence)
+        upserts.append(occurrence)
         if isinstance(series_id, str) and series_id:
             changes.series[series_id] = occurrence.key.ical_uid
         elif isinstance(event_id, str) and event_id in index.series:  # a series became a single event

@@ -36,7 +36,7 @@ from integrations.google import push, writeback
 from integrations.google.client import TIMEOUT_SECONDS, CalendarClient, RetryPolicy
 from integrations.google.cursor import GoogleCursor
 from integrations.google.errors import NotFound, RequestRejected, SyncTokenExpired
-from integrations.google.mapping import IdentityIndex, is_cancelled, is_mapping, page_changes
+from integrations.google.mapping import IdentityIndex, page_changes
 from integrations.google.settings import GoogleOptions, GoogleSettings, parse_settings
 from integrations.google.tokens import TokenManager, Tokens
 
@@ -233,8 +233,7 @@ class GoogleProvider:
         )
         for page in pages:
             # The sweep cancels whatever a complete listing leaves out; tombstones add nothing.
-            items = [i for i in page.get("items") or [] if is_mapping(i) and not is_cancelled(i)]
-            changes = page_changes(items, page.get("timeZone") or "UTC", index)
+            changes = page_changes(page.get("items") or [], page.get("timeZone") or "UTC", index, tombstones=False)
             is_last = not page.get("nextPageToken")
             yield ChangePage(
                 upserts=tuple(changes.upserts),
