@@ -442,6 +442,14 @@ def main(argv: list[str] | None = None) -> int:
     print("| scenario | time | vs floor | notes |\n|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+    # Each round times (a) and (b) back to back, so a round's own ratio is not moved by the
+    # machine's drift between rounds (shared cores); shown next to the ratio of the medians.
+    rounds = zip(samples["floor"], samples["full"], strict=True)
+    paired = sorted(full["seconds"] / floor_["seconds"] for floor_, full in rounds)
+    print(
+        f"(b) / (a) per round: median {statistics.median(paired):.2f}x, "
+        f"range {paired[0]:.2f}x - {paired[-1]:.2f}x over {len(paired)} rounds"
+    )
     for name, ok in checks.items():
         print(f"{'ok  ' if ok else 'MISS'} {name}")
     if args.json:
