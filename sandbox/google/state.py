@@ -226,8 +226,8 @@ class Fault:
 class _Unrendered:
     """A listed event as it was when its listing began, rendered only when its page is asked for.
 
-    Google answers each page of a listing in about the same time; rendering (copying) all of a
-    big calendar's events for the first page made that one page carry the whole listing's work.
+    A paging server does each page's work when that page is asked for; rendering (copying) all of
+    a big calendar's events for the first page made that one page carry the whole listing's work.
     ``event`` is a snapshot: writes replace an event's fields (nested values are never changed in
     place), so a shallow copy of its fields keeps what the listing saw.
     """
@@ -515,10 +515,11 @@ class GoogleState:
         size = min(max(max_results, 1), 2500)
         if self.settings.max_page_size is not None:
             size = min(size, max(self.settings.max_page_size, 0))
-        page, rest = self._rendered(cal, cursor.items[:size]), cursor.items[size:]
         empty = self.settings.empty_pages and bool(cursor.items) and not cursor.after_empty
         if empty:
             page, rest = [], cursor.items
+        else:
+            page, rest = self._rendered(cal, cursor.items[:size]), cursor.items[size:]
         out: dict[str, Any] = {
             "kind": "calendar#events",
             "etag": cal.etag,
