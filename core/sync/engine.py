@@ -614,20 +614,19 @@ class _Run:
         old_end: datetime | None,
         new_start: datetime | None,
         new_end: datetime | None,
-        *,
-        emit: bool = True,
-        new_iso: tuple[str, str] | None = None,
     ) -> None:
-        """History of one change, and its domain event unless ``emit`` is false.
+        """History of one change of a mirrored occurrence, and its domain event.
 
-        ``new_iso``: ``new_start`` and ``new_end`` as UTC ISO text when the caller has it already.
+        A first sighting's rows are written by ``_flush`` itself (one per row of a first mirror).
         """
         writes.history.append((occurrence_id, kind, old_start, old_end, new_start, new_end, self.now))
-        if not emit:
-            return
-        start, end = new_iso if new_iso is not None else (self._iso_or_none(new_start), self._iso_or_none(new_end))
         # Payloads carry ids and instants only: nothing that could name a client.
-        payload = _payload(self._iso_or_none(old_start), self._iso_or_none(old_end), start, end)
+        payload = _payload(
+            self._iso_or_none(old_start),
+            self._iso_or_none(old_end),
+            self._iso_or_none(new_start),
+            self._iso_or_none(new_end),
+        )
         writes.outbox.append((f"occurrence.{kind}", occurrence_id, payload))
 
     def _sweep(

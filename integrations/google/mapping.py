@@ -55,8 +55,7 @@ class IdentityIndex:
             owner = series_id
         else:
             owner = item.get("id")
-        # default_uid(owner), written out: every listed event comes through here.
-        if isinstance(owner, str) and isinstance(uid, str) and uid and uid != f"{owner}@google.com":
+        if isinstance(owner, str) and isinstance(uid, str) and uid and uid != default_uid(owner):
             self.uids[owner] = uid
 
     def forget(self, event_id: str) -> None:
@@ -207,13 +206,12 @@ def to_occurrence(item: Mapping[str, Any], calendar_zone: str) -> RemoteOccurren
         start, end = (start_at, False), (end_at, False)
     else:
         start, end = _parse_time(raw_start, calendar_zone), _parse_time(raw_end, calendar_zone)
-    rid = _recurrence_id(item, calendar_zone) if "originalStartTime" in item else ""
+    rid = _recurrence_id(item, calendar_zone)
     if not uid or start is None or end is None or rid is None or end[0] < start[0]:
         # Ids only in logs: titles and descriptions may name a client.
         log.warning("Google event %s has no usable iCalUID, start, end or original start; skipped", event_id)
         return None
     start_zone = raw_start.get("timeZone") if raw_start is not None else None  # a mapping: it parsed
-    attendees = get("attendees")
     return RemoteOccurrence(
         key=OccurrenceKey(uid if type(uid) is str else str(uid), rid),
         start=start[0],
@@ -226,8 +224,8 @@ def to_occurrence(item: Mapping[str, Any], calendar_zone: str) -> RemoteOccurren
         # Without Alliance's own join-link block: the echo of a write-back is not a change.
         description=own_text(item),
         location=str(get("location") or ""),
-        conference_url=conference_url(item) if "hangoutLink" in item or "conferenceData" in item else "",
-        attendees=_attendees(attendees) if attendees else (),
+        conference_url=conference_url(item),
+        attendees=_attendees(get("attendees")),
     )
 
 
@@ -258,7 +256,7 @@ def page_changes(
     for item in items:
         if not is_mapping(item):
             continue
-        cancelled = item.get("status") == "cancelled"  # is_cancelled(item)
+        cancelled = is_cancelled(item)
         if cancelled and not tombstones:
             continue
         event_id = item.get("id")
