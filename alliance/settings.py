@@ -173,6 +173,12 @@ class Settings(BaseSettings):
     # stale (the stalled-jobs reaper retries such a worker's jobs; /readyz of a worker host fails).
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0, le=60)
     worker_stale_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # Jobs one procrastinate worker runs at once (``alliance worker``, and the worker inside
+    # ``alliance serve`` on PostgreSQL); ``alliance worker --concurrency`` overrides it. A sync
+    # spends most of its time waiting for the provider, so one job at a time left a worker mostly
+    # idle while its queue grew (benchmarks/README.md, "Worker concurrency"). The embedded queue
+    # (SQLite) runs one job at a time whatever this says.
+    worker_concurrency: int = Field(default=4, ge=1, le=64)
     # --- Push pings (webhooks/google, webhooks/outlook) ---
     # Ping-started syncs of one calendar begin at least this many milliseconds apart: the first
     # ping after a quiet spell syncs at once, and the pings of a burst (quick successive edits, a

@@ -71,7 +71,8 @@ HARNESS_APP = "alliance-load-harness"
 # "embedded": ``alliance serve`` everywhere, as deployed today: the web processes run an embedded
 # worker too (woken by the pings they receive), the "workers" are more ``alliance serve`` processes.
 # "procrastinate": the scale-out commands of issue 9 (``alliance serve --no-worker``,
-# ``alliance worker``) with ALLIANCE_QUEUE=procrastinate.
+# ``alliance worker`` at its default concurrency, ALLIANCE_WORKER_CONCURRENCY) with
+# ALLIANCE_QUEUE=procrastinate. Figures before 2026-11-28 05:00 UTC ran ``--concurrency 1``.
 STACKS: dict[str, dict[str, Any]] = {
     "split": {
         "web": "{python} -m benchmarks.load_roles web --port {port}",
@@ -86,7 +87,7 @@ STACKS: dict[str, dict[str, Any]] = {
     },
     "procrastinate": {
         "web": "{python} -m alliance serve --no-worker --host 127.0.0.1 --port {port}",
-        "worker": "{python} -m alliance worker --concurrency 1",
+        "worker": "{python} -m alliance worker",
         "env": {"ALLIANCE_QUEUE": "procrastinate"},
     },
 }

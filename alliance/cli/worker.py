@@ -45,7 +45,14 @@ def _health_server(port: int, alive: Any) -> ThreadingHTTPServer:
 
 
 def worker(
-    concurrency: int = typer.Option(1, "--concurrency", min=1, max=64, help="Jobs this process runs at once."),
+    concurrency: int | None = typer.Option(
+        None,
+        "--concurrency",
+        min=1,
+        max=64,
+        help="Jobs this process runs at once (PostgreSQL; default ALLIANCE_WORKER_CONCURRENCY, 4).",
+        show_default=False,
+    ),
     health_port: int = typer.Option(
         None, "--health-port", min=0, max=65535, help="Serve GET /readyz on 127.0.0.1:PORT (503 when stale)."
     ),
@@ -61,6 +68,8 @@ def worker(
     if kind != PROCRASTINATE:
         _embedded_worker(settings, concurrency, health_port)
         return
+    if concurrency is None:
+        concurrency = settings.worker_concurrency
     store = open_store(settings)
     queue_worker = QueueWorker(store, settings, concurrency=concurrency)
     gc_tuning.tune_for_long_running_process()
@@ -81,7 +90,7 @@ def worker(
         logger.info("stopped")
 
 
-def _embedded_worker(settings: Settings, concurrency: int, health_port: int | None) -> None:
+def _embedded_worker(settings: Settings, concurrency: int | None, health_port: int | None) -> None:
     """The embedded queue's worker in a process of its own, beside ``alliance serve --no-worker``.
 
     On one machine with SQLite this keeps the worker's CPU (and its interpreter lock) away from the
@@ -91,7 +100,7 @@ def _embedded_worker(settings: Settings, concurrency: int, health_port: int | No
     """
     from alliance.worker import EmbeddedWorker
 
-    if concurrency != 1:
+    if concurrency not in (None, 1):
         raise CliError("--concurrency applies to the PostgreSQL queue; on SQLite run one 'alliance worker'")
     store = open_store(settings)
     embedded = EmbeddedWorker(store, settings)

@@ -119,21 +119,22 @@ class DueWakingWorker(Worker):
 
 
 class QueueWorker:
-    """One procrastinate worker with ``concurrency`` job slots, on the store's PostgreSQL database."""
+    """One procrastinate worker on the store's PostgreSQL database, with ``concurrency`` job slots
+    (default: the ``ALLIANCE_WORKER_CONCURRENCY`` setting)."""
 
     def __init__(
         self,
         store: Store,
         settings: Settings,
         *,
-        concurrency: int = 1,
+        concurrency: int | None = None,
         registry: JobRegistry | None = None,
         clock: Callable[[], datetime] = _utcnow,
         name: str | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
-        self.concurrency = concurrency
+        self.concurrency = concurrency if concurrency is not None else settings.worker_concurrency
         self.clock = clock
         self.name = name or "alliance-worker"
         self.registry = registry if registry is not None else build_registry(settings, clock=clock)

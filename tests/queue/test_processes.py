@@ -143,3 +143,39 @@ def test_worker_on_sqlite_refuses_a_concurrency_it_cannot_give(tmp_path: Path) -
         timeout=60,
     )
     assert done.returncode == 1 and "--concurrency applies to the PostgreSQL queue" in done.stderr
+
+
+def test_a_worker_started_without_options_syncs_calendars_side_by_side(
+    pg_store: Store, registry: JobRegistry, workers: Workers, feed: Feed, connection_id: int
+) -> None:
+    # A sync mostly waits for its provider: one calendar's slow answer must not hold up the next
+    # calendar's sync (one job at a time did, and the queue grew behind it under a push storm).
+    therapist = ensure_therapist(pg_store, "therapist@example.org")
+    second = add_connection(pg_store, therapist, "ics", "second", {"source": feed.url})  # the same slow feed
+    feed.hold()
+    workers.start()
+    now = datetime.now(UTC)
+    request_sync(pg_store, registry, connection_id, now)
+    request_sync(pg_store, registry, second, now)
+    running = "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'sync.connection' AND status = 'doing'"
+    wait_until(lambda: scalar(pg_store, running) == 2, "both calendars' syncs running at once")
+    feed.release.set()
+    wait_until(lambda: len(list_occurrences(pg_store)) == 2 * Feed.EVENTS, "both calendars synced")
+    assert "worker running (concurrency 4)" in workers.log(0)
+
+
+def test_worker_concurrency_comes_from_the_setting_unless_given(
+    workers: Workers, env: dict[str, str], tmp_path: Path
+) -> None:
+    workers.start(env={"ALLIANCE_WORKER_CONCURRENCY": "2"})
+    workers.start("--concurrency", "3", env={"ALLIANCE_WORKER_CONCURRENCY": "2"})
+    assert "worker running (concurrency 2)" in workers.log(0)
+    assert "worker running (concurrency 3)" in workers.log(1)
+    done = subprocess.run(
+        [sys.executable, "-m", "alliance", "worker"],
+        env={**env, "ALLIANCE_WORKER_CONCURRENCY": "0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0 and "WORKER_CONCURRENCY" in done.stderr.upper(), done.stderr
