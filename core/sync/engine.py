@@ -319,6 +319,9 @@ class _Inline(Executor):
         return future
 
 
+_INLINE = _Inline()
+
+
 def _writer(store: Store) -> Executor:
     # An in-memory SQLite database lives in one connection per thread (SingletonThreadPool): a
     # session opened here could not be finished by another thread.
@@ -397,7 +400,10 @@ class _Run:
                     if committing is not None:
                         done, committing = committing, None
                         processed = self._committed(done, processed)
-                    committing = (writer.submit(self._finish, *self._begin(listing, page, pages_done, writes)), page)
+                    # The last page's commit has nothing left to overlap with: this thread finishes
+                    # it, so a sync of one page (most syncs) starts no writer thread at all.
+                    finisher = _INLINE if page.is_last else writer
+                    committing = (finisher.submit(self._finish, *self._begin(listing, page, pages_done, writes)), page)
                 if committing is not None:
                     done, committing = committing, None
                     processed = self._committed(done, processed)

@@ -197,22 +197,25 @@ class GoogleProvider:
 
         The next page is requested as soon as its token is known, while the engine stores this
         one: a full mirror then takes about max(network, storing) instead of their sum. One
-        request is in flight at a time (one thread), as before, so the client needs no locking.
+        request is in flight at a time, as before, so the client needs no locking. The first page
+        is fetched in the calling thread (nothing to overlap with yet), so a listing of one page,
+        what most syncs are, starts no thread at all.
         """
         seen_tokens: set[str] = set()
+        page = fetch(None)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="google-pages") as pool:
-            pending = pool.submit(fetch, None)
             for _ in range(_MAX_PAGES):
-                page = pending.result()
                 next_page = page.get("nextPageToken")
+                pending = None
                 if next_page:
                     if next_page in seen_tokens:
                         raise SourceError("Google Calendar repeated a page token; the listing was stopped")
                     seen_tokens.add(str(next_page))
                     pending = pool.submit(fetch, str(next_page))
                 yield page
-                if not next_page:
+                if pending is None:
                     return
+                page = pending.result()
         raise SourceError("Google Calendar kept sending pages; the listing was stopped")
 
     def _cursor(
