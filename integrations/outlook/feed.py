@@ -5,7 +5,9 @@ prepare a page as the engine takes to store one, so the two should run side by s
 
 - One thread follows the ``@odata.nextLink`` chain on its own, as soon as each page arrives, up to
   :data:`DEPTH` pages ahead of the engine (what bounds memory). Asking for the next page only once
-  the engine took the previous one left Graph idle whenever a page took the engine longer.
+  the engine took the previous one left Graph idle whenever a page took the engine longer. The
+  first page is fetched in the engine's own thread (nothing to overlap with yet): a round of one
+  page, what most syncs are, starts no thread unless it names series masters.
 - The series masters a page's skeletal occurrences need are requested as soon as that page
   arrives (once per master per round, sorted, by a pool of ``workers`` threads), so they are
   fetched while the engine still stores earlier pages instead of after, with the engine waiting.
@@ -94,10 +96,9 @@ class PageFeed:
         self._master_gate = threading.Semaphore(max(1, workers - 1))
         self._chain_reserve = workers - max(1, workers - 1)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="outlook")
-        self._thread = threading.Thread(target=self._produce, name="outlook-page", daemon=True)
+        self._thread: threading.Thread | None = None  # started by pages() when there is a second page
 
     def __enter__(self) -> PageFeed:
-        self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -106,7 +107,7 @@ class PageFeed:
     def close(self) -> None:
         self._stop.set()
         # The fetching thread may be blocked handing over a page nobody will read: take them.
-        while self._thread.is_alive():
+        while self._thread is not None and self._thread.is_alive():
             try:
                 self._queue.get_nowait()
             except queue.Empty:
@@ -115,6 +116,18 @@ class PageFeed:
 
     def pages(self) -> Iterator[Page]:
         """Each page once, in order; the last carries ``@odata.deltaLink``. Raises what fetching raised."""
+        url, params = self._first
+        seen_links: set[str] = set()
+        page = self._fetch_page(url, params)
+        following = self._arrived(page, seen_links)
+        if following is None:
+            yield page
+            return
+        self._thread = threading.Thread(
+            target=self._produce, args=(following, seen_links), name="outlook-page", daemon=True
+        )
+        self._thread.start()
+        yield page
         while True:
             item = self._queue.get()
             if isinstance(item, _Failure):
@@ -157,9 +170,9 @@ class PageFeed:
             raise SourceError(f"Outlook's batch of series masters left {len(missing)} of {len(master_ids)} out")
         return found
 
-    def _produce(self) -> None:
+    def _produce(self, url: str, seen_links: set[str]) -> None:
         try:
-            self._follow_chain()
+            self._follow_chain(url, seen_links)
         finally:
             self._end_chain()
 
@@ -169,29 +182,34 @@ class PageFeed:
         for _ in range(reserve):
             self._master_gate.release()
 
-    def _follow_chain(self) -> None:
-        url, params = self._first
-        seen_links: set[str] = set()
+    def _arrived(self, page: Page, seen_links: set[str]) -> str | None:
+        """A page just fetched: its masters requested, and the next page's link (None: it was the last)."""
+        following: str | None = None
+        if _delta_link(page):
+            self._end_chain()
+        else:
+            link = page.get("@odata.nextLink")
+            if not isinstance(link, str) or not link:
+                raise SourceError("Outlook sent a page with neither a next link nor a delta link")
+            if link in seen_links:
+                raise SourceError("Outlook repeated a page link; the listing was stopped")
+            seen_links.add(link)
+            following = link
+        self.request_masters(needed_masters(page_items(page)))
+        return following
+
+    def _follow_chain(self, url: str, seen_links: set[str]) -> None:
+        """The pages after the first (fetched by :meth:`pages`), each handed over as it arrives."""
         try:
-            for _ in range(self._max_pages):
+            for _ in range(self._max_pages - 1):
                 if self._stop.is_set():
                     return
-                page = self._fetch_page(url, params)
-                params = None
-                if _delta_link(page):
-                    self._end_chain()
-                else:
-                    following = page.get("@odata.nextLink")
-                    if not isinstance(following, str) or not following:
-                        raise SourceError("Outlook sent a page with neither a next link nor a delta link")
-                    if following in seen_links:
-                        raise SourceError("Outlook repeated a page link; the listing was stopped")
-                    seen_links.add(following)
-                    url = following
-                self.request_masters(needed_masters(page_items(page)))
+                page = self._fetch_page(url, None)
+                following = self._arrived(page, seen_links)
                 self._queue.put(page)
-                if _delta_link(page):
+                if following is None:
                     return
+                url = following
             raise SourceError("Outlook kept sending pages; the listing was stopped")
         except Exception as exc:  # handed to the engine's thread, raised there in page order
             self._queue.put(_Failure(exc))
