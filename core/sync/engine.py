@@ -400,9 +400,9 @@ class _Run:
                     if committing is not None:
                         done, committing = committing, None
                         processed = self._committed(done, processed)
-                    # The last page's commit has nothing left to overlap with: this thread finishes
-                    # it, so a sync of one page (most syncs) starts no writer thread at all.
-                    finisher = _INLINE if page.is_last else writer
+                    # A sync of one page (most syncs) has nothing to overlap its commit with: this
+                    # thread finishes it, and no writer thread is started at all.
+                    finisher = _INLINE if page.is_last and pages_done == 0 else writer
                     committing = (finisher.submit(self._finish, *self._begin(listing, page, pages_done, writes)), page)
                 if committing is not None:
                     done, committing = committing, None
