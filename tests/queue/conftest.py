@@ -192,6 +192,7 @@ class Feed:
         self.release = threading.Event()  # a held request answers when this is set
         self.release.set()
         self.fail_next = 0  # how many of the next requests answer 500
+        self.held = 0  # requests waiting for ``release`` right now (their client may have given up)
         self.body = _ics(datetime.now(UTC), self.EVENTS)
         self._lock = threading.Lock()
         feed = self
@@ -202,8 +203,11 @@ class Feed:
                     feed.requests += 1
                     fail = feed.fail_next > 0
                     feed.fail_next -= 1 if fail else 0
+                    feed.held += 1
                 feed.started.set()
                 feed.release.wait(120)
+                with feed._lock:
+                    feed.held -= 1
                 if fail:
                     self.send_error(500)
                     return

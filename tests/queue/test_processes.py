@@ -158,7 +158,9 @@ def test_a_worker_started_without_options_syncs_calendars_side_by_side(
     request_sync(pg_store, registry, connection_id, now)
     request_sync(pg_store, registry, second, now)
     running = "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'sync.connection' AND status = 'doing'"
-    wait_until(lambda: scalar(pg_store, running) == 2, "both calendars' syncs running at once")
+    # Both jobs taken and both requests at the provider at the same moment: the two syncs run side
+    # by side (a job taken but waiting for a thread, or a request its client gave up on, is not).
+    wait_until(lambda: scalar(pg_store, running) == 2 and feed.held == 2, "both calendars' syncs running at once")
     feed.release.set()
     wait_until(lambda: len(list_occurrences(pg_store)) == 2 * Feed.EVENTS, "both calendars synced")
     assert "worker running (concurrency 4)" in workers.log(0)
