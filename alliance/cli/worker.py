@@ -68,10 +68,8 @@ def worker(
     if kind != PROCRASTINATE:
         _embedded_worker(settings, concurrency, health_port)
         return
-    if concurrency is None:
-        concurrency = settings.worker_concurrency
     store = open_store(settings)
-    queue_worker = QueueWorker(store, settings, concurrency=concurrency)
+    queue_worker = QueueWorker(store, settings, concurrency=concurrency)  # None: the setting's
     gc_tuning.tune_for_long_running_process()
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
@@ -80,7 +78,7 @@ def worker(
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, stop)
     server = _health_server(health_port, queue_worker.is_alive) if health_port is not None else None
-    err_console.print(f"alliance: worker running (concurrency {concurrency})", highlight=False)
+    err_console.print(f"alliance: worker running (concurrency {queue_worker.concurrency})", highlight=False)
     try:
         queue_worker.run()
     finally:

@@ -166,9 +166,7 @@ def test_a_worker_started_without_options_syncs_calendars_side_by_side(
     assert "worker running (concurrency 4)" in workers.log(0)
 
 
-def test_worker_concurrency_comes_from_the_setting_unless_given(
-    workers: Workers, env: dict[str, str], tmp_path: Path
-) -> None:
+def test_worker_concurrency_comes_from_the_setting_unless_given(workers: Workers, env: dict[str, str]) -> None:
     workers.start(env={"ALLIANCE_WORKER_CONCURRENCY": "2"})
     workers.start("--concurrency", "3", env={"ALLIANCE_WORKER_CONCURRENCY": "2"})
     assert "worker running (concurrency 2)" in workers.log(0)
