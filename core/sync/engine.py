@@ -319,14 +319,14 @@ class _Inline(Executor):
         return future
 
 
-_INLINE = _Inline()
+_INLINE = _Inline()  # stateless: one for every run and thread
 
 
 def _writer(store: Store) -> Executor:
     # An in-memory SQLite database lives in one connection per thread (SingletonThreadPool): a
     # session opened here could not be finished by another thread.
     if isinstance(store.engine.pool, SingletonThreadPool):
-        return _Inline()
+        return _INLINE
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-writer")
 
 
