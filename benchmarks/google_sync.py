@@ -58,15 +58,22 @@ def _free_port() -> int:
 @contextmanager
 def emulator_process() -> Iterator[str]:
     """The Google emulator under uvicorn in a child process; yields its base URL."""
+    with emulator_child() as (base, _process):
+        yield base
+
+
+@contextmanager
+def emulator_child(tls: tuple[Path, Path] | None = None, *extra: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """:func:`emulator_process` with more uvicorn options, over TLS with ``tls`` (key, certificate);
+    yields the base URL and the process."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     command = [sys.executable, "-m", "uvicorn", "--factory", "sandbox.google:create_app", "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--log-level", "warning", "--no-access-log"],
-        cwd=REPO_ROOT,
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
+    command += ["--log-level", "warning", "--no-access-log", *extra]
+    if tls is not None:
+        command += ["--ssl-keyfile", str(tls[0]), "--ssl-certfile", str(tls[1])]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env)
+    base = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -78,10 +85,14 @@ def emulator_process() -> Iterator[str]:
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError("the Google emulator did not start")
             time.sleep(0.05)
-        yield base
+        yield base, process
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # still waiting for kept-alive connections to close
+            process.kill()
+            process.wait(timeout=5)
 
 
 @dataclass

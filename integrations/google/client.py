@@ -47,6 +47,7 @@ from integrations.google.errors import (
     RequestRejected,
     SyncTokenExpired,
 )
+from integrations.google.http_pool import shared_pool
 from integrations.google.tokens import TokenManager
 
 log = logging.getLogger(__name__)
@@ -241,10 +242,11 @@ class CalendarClient:
     ) -> None:
         self.tokens = tokens
         self.retry = retry or RetryPolicy()
-        # An explicit httplib2.Http (instead of build(credentials=...)) to choose the timeout;
-        # AuthorizedHttp then refreshes on 401 through the token manager's credentials. Every
-        # request is executed with it: the API resources themselves are shared (_calendar_api).
-        self._http = google_auth_httplib2.AuthorizedHttp(tokens.credentials, http=httplib2.Http(timeout=timeout))
+        # The process's pool of kept-alive connections (http_pool) instead of build(credentials=...)'s
+        # own Http per client, i.e. per sync; AuthorizedHttp sets this connection's token on each
+        # request and refreshes on 401 through the token manager's credentials. Every request is
+        # executed with it: the API resources themselves are shared (_calendar_api).
+        self._http = google_auth_httplib2.AuthorizedHttp(tokens.credentials, http=shared_pool(timeout))
         self._api = _calendar_api(api_url)
 
     def list_events(self, calendar_id: str, **params: Any) -> dict[str, Any]:

@@ -25,8 +25,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import google_auth_httplib2
-import httplib2
 from google.oauth2.credentials import Credentials
+
+from integrations.google.http_pool import shared_pool
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class TokenManager:
         """Refresh now if the access token is missing or expires within the margin."""
         with self._lock:
             if self._expiring():
-                self.credentials.refresh(google_auth_httplib2.Request(httplib2.Http(timeout=self._timeout)))
+                self.credentials.refresh(google_auth_httplib2.Request(shared_pool(self._timeout)))
 
     def _refresh_once(self, stale_token: str | None, refresh: Callable[[], None]) -> None:
         with self._lock:

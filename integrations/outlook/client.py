@@ -34,7 +34,7 @@ from integrations.outlook.errors import (
     RequestRejected,
 )
 from integrations.outlook.tokens import TokenManager
-from integrations.outlook.transport import ssl_context
+from integrations.outlook.transport import shared_client
 
 # Graph allows 4 concurrent requests per mailbox (MailboxConcurrency); Alliance keeps 2, so a sync
 # and a write-back or renewal can overlap without ever earning the 429 (reference/scale.md 6.3, 8).
@@ -121,11 +121,9 @@ class GraphClient:
         self.retry = retry or RetryPolicy()
         self.mailbox = mailbox
         self.slots = slots or mailbox_slots()
-        self.http = httpx.Client(verify=ssl_context(ca_bundle), timeout=timeout)
+        # Shared by the process's syncs (kept-alive connections), never closed by one of them.
+        self.http = shared_client(ca_bundle, timeout)
         self.requests_made = 0
-
-    def close(self) -> None:
-        self.http.close()
 
     def url(self, path: str) -> str:
         return path if path.startswith("https://") or path.startswith("http://") else f"{self.graph_url}{path}"

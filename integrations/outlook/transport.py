@@ -9,11 +9,19 @@ Graph itself is called with httpx, given an SSL context built from the same bund
 
 from __future__ import annotations
 
+import os
 import ssl
+import threading
 from functools import lru_cache
 from typing import Any
 
+import httpx
 import requests
+
+# How long an idle connection to Graph is kept for the next request (httpx's default is 5 s): the
+# syncs of a worker come seconds to a minute apart. httpx never sends on a connection the server
+# has closed meanwhile (it checks before reuse).
+KEEPALIVE_SECONDS = 60.0
 
 
 class PinnedSession(requests.Session):
@@ -41,4 +49,36 @@ def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
     return context
 
 
-__all__ = ["PinnedSession", "identity_session", "ssl_context"]
+_clients: dict[tuple[int, str | None, float], httpx.Client] = {}
+_clients_lock = threading.Lock()
+
+
+def shared_client(ca_bundle: str | None, timeout: float) -> httpx.Client:
+    """The process's Graph client for this trust and timeout, shared by every connection's requests.
+
+    One client per sync opened a new TCP and TLS connection to Graph for each sync and dropped it;
+    a shared one keeps its connections alive between syncs. httpx clients are safe to share between
+    threads; authorization is set per request (``GraphClient.send``), so nothing of one mailbox's
+    request stays with the client for another's. A forked child gets clients of its own, never
+    its parent's sockets.
+    """
+    key = (os.getpid(), ca_bundle, timeout)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = httpx.Client(
+                verify=ssl_context(ca_bundle), timeout=timeout, limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS)
+            )
+        return client
+
+
+def _new_lock_after_fork() -> None:
+    # Held by a parent's thread at the fork, the lock would stay held in the child forever.
+    global _clients_lock
+    _clients_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
+__all__ = ["KEEPALIVE_SECONDS", "PinnedSession", "identity_session", "shared_client", "ssl_context"]

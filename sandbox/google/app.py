@@ -106,6 +106,9 @@ class EmulatorMiddleware:
             "status": None,
             "fault": None,
             "method_override": bool(override),  # sent as POST + X-HTTP-Method-Override
+            # The peer's "host:port", as an access log has it: requests sent on one kept-alive
+            # connection share it.
+            "client": "{}:{}".format(*scope["client"]) if scope.get("client") else None,
             "at": time.time(),
         }
         state.log_request(entry)

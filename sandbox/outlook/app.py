@@ -1,10 +1,10 @@
 """The emulator's ASGI app: the identity platform, Graph and the control API.
 
 A middleware in front of the routes records each request (method, path, query, Prefer and
-If-Match headers, status; each request of a ``$batch`` too), enforces Outlook's limit of
-concurrent requests per mailbox (429 ``ApplicationThrottled`` beyond it, as Graph answers), adds
-the configured latency, and applies injected faults (Graph errors with ``Retry-After``, or
-identity-platform errors on the token endpoint).
+If-Match headers, status, peer address; each request of a ``$batch`` too), enforces Outlook's
+limit of concurrent requests per mailbox (429 ``ApplicationThrottled`` beyond it, as Graph
+answers), adds the configured latency, and applies injected faults (Graph errors with
+``Retry-After``, or identity-platform errors on the token endpoint).
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class _Emulation(BaseHTTPMiddleware):
             request.url.path,
             request.url.query,
             {h: ", ".join(request.headers.getlist(h)) for h in _RECORDED_HEADERS if h in request.headers},
+            client=f"{request.client.host}:{request.client.port}" if request.client else None,
         )
         with state.lock:
             state.log.append(record)

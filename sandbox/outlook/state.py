@@ -126,6 +126,9 @@ class RequestRecord:
     query: str
     headers: dict[str, str]
     status: int = 0
+    # The peer's "host:port", as an access log has it: requests sent on one kept-alive connection
+    # share it.
+    client: str | None = None
 
 
 class GraphError(Exception):

@@ -338,3 +338,17 @@ def test_settings_that_cannot_work_are_refused_clearly(outlook: OutlookWorld) ->
         outlook.provider(outlook.settings() | {"client_id": "another-app"})
     with pytest.raises(InvalidSettings, match="unknown Outlook setting"):
         outlook.provider(outlook.settings() | {"calendar": "x"})
+
+
+def test_syncs_share_one_kept_alive_connection_to_graph(outlook: OutlookWorld, sqlite_store: Store) -> None:
+    outlook.seed({"subject": "S", **timed(at(2))})
+    conn = _connect(sqlite_store)
+    sync_connection(sqlite_store, conn, outlook.provider())  # the complete listing
+    before = len(outlook.state.requests(DELTA_PATH))
+
+    for _ in range(3):  # every sync builds its provider (and client) anew
+        sync_connection(sqlite_store, conn, outlook.provider())
+
+    rounds = outlook.state.requests(DELTA_PATH)[before:]
+    assert len(rounds) == 3
+    assert len({r.client for r in rounds}) == 1, "every sync opened its own connection"
