@@ -101,10 +101,6 @@ class HttpPool:
         for kept, _ in idle:
             kept.close()
 
-    def idle_count(self) -> int:
-        with self._lock:
-            return len(self._idle)
-
     def _new(self) -> httplib2.Http:
         return httplib2.Http(timeout=self.timeout)
 
