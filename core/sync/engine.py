@@ -3,8 +3,9 @@
 Guarantees (DESIGN.md, "Sync"):
 - pages are applied idempotently, each in its own transaction, together with the domain events
   (outbox rows) and history rows describing what changed;
-- the new cursor is committed only with the last page it covers, so a crash at any point makes
-  the next run redo (idempotently) whatever was not committed;
+- the new cursor is committed only with the last page it covers (and with it the sync's outcome
+  and the release of its lease), so a crash at any point makes the next run redo (idempotently)
+  whatever was not committed;
 - a complete listing sweeps what it did not show (mark-and-sweep, scoped to the listing's
   window, so occurrences that merely left the window are kept as they were);
 - a cursor the source no longer accepts falls back to one complete listing;
@@ -23,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -108,7 +109,7 @@ _NEXT_REVISION = (
     .values(listing_revision=_CONNECTIONS.c.listing_revision + 1)
 )
 _OURS = _CONNECTIONS.c.lock_owner == bindparam("owner")
-# A sync's outcome is recorded by the UPDATE that gives up its lease (if still its own).
+# A failed sync's outcome is recorded by the UPDATE that gives up its lease (if still its own).
 _RELEASE_WITH = (
     update(_CONNECTIONS)
     .where(_CONNECTIONS.c.id == bindparam("connection_pk"))
@@ -117,16 +118,25 @@ _RELEASE_WITH = (
         lock_expires_at=case((_OURS, None), else_=_CONNECTIONS.c.lock_expires_at),
     )
 )
-# A success ends any failure streak and its backoff (core.sync.backoff).
-_SUCCEEDED = _RELEASE_WITH.values(
-    last_sync_at=bindparam("now"),
-    last_result=bindparam("result", type_=_CONNECTIONS.c.last_result.type),
-    health="ok",
-    last_error=None,
-    last_success_at=bindparam("now"),
-    consecutive_failures=0,
-    failing_since=None,
-    backoff_until=None,
+# A sync ends in its last page's transaction: the new cursor, the outcome and the lease given up
+# are one UPDATE, made only while the lease is still this sync's (so it is also that page's lease
+# check). A success ends any failure streak and its backoff (core.sync.backoff).
+_CONCLUDE = (
+    update(_CONNECTIONS)
+    .where(_CONNECTIONS.c.id == bindparam("connection_pk"), _OURS)
+    .values(
+        cursor=bindparam("new_cursor", type_=_CONNECTIONS.c.cursor.type),
+        lock_owner=None,
+        lock_expires_at=None,
+        last_sync_at=bindparam("now"),
+        last_result=bindparam("result", type_=_CONNECTIONS.c.last_result.type),
+        health="ok",
+        last_error=None,
+        last_success_at=bindparam("now"),
+        consecutive_failures=0,
+        failing_since=None,
+        backoff_until=None,
+    )
 )
 
 # Past it SQLite numbers new rows at random (https://sqlite.org/autoinc.html): then ids are read back.
@@ -458,7 +468,8 @@ class _Run:
         transaction = self.store.session()
         session = transaction.__enter__()
         try:
-            self._renew_lease(session)
+            if not page.is_last:
+                self._renew_lease(session)
             if writes is None:
                 self._ensure_cipher(session)
                 listing.mirror.ensure_loaded(
@@ -469,10 +480,11 @@ class _Run:
                     everything=page.complete,
                 )
                 writes = self._decide(listing, page)
-            tail = self._flush(session, listing.mirror, writes)
             if page.is_last:
-                session.execute(_SET_CURSOR, {"connection_pk": self.connection_id, "new_cursor": page.next_cursor})
-            elif (page.complete or not page.resumable) and pages_done == 0:
+                # Decided (the outcome is known), nothing written yet: the lease check comes first.
+                self._conclude(session, page.next_cursor)
+            tail = self._flush(session, listing.mirror, writes)
+            if not page.is_last and (page.complete or not page.resumable) and pages_done == 0:
                 # A complete listing that has begun supersedes the old cursor: should it die
                 # half way, the next run must list everything again, not short-circuit on a
                 # cursor describing content the mirror no longer matches. Likewise a round of
@@ -514,6 +526,26 @@ class _Run:
     def _checkpoint(self, name: str) -> None:
         if self.checkpoint:
             self.checkpoint(name)
+
+    def _conclude(self, session: Session, cursor: str | None) -> None:
+        """End the sync in its last page's transaction: cursor, outcome, lease released (``_CONCLUDE``).
+
+        Committed with the page or not at all: a sync that dies after its last commit leaves no
+        lease behind for the next one to wait out, and no outcome older than its cursor.
+        """
+        outcome = replace(self.report, pages=self.report.pages + 1)  # this page counts once committed
+        concluded = session.execute(
+            _CONCLUDE,
+            {
+                "connection_pk": self.connection_id,
+                "owner": self.lease_owner,
+                "new_cursor": cursor,
+                "now": datetime.now(UTC),
+                "result": outcome.as_dict(),
+            },
+        )
+        if concluded.rowcount != 1:  # type: ignore[attr-defined]
+            raise SyncInProgress(f"connection {self.connection_id}: this sync's lease expired and was taken over")
 
     def _renew_lease(self, session: Session) -> None:
         renewed = session.execute(
@@ -854,6 +886,11 @@ _LEASED = select(_CONNECTIONS.c.id, _CONNECTIONS.c.therapist_id, _CONNECTIONS.c.
 )
 
 
+_TAKE_LEASE_RETURNING = _TAKE_LEASE.returning(
+    _CONNECTIONS.c.id, _CONNECTIONS.c.therapist_id, _CONNECTIONS.c.name, _CONNECTIONS.c.cursor
+)
+
+
 def _leased(session: Session, connection_id: int) -> _Leased:
     """The connection just leased, read in the lease's own transaction (one transaction less per sync)."""
     row = session.execute(_LEASED, {"connection_pk": connection_id}).one()
@@ -862,11 +899,14 @@ def _leased(session: Session, connection_id: int) -> _Leased:
 
 def _acquire_lease(store: Store, connection_id: int, owner: str) -> _Leased:
     now = datetime.now(UTC)
+    taking = {"connection_pk": connection_id, "now": now, "owner": owner, "until": now + LEASE_TTL}
     with store.session() as session:
-        result = session.execute(
-            _TAKE_LEASE, {"connection_pk": connection_id, "now": now, "owner": owner, "until": now + LEASE_TTL}
-        )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
+        if session.get_bind().dialect.update_returning:
+            # The lease and what the sync needs of the connection in one statement.
+            row = session.execute(_TAKE_LEASE_RETURNING, taking).first()
+            if row is not None:
+                return _Leased(row.id, row.therapist_id, row.name, row.cursor)
+        elif session.execute(_TAKE_LEASE, taking).rowcount == 1:  # type: ignore[attr-defined]
             return _leased(session, connection_id)
         found = session.execute(
             select(Connection.lock_owner, Connection.removed_at).where(Connection.id == connection_id)
@@ -942,21 +982,11 @@ def sync_connection(
             _record_failure(store, connection_id, report, error=str(exc), health=health, release=owner)
             released = True
             raise
-        _record_success(store, connection_id, report, release=owner)
-        released = True
+        released = True  # with the outcome, by the last page's transaction (_Run._conclude)
         return report
     finally:
         if not released:
             _release_lease(store, connection_id, owner)
-
-
-def _record_success(store: Store, connection_id: int, report: SyncReport, *, release: str) -> None:
-    """Store a sync that succeeded and give up ``release``'s lease (one UPDATE)."""
-    with store.session() as session:
-        session.execute(
-            _SUCCEEDED,
-            {"connection_pk": connection_id, "now": datetime.now(UTC), "result": report.as_dict(), "owner": release},
-        )
 
 
 def _record_failure(

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from core.mirror import add_connection, ensure_therapist
-from core.store import Occurrence, OccurrenceHistory, OutboxEvent, Store
+from core.store import Connection, Occurrence, OccurrenceHistory, OutboxEvent, Store
 from core.sync import sync_connection
 from integrations.base import MemoryCalendar, MemoryProvider
 from tests.conftest import TEST_MASTER_KEY, test_keyring
@@ -79,4 +79,49 @@ def test_a_killed_sync_is_taken_over_and_converges(tmp_path: Path, sqlite_templa
         assert session.scalar(select(func.count()).select_from(OccurrenceHistory)) == 45
         assert session.scalar(select(func.count()).select_from(OutboxEvent)) == 45
     assert sync_connection(store, connection, MemoryProvider(_build(), page_size=10)).changes == 0
+    store.close()
+
+
+def test_a_sync_killed_right_after_its_last_commit_leaves_no_lease_and_its_outcome_recorded(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    db = tmp_path / "alliance.db"
+    db.write_bytes(sqlite_template.read_bytes())
+    url = f"sqlite:///{db}"
+    store = Store.open(url, keyring=test_keyring())
+    connection = add_connection(store, ensure_therapist(store, "t@test"), "memory", "m", {})
+
+    # Five pages of nine; the child dies the moment the last one has committed, before anything
+    # else of the sync runs (os._exit: no finally block, no lease release of its own).
+    child = textwrap.dedent(
+        f"""
+        import os
+        {textwrap.indent(BUILD_CALENDAR, "        ").strip()}
+        from core.crypto import Keyring, MasterKeys
+        from core.store import Store
+        from core.sync import sync_connection
+        from integrations.base import MemoryProvider
+        commits = 0
+        def checkpoint(name):
+            global commits
+            if name == "after_commit":
+                commits += 1
+                if commits == 5:
+                    os._exit(9)
+        store = Store.open({url!r}, keyring=Keyring(MasterKeys.from_env_value({TEST_MASTER_KEY!r})))
+        sync_connection(store, {connection}, MemoryProvider(build(), page_size=9), checkpoint=checkpoint)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 9, result.stderr
+
+    with store.session() as session:
+        row = session.get_one(Connection, connection)
+        # Another machine's worker could not tell that the holder is dead: a lease left behind
+        # would hold every sync of this calendar off until it expired (LEASE_TTL).
+        assert row.lock_owner is None and row.lock_expires_at is None
+        assert row.health == "ok" and row.last_success_at is not None and row.cursor
+        assert row.last_result is not None
+        assert (row.last_result["created"], row.last_result["pages"]) == (45, 5)
+    assert sync_connection(store, connection, MemoryProvider(_build(), page_size=9)).changes == 0
     store.close()
