@@ -36,15 +36,17 @@ def _build() -> MemoryCalendar:
     return namespace["build"]()  # type: ignore[operator,no-any-return]
 
 
-def test_a_killed_sync_is_taken_over_and_converges(tmp_path: Path, sqlite_template: Path) -> None:
+def _store_with_connection(tmp_path: Path, sqlite_template: Path) -> tuple[str, Store, int]:
     db = tmp_path / "alliance.db"
     db.write_bytes(sqlite_template.read_bytes())
     url = f"sqlite:///{db}"
     store = Store.open(url, keyring=test_keyring())
-    connection = add_connection(store, ensure_therapist(store, "t@test"), "memory", "m", {})
+    return url, store, add_connection(store, ensure_therapist(store, "t@test"), "memory", "m", {})
 
-    # The child commits two pages of ten, then dies inside the third page's transaction without
-    # running any finally block (os._exit), leaving its lease behind.
+
+def _sync_in_a_child_that_dies(url: str, connection: int, *, page_size: int, dies: str) -> None:
+    """Sync in another process that ends itself with ``os._exit`` (no finally block runs) at the
+    checkpoint where ``dies`` (a condition on ``name`` and the ``commits`` made so far) holds."""
     child = textwrap.dedent(
         f"""
         import os
@@ -58,14 +60,22 @@ def test_a_killed_sync_is_taken_over_and_converges(tmp_path: Path, sqlite_templa
             global commits
             if name == "after_commit":
                 commits += 1
-            if name == "before_commit" and commits == 2:
+            if {dies}:
                 os._exit(9)
         store = Store.open({url!r}, keyring=Keyring(MasterKeys.from_env_value({TEST_MASTER_KEY!r})))
-        sync_connection(store, {connection}, MemoryProvider(build(), page_size=10), checkpoint=checkpoint)
+        sync_connection(store, {connection}, MemoryProvider(build(), page_size={page_size}), checkpoint=checkpoint)
         """
     )
     result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
     assert result.returncode == 9, result.stderr
+
+
+def test_a_killed_sync_is_taken_over_and_converges(tmp_path: Path, sqlite_template: Path) -> None:
+    url, store, connection = _store_with_connection(tmp_path, sqlite_template)
+
+    # The child commits two pages of ten, then dies inside the third page's transaction, leaving
+    # its lease behind.
+    _sync_in_a_child_that_dies(url, connection, page_size=10, dies='name == "before_commit" and commits == 2')
 
     with store.session() as session:
         assert session.scalar(select(func.count()).select_from(Occurrence)) == 20
@@ -85,35 +95,11 @@ def test_a_killed_sync_is_taken_over_and_converges(tmp_path: Path, sqlite_templa
 def test_a_sync_killed_right_after_its_last_commit_leaves_no_lease_and_its_outcome_recorded(
     tmp_path: Path, sqlite_template: Path
 ) -> None:
-    db = tmp_path / "alliance.db"
-    db.write_bytes(sqlite_template.read_bytes())
-    url = f"sqlite:///{db}"
-    store = Store.open(url, keyring=test_keyring())
-    connection = add_connection(store, ensure_therapist(store, "t@test"), "memory", "m", {})
+    url, store, connection = _store_with_connection(tmp_path, sqlite_template)
 
     # Five pages of nine; the child dies the moment the last one has committed, before anything
-    # else of the sync runs (os._exit: no finally block, no lease release of its own).
-    child = textwrap.dedent(
-        f"""
-        import os
-        {textwrap.indent(BUILD_CALENDAR, "        ").strip()}
-        from core.crypto import Keyring, MasterKeys
-        from core.store import Store
-        from core.sync import sync_connection
-        from integrations.base import MemoryProvider
-        commits = 0
-        def checkpoint(name):
-            global commits
-            if name == "after_commit":
-                commits += 1
-                if commits == 5:
-                    os._exit(9)
-        store = Store.open({url!r}, keyring=Keyring(MasterKeys.from_env_value({TEST_MASTER_KEY!r})))
-        sync_connection(store, {connection}, MemoryProvider(build(), page_size=9), checkpoint=checkpoint)
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 9, result.stderr
+    # else of the sync runs.
+    _sync_in_a_child_that_dies(url, connection, page_size=9, dies='name == "after_commit" and commits == 5')
 
     with store.session() as session:
         row = session.get_one(Connection, connection)
