@@ -1,4 +1,4 @@
-"""What a sync reads of its connection: settings and time zone together, no occurrence count."""
+"""What a sync reads of its connection: settings and time zone together, no occurrence count, no cursor."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ def test_a_sync_reads_its_connection_with_the_time_zone_and_counts_nothing(store
     assert view.occurrences is None  # not counted: the listings count, a sync does not
     assert sum("FROM connections" in s for s in statements) == 1  # the time zone comes with it
     assert not any("count(" in s.lower() for s in statements)
+    # Nor the cursor (an Outlook connection's is ~1.5 MB at 10,000 events): the sync reads it with
+    # its lease, and reading it here too doubled what a sync fetched (benchmarks/README.md).
+    assert not any("connections.cursor" in s for s in statements)
     counted = get_connection(store, therapist, connection)
     assert counted is not None and counted.occurrences == 0
 
