@@ -13,6 +13,7 @@ import os
 import ssl
 import threading
 from functools import lru_cache
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
@@ -58,16 +59,20 @@ def shared_client(ca_bundle: str | None, timeout: float) -> httpx.Client:
 
     One client per sync opened a new TCP and TLS connection to Graph for each sync and dropped it;
     a shared one keeps its connections alive between syncs. httpx clients are safe to share between
-    threads; authorization is set per request (``GraphClient.send``), so nothing of one mailbox's
-    request stays with the client for another's. A forked child gets clients of its own, never
-    its parent's sockets.
+    threads; authorization is set per request (``GraphClient.send``), and the client keeps no
+    cookies (a load balancer's affinity cookie set for one mailbox's request would otherwise go out
+    with every other mailbox's), so nothing of one mailbox's request stays with the client for
+    another's. A forked child gets clients of its own, never its parent's sockets.
     """
     key = (os.getpid(), ca_bundle, timeout)
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
             client = _clients[key] = httpx.Client(
-                verify=ssl_context(ca_bundle), timeout=timeout, limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS)
+                verify=ssl_context(ca_bundle),
+                timeout=timeout,
+                limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),
+                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),  # stores none
             )
         return client
 
