@@ -11,7 +11,6 @@ from __future__ import annotations
 import multiprocessing
 import socket
 import struct
-import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +23,7 @@ from core.store import Store
 from core.sync import sync_connection
 from integrations.google.http_pool import HttpPool, shared_pool
 from tests.integrations.google_world import GoogleWorld, at, timed
+from tests.integrations.local_http import serving
 
 
 def test_syncs_of_two_calendars_share_one_connection_to_google(google: GoogleWorld, sqlite_store: Store) -> None:
@@ -98,14 +98,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[_Server]:
-    srv = _Server()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(_Server()) as srv:
         yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def _port(pool: HttpPool, url: str, method: str = "GET") -> int:

@@ -3,7 +3,6 @@ HTTP server of the standard library: kept-alive connections, and nothing of one 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 
 from integrations.outlook.transport import shared_client
+from tests.integrations.local_http import serving
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -34,13 +34,8 @@ def server() -> Iterator[ThreadingHTTPServer]:
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     srv.daemon_threads = True
     srv.seen = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(srv):
         yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def test_requests_share_a_kept_alive_connection_and_carry_no_cookie_of_an_earlier_answer(
