@@ -7,8 +7,9 @@ itself is :func:`core.jobs.deliver_one` (claims, retries with the RetryPolicy, p
 stay idempotent by event id exactly as with the embedded worker.
 
 Woken by ``NOTIFY alliance_outbox`` (a trigger on ``outbox``, migration 0010_q9a) through
-:func:`listen`, plus :func:`sweep` once a minute, which also re-queues deliveries that are due
-again (a retry's backoff ran out, a claim of a dead worker expired, an operator's retry).
+:func:`listen`, in one worker process at a time, plus :func:`sweep` once a minute, which also
+re-queues deliveries that are due again (a retry's backoff ran out, a claim of a dead worker
+expired, an operator's retry).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from sqlalchemy.orm import Session
@@ -29,13 +31,27 @@ from core.jobs.outbox import mark_finished_events, relay_in
 from core.redaction import describe_error
 from core.store import Store
 
-__all__ = ["DELIVER", "OUTBOX_CHANNEL", "defer_delivery", "listen", "relay_once", "sweep"]
+__all__ = [
+    "DELIVER",
+    "LEADER_RETRY_SECONDS",
+    "OUTBOX_CHANNEL",
+    "RELAY_LOCK",
+    "defer_delivery",
+    "listen",
+    "relay_once",
+    "sweep",
+]
 
 log = logging.getLogger(__name__)
 
 DELIVER = "outbox.deliver"
 OUTBOX_CHANNEL = "alliance_outbox"
 BATCH = 500
+# The session advisory lock of the relaying listener (any number unlikely to be taken by anything
+# else on the database: procrastinate itself takes none of this kind).
+RELAY_LOCK = 0x616C6C6961_0001  # "allia" + 1
+# How often a listener that is not relaying tries to take over.
+LEADER_RETRY_SECONDS = 5.0
 
 
 def delivery_key(delivery_id: int) -> str:
@@ -79,16 +95,32 @@ def sweep(store: Store, registry: JobRegistry, backend: ProcrastinateBackend, no
     return queued
 
 
-async def listen(database_url: str, on_notify: Callable[[], None], *, stop: asyncio.Event) -> None:
+async def listen(
+    database_url: str,
+    on_notify: Callable[[], None],
+    *,
+    stop: asyncio.Event,
+    leader_retry_seconds: float = LEADER_RETRY_SECONDS,
+) -> None:
     """Call ``on_notify`` (in a thread) after each burst of outbox notifications until ``stop`` is set.
 
-    A lost connection is re-opened after a pause; the one-minute sweep covers the gap.
+    One process relays at a time: the listener that holds the relay's advisory lock (a session
+    lock on its own connection, so it is released the moment that process or its connection dies).
+    Every worker woke on every notification before, and all but one found the events already taken
+    (benchmarks/README.md, session 13). The others try for the lock every ``leader_retry_seconds``;
+    the one-minute sweep covers the gap after a leader dies. A lost connection is re-opened after a
+    pause.
     """
     while not stop.is_set():
         try:
             async with await psycopg.AsyncConnection.connect(
                 conninfo(database_url), autocommit=True, **KEEPALIVES
             ) as connection:
+                while not await _lead(connection):
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=leader_retry_seconds)
+                    if stop.is_set():
+                        return
                 await connection.execute(f"LISTEN {OUTBOX_CHANNEL}")
                 await asyncio.to_thread(on_notify)  # whatever arrived before we listened
                 while not stop.is_set():
@@ -102,3 +134,10 @@ async def listen(database_url: str, on_notify: Callable[[], None], *, stop: asyn
             log.warning("outbox listener: %s; listening again in 5 s", describe_error(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=5)
+
+
+async def _lead(connection: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether this connection now holds the relay's lock (kept until the connection closes)."""
+    cursor = await connection.execute("SELECT pg_try_advisory_lock(%s)", (RELAY_LOCK,))
+    row = await cursor.fetchone()
+    return bool(row and row[0])
