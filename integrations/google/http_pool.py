@@ -11,10 +11,11 @@ what is reused is known to be between responses.
 Nothing of one request stays with the ``Http`` for the next: ``AuthorizedHttp`` sets the
 ``Authorization`` header on every request, and httplib2 keeps no cookies and no cache here.
 
-A connection the server closed while it sat idle fails on its next use; httplib2 reconnects by
-itself when it sees that as a missing status line, and a ``GET`` that fails on a reused connection
-any other way is sent once more on a new one here, at once, instead of waiting for the client's
-retry backoff. Other methods are not sent twice by this module.
+A connection the server closed while it sat idle fails on its next use. httplib2 reconnects and
+sends again by itself when it sees that as a missing status line (any method: its own behaviour,
+as it always was for the requests one sync made on one ``Http``); a ``GET`` that fails on a reused
+connection any other way (a reset) is sent once more on a new one here, at once, instead of
+waiting for the client's retry backoff. Other methods are not sent twice by this module.
 """
 
 from __future__ import annotations
