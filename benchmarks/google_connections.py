@@ -30,7 +30,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.google_sync import ZONE, Calendar, _settings, _store, emulator_child, seed
+from benchmarks.google_sync import ZONE, Calendar, connected, emulator_child, seed
 from sandbox.outlook.tls import make_test_certificates
 
 
@@ -70,21 +70,12 @@ def _alliance(calendar: Calendar, home: Path) -> tuple[Callable[[], None], str]:
     """A mirrored connection's no-change sync (a new provider each time, as every sync builds), and
     the sync token the mirror holds (what the floor sends)."""
     from alliance.providers import context_for
-    from core.mirror import add_connection, ensure_therapist
     from core.store.models import Connection
     from core.sync import sync_connection
     from integrations.google import GoogleProvider
     from integrations.google.cursor import GoogleCursor
 
-    settings = _settings(calendar, home)
-    store = _store(home)
-    therapist = ensure_therapist(store, "bench@example.org", timezone=ZONE)
-    raw = {
-        "refresh_token": calendar.tokens["refresh_token"],
-        "token": calendar.tokens["access_token"],
-        "client_id": calendar.client_id,
-    }
-    connection = add_connection(store, therapist, "google", "google", raw)
+    settings, store, connection, raw = connected(calendar, home)
 
     def sync() -> int:
         provider = GoogleProvider.from_settings(raw, context_for(settings, ZONE))

@@ -238,12 +238,10 @@ def _settings_stub(home: Path) -> Any:
     return Settings(home=home, timezone=ZONE)
 
 
-def mirror_runs(calendar: Calendar, home: Path) -> tuple[dict[str, Any], dict[str, Any], Any, int]:
-    """(b) a full mirror into an empty store, then (c) the incremental sync with no change."""
-    from alliance.providers import context_for
+def connected(calendar: Calendar, home: Path) -> tuple[Any, Any, int, dict[str, Any]]:
+    """A new store in ``home`` with the calendar connected: (settings, store, connection id, the
+    connection's settings, which every sync's provider is built from)."""
     from core.mirror import add_connection, ensure_therapist
-    from core.sync import sync_connection
-    from integrations.google import GoogleProvider
 
     settings = _settings(calendar, home)
     store = _store(home)
@@ -253,7 +251,16 @@ def mirror_runs(calendar: Calendar, home: Path) -> tuple[dict[str, Any], dict[st
         "token": calendar.tokens["access_token"],
         "client_id": calendar.client_id,
     }
-    connection = add_connection(store, therapist, "google", "google", raw)
+    return settings, store, add_connection(store, therapist, "google", "google", raw), raw
+
+
+def mirror_runs(calendar: Calendar, home: Path) -> tuple[dict[str, Any], dict[str, Any], Any, int]:
+    """(b) a full mirror into an empty store, then (c) the incremental sync with no change."""
+    from alliance.providers import context_for
+    from core.sync import sync_connection
+    from integrations.google import GoogleProvider
+
+    settings, store, connection, raw = connected(calendar, home)
 
     def one_sync() -> tuple[float, float, Any]:
         started, cpu = time.perf_counter(), time.process_time()
