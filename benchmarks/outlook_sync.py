@@ -12,7 +12,8 @@ Then, interleaved ``--repeat`` times:
     full       ``sync_connection`` of the Outlook provider into an empty SQLite mirror: MSAL
                silent acquisition from the stored token cache (and the authority's discovery),
                paging, master completion, mapping, encryption, writes
-    delta      a no-change round on the cursor ``full`` left: must be exactly one request
+    delta      a no-change round on the cursor ``full`` left, five in a row (the median): must be
+               exactly one request each
     floor-d    httpx alone: one GET of the same kind of delta link
 
 Reported: medians and the ratios full/floor (target <= 1.3) and delta/floor-d, and the number of
@@ -23,6 +24,10 @@ loopback port as the public URL, a subscription made through the validation hand
 embedded worker running; N events are created one after another through the emulator's control
 API, and each latency is the time from the create until the occurrence is in the mirror (targets
 p50 <= 1 s, p99 <= 3 s). ``python -m benchmarks.outlook_sync --help``.
+
+``--postgres ADMIN_URL`` mirrors into PostgreSQL instead (a scratch database per round, created and
+dropped), and reports the WAL each no-change round wrote besides. Every run reports the size of the
+cursor the no-change rounds rewrite.
 
 ``--compare TREE [TREE...]`` measures code trees side by side instead (main against a branch): one
 emulator and one signed-in mailbox; each round runs, for every tree in turn (the order alternating
@@ -48,7 +53,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -56,6 +63,7 @@ from typing import Any
 from sandbox.listen import listen_tcp
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+NO_CHANGE_ROUNDS = 5
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 WINDOW = (NOW - timedelta(days=60), NOW + timedelta(days=365))
 SINGLES = 9_000
@@ -249,40 +257,110 @@ def floor_delta(info: dict[str, Any], token: str, delta_link: str) -> float:
 
 
 def alliance_rounds(
-    info: dict[str, Any], settings: dict[str, Any], workdir: Path
-) -> tuple[float, float, float, int, int]:
-    """(full seconds, its CPU seconds, no-change seconds, occurrences created, requests of the no-change round)."""
+    info: dict[str, Any], settings: dict[str, Any], workdir: Path, postgres: str | None = None
+) -> dict[str, Any]:
+    """Alliance's full mirror and then five no-change rounds, into SQLite (or a scratch PostgreSQL database).
+
+    Keys: full, full-cpu (seconds), delta (the no-change rounds' median seconds), created,
+    requests (most Graph requests of a no-change round), cursor-bytes (the cursor each no-change
+    round rewrites), and on PostgreSQL delta-wal (median WAL bytes a no-change round wrote).
+    """
     import httpx
 
-    from core.crypto import Keyring, MasterKeys
-    from core.mirror import add_connection, ensure_therapist
-    from core.store import Store
-    from core.sync import sync_connection
-    from integrations.base.protocol import ProviderContext
-    from integrations.outlook import OutlookProvider
+    with _store_for_rounds(workdir, postgres) as store:
+        from core.mirror import add_connection, ensure_therapist
+        from core.sync import sync_connection
+        from integrations.base.protocol import ProviderContext
+        from integrations.outlook import OutlookProvider
 
-    path = workdir / f"mirror-{time.monotonic_ns()}.db"
-    store = Store.open(f"sqlite:///{path}", keyring=Keyring(MasterKeys.from_env_value(BENCH_MASTER_KEY)))
-    try:
         connection = add_connection(store, ensure_therapist(store, "bench@example.org"), "outlook", "o", settings)
         context = ProviderContext(now=NOW, options={"outlook": _options(info)})
         started = time.perf_counter()
         cpu = time.process_time()
         report = sync_connection(store, connection, OutlookProvider.build(settings, context))
-        full = time.perf_counter() - started
-        full_cpu = time.process_time() - cpu
+        result: dict[str, Any] = {
+            "full": time.perf_counter() - started,
+            "full-cpu": time.process_time() - cpu,
+            "created": report.created,
+        }
         control = httpx.Client(verify=ssl.create_default_context(cafile=info["ca_file"]), timeout=30)
-        before = len(control.get(f"{info['base_url']}/_sandbox/requests", params={"path": "/v1.0/"}).json())
-        started = time.perf_counter()
-        again = sync_connection(store, connection, OutlookProvider.build(settings, context))
-        delta = time.perf_counter() - started
-        after = len(control.get(f"{info['base_url']}/_sandbox/requests", params={"path": "/v1.0/"}).json())
+        deltas: list[float] = []
+        wal: list[int] = []
+        requests = 0
+        for _ in range(NO_CHANGE_ROUNDS):
+            before = len(control.get(f"{info['base_url']}/_sandbox/requests", params={"path": "/v1.0/"}).json())
+            lsn = _wal_position(store)
+            started = time.perf_counter()
+            again = sync_connection(store, connection, OutlookProvider.build(settings, context))
+            deltas.append(time.perf_counter() - started)
+            if lsn is not None:
+                wal.append(_wal_bytes_since(store, lsn))
+            after = len(control.get(f"{info['base_url']}/_sandbox/requests", params={"path": "/v1.0/"}).json())
+            requests = max(requests, after - before)
+            if again.changes:
+                raise RuntimeError(f"the no-change round changed {again.changes} occurrences")
         control.close()
-        if again.changes:
-            raise RuntimeError(f"the no-change round changed {again.changes} occurrences")
-        return full, full_cpu, delta, report.created, after - before
+        result |= {"delta": statistics.median(deltas), "requests": requests, "cursor-bytes": _cursor_bytes(store)}
+        if wal:
+            result["delta-wal"] = statistics.median(wal)
+        return result
+
+
+@contextmanager
+def _store_for_rounds(workdir: Path, postgres: str | None) -> Iterator[Any]:
+    """A fresh store: a SQLite file in ``workdir``, or a scratch database on ``postgres`` (an admin URL)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from core.crypto import Keyring, MasterKeys
+    from core.store import Store
+
+    keyring = Keyring(MasterKeys.from_env_value(BENCH_MASTER_KEY))
+    if postgres is None:
+        store = Store.open(f"sqlite:///{workdir / f'mirror-{time.monotonic_ns()}.db'}", keyring=keyring)
+        try:
+            yield store
+        finally:
+            store.close()
+        return
+    name = f"alliance_bench_{random.getrandbits(40):010x}"
+    admin = create_engine(postgres, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        store = Store.open(make_url(postgres).set(database=name).render_as_string(hide_password=False), keyring=keyring)
+        try:
+            yield store
+        finally:
+            store.close()
     finally:
-        store.close()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _wal_position(store: Any) -> str | None:
+    """PostgreSQL's current WAL position (None on SQLite)."""
+    from sqlalchemy import text
+
+    if store.engine.dialect.name != "postgresql":
+        return None
+    with store.engine.connect() as conn:
+        return str(conn.execute(text("SELECT pg_current_wal_lsn()")).scalar_one())
+
+
+def _wal_bytes_since(store: Any, lsn: str) -> int:
+    from sqlalchemy import text
+
+    with store.engine.connect() as conn:
+        return int(conn.execute(text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), :lsn)"), {"lsn": lsn}).scalar_one())
+
+
+def _cursor_bytes(store: Any) -> int:
+    from sqlalchemy import text
+
+    with store.engine.connect() as conn:
+        return int(conn.execute(text("SELECT max(length(cursor)) FROM connections")).scalar_one() or 0)
 
 
 def notification_latency(info: dict[str, Any], settings: dict[str, Any], workdir: Path, edits: int) -> list[float]:
@@ -392,22 +470,8 @@ def _one_round(job: Path) -> None:
     )
     floor_d = floor_delta(info, spec["token"], delta_link)
     with tempfile.TemporaryDirectory(prefix="outlook-bench-") as tmp:
-        full, full_cpu, delta, made, requests = alliance_rounds(info, settings, Path(tmp))
-    print(
-        json.dumps(
-            {
-                "floor": floor_s,
-                "floor-cpu": floor_cpu,
-                "floor-d": floor_d,
-                "full": full,
-                "full-cpu": full_cpu,
-                "delta": delta,
-                "created": made,
-                "requests": requests,
-            }
-        ),
-        flush=True,
-    )
+        rounds = alliance_rounds(info, settings, Path(tmp), spec.get("postgres"))
+    print(json.dumps({"floor": floor_s, "floor-cpu": floor_cpu, "floor-d": floor_d} | rounds), flush=True)
 
 
 def compare(info: dict[str, Any], settings: dict[str, Any], token: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -420,7 +484,12 @@ def compare(info: dict[str, Any], settings: dict[str, Any], token: str, args: ar
         job.write_text(
             json.dumps(
                 spec
-                | {"default_gc": args.default_gc, "floor_workers": args.floor_workers, "floor_batch": args.floor_batch}
+                | {
+                    "default_gc": args.default_gc,
+                    "floor_workers": args.floor_workers,
+                    "floor_batch": args.floor_batch,
+                    "postgres": args.postgres,
+                }
             )
         )
         for round_number in range(args.repeat):
@@ -446,7 +515,9 @@ def compare(info: dict[str, Any], settings: dict[str, Any], token: str, args: ar
                     f"round {round_number + 1} {tree.name:<12} floor {result['floor']:.3f} s "
                     f"(CPU {result['floor-cpu']:.3f})  full {result['full']:.3f} s (CPU {result['full-cpu']:.3f}) "
                     f"{result['full'] / result['floor']:.2f}x  delta {result['delta']:.3f} s, "
-                    f"{result['requests']} request(s)  load {result['load']:.1f}",
+                    f"{result['requests']} request(s), cursor {result['cursor-bytes']} B"
+                    + (f", WAL {result['delta-wal']} B" if "delta-wal" in result else "")
+                    + f"  load {result['load']:.1f}",
                     flush=True,
                 )
     summary: dict[str, Any] = {}
@@ -456,9 +527,12 @@ def compare(info: dict[str, Any], settings: dict[str, Any], token: str, args: ar
         med = {k: statistics.median(r[k] for r in rows) for k in ("floor", "full", "floor-cpu", "full-cpu", "delta")}
         ratio = statistics.median(r["full"] / r["floor"] for r in rows)
         summary[str(tree)] = {"median": med, "median_ratio": ratio, "rounds": rows}
+        extra = f"cursor {statistics.median(r['cursor-bytes'] for r in rows):.0f} B"
+        if all("delta-wal" in r for r in rows):
+            extra += f", WAL per no-change round {statistics.median(r['delta-wal'] for r in rows):.0f} B"
         print(
             f"{tree.name:<14} {med['floor']:>8.3f} {med['full']:>8.3f} {ratio:>6.2f} {med['floor-cpu']:>9.3f} "
-            f"{med['full-cpu']:>9.3f} {med['delta']:>8.3f}"
+            f"{med['full-cpu']:>9.3f} {med['delta']:>8.3f}  {extra}"
         )
     loads = [r["load"] for rows in samples.values() for r in rows]
     print(f"load average (1 min) during the rounds: {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} CPUs")
@@ -488,6 +562,11 @@ def main(argv: list[str] | None = None) -> int:
         "--floor-batch",
         action="store_true",
         help="the floor fetches a page's masters 20 to a $batch call, chained, as Alliance does",
+    )
+    parser.add_argument(
+        "--postgres",
+        metavar="ADMIN_URL",
+        help="mirror into PostgreSQL instead of SQLite (a scratch database per round, dropped after)",
     )
     parser.add_argument("--default-gc", action="store_true", help="keep the interpreter's collector settings")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -528,18 +607,23 @@ def main(argv: list[str] | None = None) -> int:
         }
         requests_per_round: list[int] = []
         created: list[int] = []
+        cursor_bytes: list[int] = []
+        wal_bytes: list[int] = []
         with tempfile.TemporaryDirectory(prefix="outlook-bench-") as tmp:
             for _ in range(args.repeat):
                 seconds, cpu, items, delta_link = floor_full(info, token, args.floor_workers, args.floor_batch)
                 samples["floor"].append(seconds)
                 samples["floor-cpu"].append(cpu)
                 samples["floor-d"].append(floor_delta(info, token, delta_link))
-                full, full_cpu, delta, made, requests = alliance_rounds(info, settings, Path(tmp))
-                samples["full"].append(full)
-                samples["full-cpu"].append(full_cpu)
-                samples["delta"].append(delta)
-                created.append(made)
-                requests_per_round.append(requests)
+                rounds = alliance_rounds(info, settings, Path(tmp), args.postgres)
+                samples["full"].append(rounds["full"])
+                samples["full-cpu"].append(rounds["full-cpu"])
+                samples["delta"].append(rounds["delta"])
+                created.append(rounds["created"])
+                requests_per_round.append(rounds["requests"])
+                cursor_bytes.append(rounds["cursor-bytes"])
+                if "delta-wal" in rounds:
+                    wal_bytes.append(rounds["delta-wal"])
         median = {k: statistics.median(v) for k, v in samples.items()}
         summary = {
             "instances": info["instances"],
@@ -551,6 +635,8 @@ def main(argv: list[str] | None = None) -> int:
             "full_cpu_over_floor": median["full-cpu"] / median["floor-cpu"],
             "load_average": os.getloadavg(),
             "no_change_requests": requests_per_round,
+            "cursor_bytes": cursor_bytes,
+            "no_change_wal_bytes": wal_bytes,
             "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
         }
         print(f"mailbox: {info['instances']} instances in the window; floor listed {items}, Alliance created {created}")
@@ -559,7 +645,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{floor:<10} {median[floor]:>9.3f} {'1.00':>7}   {', '.join(f'{s:.3f}' for s in samples[floor])}")
             ratio = median[name] / median[floor]
             print(f"{name:<10} {median[name]:>9.3f} {ratio:>7.2f}   {', '.join(f'{s:.3f}' for s in samples[name])}")
-        print(f"no-change round: {requests_per_round} Graph request(s) (target 1)")
+        print(f"no-change round: {requests_per_round} Graph request(s) (target 1); cursor {cursor_bytes} bytes")
+        if wal_bytes:
+            print(f"WAL written by a no-change round on PostgreSQL (median of {NO_CHANGE_ROUNDS}): {wal_bytes} bytes")
         print(f"load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
         latencies: list[float] = []
         if args.latency:

@@ -15,6 +15,7 @@ Guarantees (DESIGN.md, "Sync"):
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ from core.sync.hashing import ContentHasher
 from core.sync.types import (
     ChangePage,
     ChangeSource,
+    ConsultsMirror,
     CursorExpired,
     OccurrenceKey,
     ReauthorizationRequired,
@@ -952,6 +954,8 @@ def sync_connection(
     """
     owner = _lease_owner()
     connection = _acquire_lease(store, connection_id, owner)
+    if isinstance(source, ConsultsMirror):
+        source.consult_mirror(functools.partial(mirrored_keys, store, connection_id))
     released = False  # the outcome's UPDATE releases the lease too; the finally only when it did not run
     try:
         report = SyncReport(connection_id=connection.id, connection=connection.name)
@@ -987,6 +991,28 @@ def sync_connection(
     finally:
         if not released:
             _release_lease(store, connection_id, owner)
+
+
+def mirrored_keys(store: Store, connection_id: int, provider_ids: Sequence[str]) -> dict[str, OccurrenceKey]:
+    """The identity ``connection_id``'s mirror holds under each of ``provider_ids`` (a live one first).
+
+    Its own short transaction, outside the sync's pages: a source asks while it makes a page.
+    """
+    wanted = sorted(set(provider_ids))
+    found: dict[str, OccurrenceKey] = {}
+    live: set[str] = set()
+    with store.session() as session:
+        for i in range(0, len(wanted), 500):  # stay under bound-parameter limits
+            query = select(
+                Occurrence.provider_id, Occurrence.ical_uid, Occurrence.recurrence_id, Occurrence.status
+            ).where(Occurrence.connection_id == connection_id, Occurrence.provider_id.in_(wanted[i : i + 500]))
+            for r in session.execute(query):
+                if r.provider_id in live:
+                    continue
+                found[r.provider_id] = OccurrenceKey(r.ical_uid, r.recurrence_id)
+                if r.status != Status.CANCELLED:
+                    live.add(r.provider_id)
+    return found
 
 
 def _record_failure(

@@ -10,8 +10,8 @@ Identity (DESIGN.md): ``(iCalUID, original start)``.
   with the same original start, and keeps its identity (and the notes hanging off it).
 - Delta sends occurrences skeletal (id, type, start, end, seriesMasterId): subject, location,
   attendees and the rest come from the series master.
-- ``@removed`` carries only the Graph id: :class:`IdentityIndex` remembers which identity each id
-  mirrored, and travels in the cursor.
+- ``@removed`` carries only the Graph id: the mirror says which identity each id was mirrored as
+  (``provider_id`` of its occurrences; integrations.outlook.provider).
 
 Times are asked for in UTC (``Prefer: outlook.timezone="UTC"``); other zone names, Windows ones
 included, are still read. All-day events ignore that preference: their dates are taken as is.
@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
 from typing import Any
@@ -97,38 +96,6 @@ def _original_start(value: Any) -> datetime | None:
     except ValueError:
         return None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-@dataclass
-class IdentityIndex:
-    """Graph id -> the identity it was mirrored as (to name ``@removed`` items).
-
-    Kept in its JSON shape (``id -> [iCalUId, recurrence id]``) and checked when read: it travels in
-    the cursor of every round, and converting 10,000 entries both ways each time was most of the
-    cost of a round with nothing new (benchmarks/README.md, Outlook).
-    """
-
-    ids: dict[str, list[str]] = field(default_factory=dict)
-
-    def key_of(self, graph_id: str) -> OccurrenceKey | None:
-        found = self.ids.get(graph_id)
-        if not isinstance(found, list) or len(found) != 2:
-            return None
-        return OccurrenceKey(str(found[0]), str(found[1]))
-
-    def remember(self, graph_id: str, key: OccurrenceKey) -> None:
-        self.ids[graph_id] = [key.ical_uid, key.recurrence_id]
-
-    def forget(self, graph_id: str) -> None:
-        self.ids.pop(graph_id, None)
-
-    def as_json(self) -> dict[str, list[str]]:
-        return self.ids
-
-    @classmethod
-    def from_json(cls, raw: Any) -> IdentityIndex:
-        # Entries of another shape are never used (key_of reads them as unknown ids).
-        return cls(raw) if isinstance(raw, dict) else cls()
 
 
 def is_removed(item: Mapping[str, Any]) -> bool:
@@ -322,7 +289,6 @@ def _location(location: Any) -> str:
 __all__ = [
     "INSTANCE_TYPES",
     "LABEL",
-    "IdentityIndex",
     "fast_occurrence",
     "iana_zone",
     "is_removed",

@@ -9,8 +9,10 @@
   round as soon as a page names it, within the mailbox's request slots (integrations.outlook.client).
 - Pages and masters are fetched ahead while the engine stores earlier pages (integrations.outlook.feed).
 - ``@removed``: an id never mirrored is ignored (Graph also reports items outside the window
-  that way). A mirrored one is looked up: gone (404) is a cancellation; still there means it
-  moved out of the window, and its new time is mirrored instead.
+  that way). Which ids were mirrored, and as what, the engine's mirror says
+  (:class:`core.sync.types.ConsultsMirror`), besides what this round itself listed. A mirrored
+  one is looked up: gone (404) is a cancellation; still there means it moved out of the window,
+  and its new time is mirrored instead.
 - A complete listing is made again every :data:`RELIST_AFTER` or when the window changed: the
   delta's window is fixed when it starts, and time moves on.
 - A round that fails half way leaves no cursor (``ChangePage.resumable`` False): the old delta
@@ -20,7 +22,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
@@ -28,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
 from urllib.parse import quote
 
-from core.sync.types import ChangePage, OccurrenceKey, RemoteOccurrence, SourceError
+from core.sync.types import ChangePage, MirroredKeys, OccurrenceKey, RemoteOccurrence, SourceError
 from integrations.base.protocol import Capability, ProviderContext
 from integrations.base.writeback import TargetGone, WriteRefused
 from integrations.outlook import writeback
@@ -36,7 +38,7 @@ from integrations.outlook.client import MAX_CONCURRENT, TIMEOUT_SECONDS, GraphCl
 from integrations.outlook.cursor import OutlookCursor
 from integrations.outlook.errors import DeltaExpired, NotFound, RequestRejected
 from integrations.outlook.feed import PageFeed, page_items
-from integrations.outlook.mapping import IdentityIndex, fast_occurrence, is_removed, master_id_of
+from integrations.outlook.mapping import fast_occurrence, is_removed, master_id_of
 from integrations.outlook.settings import OutlookOptions, OutlookSettings, parse_settings
 from integrations.outlook.tokens import TokenManager
 
@@ -46,6 +48,14 @@ RELIST_AFTER = timedelta(days=7)
 DELTA_PATH = "/me/calendarView/delta"
 _MAX_PAGES = 100_000  # a listing that pages on beyond this is a loop, not a calendar
 _LISTING_RESTARTS = 3  # a complete listing whose skip token expired half way starts over
+
+
+def _nothing_mirrored(provider_ids: Sequence[str]) -> dict[str, OccurrenceKey]:
+    return {}
+
+
+# Graph id -> the identity this round mirrored it as (None: this round found it deleted).
+_RoundIds = dict[str, OccurrenceKey | None]
 
 
 def _iso(moment: datetime) -> str:
@@ -89,6 +99,8 @@ class OutlookProvider:
         )
         self.span = (int(context.window_past.total_seconds()), int(context.window_future.total_seconds()))
         self._save_settings = context.save_settings
+        # Until the engine hands its mirror over (every sync does), no earlier round's id is known.
+        self._mirrored: MirroredKeys = _nothing_mirrored
         self.tokens = TokenManager.for_connection(
             settings,
             options,
@@ -143,6 +155,10 @@ class OutlookProvider:
         with _refusals():
             return writeback.remove_join_link(self.client, provider_id).changed
 
+    def consult_mirror(self, mirrored: MirroredKeys) -> None:
+        """Name ``@removed`` ids through the mirror (:class:`core.sync.types.ConsultsMirror`)."""
+        self._mirrored = mirrored
+
     def _continues(self, cursor: OutlookCursor) -> bool:
         return cursor.span_seconds == self.span and timedelta(0) <= self.now - cursor.listed_at < RELIST_AFTER
 
@@ -153,11 +169,11 @@ class OutlookProvider:
             log.info("Outlook cursor made for another window or week; listing everything")
             previous = None
         if previous is not None:
-            yield from self._round(previous.delta_link, previous.listed_at, IdentityIndex(dict(previous.index.ids)))
+            yield from self._round(previous.delta_link, previous.listed_at)
             return
         for attempt in range(_LISTING_RESTARTS):
             try:
-                yield from self._round(None, self.now, IdentityIndex())
+                yield from self._round(None, self.now)
                 return
             except DeltaExpired:
                 # Only the first request of a complete listing carries no token; a skip token
@@ -166,7 +182,7 @@ class OutlookProvider:
                     raise SourceError("Outlook kept losing the listing's state; the next sync tries again") from None
                 log.info("Outlook listing lost its skip token; starting over")
 
-    def _round(self, delta_link: str | None, listed_at: datetime, index: IdentityIndex) -> Iterator[ChangePage]:
+    def _round(self, delta_link: str | None, listed_at: datetime) -> Iterator[ChangePage]:
         """One delta round: the complete listing when ``delta_link`` is None.
 
         Pages and their series masters are fetched ahead while the engine stores earlier pages
@@ -185,16 +201,17 @@ class OutlookProvider:
             max_pages=_MAX_PAGES,
             fetch_masters=self._masters_of,
         )
+        listed: _RoundIds = {}
         with feed:
             for page in feed.pages():
                 delta = page.get("@odata.deltaLink")
                 is_last = isinstance(delta, str) and bool(delta)
-                upserts, removals = self._changes(page_items(page), feed, index)
+                upserts, removals = self._changes(page_items(page), feed, listed)
                 yield ChangePage(
                     upserts=tuple(upserts),
                     removals=tuple(removals),
                     is_last=is_last,
-                    next_cursor=OutlookCursor(str(delta), listed_at, self.span, index).dumps() if is_last else None,
+                    next_cursor=OutlookCursor(str(delta), listed_at, self.span).dumps() if is_last else None,
                     complete=complete,
                     window=self.window if complete else None,
                     # Graph's next round from the old delta link names as removed only what that
@@ -212,7 +229,7 @@ class OutlookProvider:
             raise SourceError("Outlook rejected a new listing as an expired delta state") from None
 
     def _changes(
-        self, items: list[Mapping[str, Any]], feed: PageFeed, index: IdentityIndex
+        self, items: list[Mapping[str, Any]], feed: PageFeed, listed: _RoundIds
     ) -> tuple[list[RemoteOccurrence], list[OccurrenceKey]]:
         live = [i for i in items if not is_removed(i) and i.get("type") != "seriesMaster"]
         upserts: list[RemoteOccurrence] = []
@@ -224,21 +241,36 @@ class OutlookProvider:
             occurrence = fast_occurrence(item, master)
             if occurrence is not None:
                 upserts.append(occurrence)
-                index.remember(str(item["id"]), occurrence.key)
-        known = [(str(i["id"]), key) for i in items if is_removed(i) and (key := index.key_of(str(i.get("id"))))]
+                listed[str(item["id"])] = occurrence.key
+        known = self._known_removed([str(i["id"]) for i in items if is_removed(i) and i.get("id")], listed)
         removals: list[OccurrenceKey] = []
         for (graph_id, key), current in zip(known, self._lookup([g for g, _ in known]), strict=True):
             if current is None:
                 removals.append(key)
-                index.forget(graph_id)
+                listed[graph_id] = None
                 continue
             # Still there: it moved out of the window. Mirror where it went, under the same identity.
             master_id = master_id_of(current)
             occurrence = fast_occurrence(current, feed.master(master_id) if master_id else None)
             if occurrence is not None:
                 upserts.append(replace(occurrence, key=key))
-                index.remember(graph_id, key)
+                listed[graph_id] = key
         return upserts, removals
+
+    def _known_removed(self, graph_ids: list[str], listed: _RoundIds) -> list[tuple[str, OccurrenceKey]]:
+        """The ``@removed`` ids that were mirrored, with their identity: this round's word first.
+
+        The mirror is asked only about ids this round has not listed: its earlier pages may still
+        be on their way to the database.
+        """
+        unlisted = [g for g in graph_ids if g not in listed]
+        mirrored = self._mirrored(unlisted) if unlisted else {}
+        known: list[tuple[str, OccurrenceKey]] = []
+        for graph_id in graph_ids:
+            key = listed[graph_id] if graph_id in listed else mirrored.get(graph_id)
+            if key is not None:
+                known.append((graph_id, key))
+        return known
 
     def _get_or_none(self, graph_id: str) -> dict[str, Any] | None:
         try:

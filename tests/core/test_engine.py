@@ -17,6 +17,7 @@ from core.sync import (
     ChangePage,
     CursorExpired,
     EmptySourceRefused,
+    MirroredKeys,
     OccurrenceKey,
     RemoteOccurrence,
     SourceError,
@@ -359,6 +360,45 @@ def test_the_video_link_is_detected_into_the_mirror(
     assert rows[key("a")].video_url == "https://us02web.zoom.us/j/85012345678?pwd=x"
     assert rows[key("b")].video_url == "https://meet.google.com/abc-defg-hij"
     assert rows[key("c")].video_url is None
+
+
+# --- a source that names removals by its own ids --------------------------------------------------
+
+
+class _ConsultingProvider(MemoryProvider):
+    """A memory source that keeps what the engine hands a source consulting the mirror."""
+
+    mirrored: MirroredKeys | None = None
+
+    def consult_mirror(self, mirrored: MirroredKeys) -> None:
+        self.mirrored = mirrored
+
+
+def test_the_engine_tells_a_source_which_occurrence_a_provider_id_was(
+    store: Store, therapist_id: int, cid: int, cal: MemoryCalendar, run: Callable[..., SyncReport]
+) -> None:
+    # Graph's deletions name only an id: the Outlook provider asks the mirror what it was.
+    other = add_connection(store, therapist_id, "memory", "Other", {"calendar": "other"})
+    elsewhere = MemoryCalendar()
+    elsewhere.put(occ("x", provider_id="p-x"))
+    sync_connection(store, other, MemoryProvider(elsewhere))
+    cal.put(occ("old", provider_id="p-1"))
+    cal.put(occ("kept", 1, provider_id="p-2"))
+    cal.put(occ("dropped", 2, provider_id="p-2"))
+    run()
+    cal.delete(key("old"))
+    cal.delete(key("dropped"))
+    cal.put(occ("new", 3, provider_id="p-1"))  # the id came back on another occurrence
+    source = _ConsultingProvider(cal)
+    run(source)
+
+    assert source.mirrored is not None
+    # A live occurrence is named before a cancelled one under the same id, whichever came first;
+    # ids of other connections, and unknown ones, are not named.
+    assert source.mirrored(["p-1", "p-2", "p-x", "p-unknown"]) == {"p-1": key("new"), "p-2": key("kept")}
+    cal.delete(key("new"))
+    run()
+    assert source.mirrored(["p-1"]) in ({"p-1": key("old")}, {"p-1": key("new")})  # only cancelled ones now
 
 
 # --- changed means the content changed ---------------------------------------------------------

@@ -32,6 +32,13 @@ def _cursor(store: Store, connection_id: int) -> str | None:
         return session.get_one(Connection, connection_id).cursor
 
 
+def _set_cursor(store: Store, connection_id: int, cursor: str) -> None:
+    from core.store.models import Connection
+
+    with store.session() as session:
+        session.get_one(Connection, connection_id).cursor = cursor
+
+
 def test_a_full_listing_pages_through_the_window_with_the_preferences(
     outlook: OutlookWorld, sqlite_store: Store
 ) -> None:
@@ -174,6 +181,51 @@ def test_removed_items_outside_the_window_are_ignored(outlook: OutlookWorld, sql
     moved = _mirror(sqlite_store)["near@x", ""]
     assert report.cancelled == 0 and report.rescheduled == 1
     assert moved.status is Status.CONFIRMED and moved.start == at(600)
+
+
+def test_the_cursor_does_not_grow_with_the_calendar(outlook: OutlookWorld, sqlite_store: Store) -> None:
+    """Every round rewrites the cursor; it holds the delta link, not an index of every event's id
+    (the mirror knows which occurrence a deleted id was)."""
+    events = [
+        outlook.seed({"iCalUId": f"s{n}@x", "subject": f"S{n}", **timed(at(1 + n % 200, 8 + n % 10))})
+        for n in range(300)
+    ]
+    conn = _connect(sqlite_store)
+    sync_connection(sqlite_store, conn, outlook.provider())
+    cursor = _cursor(sqlite_store, conn)
+    assert cursor is not None and len(cursor) < 1_000  # an index of 300 ids alone would be ~45,000
+
+    outlook.state.delete_event(events[123]["id"])
+    report = sync_connection(sqlite_store, conn, outlook.provider())
+
+    assert (report.cancelled, report.changes) == (1, 1)
+    assert _mirror(sqlite_store, cancelled=True)["s123@x", ""].status is Status.CANCELLED
+    assert len(_cursor(sqlite_store, conn) or "") < 1_000
+
+
+def test_a_cursor_from_before_the_mirror_named_deletions_is_continued(
+    outlook: OutlookWorld, sqlite_store: Store
+) -> None:
+    kept = outlook.seed({"iCalUId": "a@x", "subject": "A", **timed(at(2))})
+    gone = outlook.seed({"iCalUId": "b@x", "subject": "B", **timed(at(3))})
+    conn = _connect(sqlite_store)
+    sync_connection(sqlite_store, conn, outlook.provider())
+    # The cursor as version 1 wrote it: the same fields plus the identity index.
+    old = json.loads(_cursor(sqlite_store, conn) or "") | {
+        "v": 1,
+        "index": {kept["id"]: ["a@x", ""], gone["id"]: ["b@x", ""]},
+    }
+    _set_cursor(sqlite_store, conn, json.dumps(old))
+    outlook.state.delete_event(gone["id"])
+    before = len(outlook.state.requests(DELTA_PATH))
+
+    report = sync_connection(sqlite_store, conn, outlook.provider())
+
+    delta = outlook.state.requests(DELTA_PATH)[before:]
+    assert len(delta) == 1 and "$deltatoken=" in delta[0].query  # continued, not listed again
+    assert (report.cancelled, report.changes, report.full_resync) == (1, 1, False)
+    rewritten = json.loads(_cursor(sqlite_store, conn) or "")
+    assert rewritten["v"] == 2 and "index" not in rewritten
 
 
 def test_cancelled_meetings_and_teams_links(outlook: OutlookWorld, sqlite_store: Store) -> None:
