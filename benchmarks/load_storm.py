@@ -735,10 +735,11 @@ def _jobs_finished(store: Any, since: datetime) -> tuple[int, int]:
         if _has_procrastinate(session):
             # On the procrastinate stack jobs live in its table; a job's deferral time is its
             # 'deferred' event. Outbox deliveries are already counted above (their rows), so their
-            # carrier tasks are not counted twice.
+            # carrier tasks (one per event, or per delivery before session 14) are not counted twice.
             finished = text(
                 "SELECT count(*) FROM procrastinate_jobs j WHERE j.status IN ('succeeded', 'failed') "
-                "AND j.task_name {op} :sync AND j.task_name <> 'outbox.deliver' AND EXISTS ("
+                "AND j.task_name {op} :sync AND j.task_name NOT IN ('outbox.deliver', 'outbox.deliver_event') "
+                "AND EXISTS ("
                 "SELECT 1 FROM procrastinate_events e WHERE e.job_id = j.id AND e.type = 'deferred' AND e.at >= :since)"
             )
             params = {"sync": SYNC_JOB, "since": since}

@@ -1,15 +1,19 @@
-"""The outbox relay on procrastinate: outbox events become one ``outbox.deliver`` job per delivery.
+"""The outbox relay on procrastinate: outbox events become one ``outbox.deliver_event`` job each.
 
 :func:`relay_once` runs :func:`core.jobs.outbox.relay_in` (events locked ``FOR UPDATE SKIP
-LOCKED``, delivery rows created) and defers each new delivery's job on the same connection, in
-the same transaction: either the events are relayed and their jobs queued, or neither. Delivery
-itself is :func:`core.jobs.deliver_one` (claims, retries with the RetryPolicy, parks), so handlers
-stay idempotent by event id exactly as with the embedded worker.
+LOCKED``, delivery rows created) and defers one job per event with its new deliveries on the same
+connection, in the same transaction: either the events are relayed and their jobs queued, or
+neither. The job runs the event's deliveries one after another through
+:func:`core.jobs.outbox.deliver_event` (each claimed, retried with the RetryPolicy, parked as
+:func:`core.jobs.deliver_one` does), so handlers stay idempotent by event id exactly as with the
+embedded worker. One job per event, not per delivery (session 14): a moved session's event has
+three handlers, and each job costs the queue a defer, a fetch and a finish.
 
 Woken by ``NOTIFY alliance_outbox`` (a trigger on ``outbox``, migration 0010_q9a) through
 :func:`listen`, in one worker process at a time, plus :func:`sweep` once a minute, which also
-re-queues deliveries that are due again (a retry's backoff ran out, a claim of a dead worker
-expired, an operator's retry).
+re-queues events with a delivery due again (a retry's backoff ran out, a claim of a dead worker
+expired, an operator's retry). ``outbox.deliver`` (one delivery) still runs jobs queued by a
+version before per-event jobs.
 """
 
 from __future__ import annotations
@@ -22,21 +26,24 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from alliance.queue.backend import ProcrastinateBackend
 from alliance.queue.connect import KEEPALIVES, conninfo
-from core.jobs import JobRegistry, OutboxDelivery, _lifecycle
-from core.jobs.outbox import mark_finished_events, relay_in
+from core.jobs import JobRegistry
+from core.jobs.outbox import due_event_ids, mark_finished_events, relay_in
 from core.redaction import describe_error
 from core.store import Store
 
 __all__ = [
     "DELIVER",
+    "DELIVER_EVENT",
     "LEADER_RETRY_SECONDS",
     "OUTBOX_CHANNEL",
     "RELAY_LOCK",
     "defer_delivery",
+    "defer_event",
     "listen",
     "relay_once",
     "sweep",
@@ -44,7 +51,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DELIVER = "outbox.deliver"
+DELIVER = "outbox.deliver"  # one delivery: jobs queued by versions before DELIVER_EVENT
+DELIVER_EVENT = "outbox.deliver_event"
 OUTBOX_CHANNEL = "alliance_outbox"
 BATCH = 500
 # The session advisory lock of the relaying listener (any number unlikely to be taken by anything
@@ -70,27 +78,60 @@ def defer_delivery(session: Session, backend: ProcrastinateBackend, delivery_id:
     )
 
 
+# Which of these queueing locks a waiting job holds.
+_WAITING_KEYS = text(
+    "SELECT queueing_lock FROM procrastinate_jobs WHERE status = 'todo' AND queueing_lock = ANY(CAST(:keys AS text[]))"
+)
+
+
+def event_key(event_id: str) -> str:
+    return f"event:{event_id}"
+
+
+def defer_event(
+    session: Session,
+    backend: ProcrastinateBackend,
+    event_id: str,
+    delivery_ids: list[int] | None,
+    run_at: datetime | None,
+) -> bool:
+    """Queue the deliveries of one event: ``delivery_ids``, or (None) whichever are due when it runs.
+
+    One job per event waits at a time (its queueing lock): the sweep finding an event whose job
+    has not run yet adds nothing, and a job of the event that runs later delivers whatever is due.
+    """
+    key = event_key(event_id)
+    args: dict[str, Any] = {"event_id": event_id}
+    if delivery_ids is not None:
+        args["delivery_ids"] = delivery_ids
+    return backend.defer_in(session, DELIVER_EVENT, args, run_at=run_at, queueing_lock=key, lock=key)
+
+
 def relay_once(store: Store, registry: JobRegistry, backend: ProcrastinateBackend, now: datetime) -> int:
     """Relay every new outbox event (in batches); how many events were taken."""
     total = 0
     while True:
         with store.session() as session:
-            taken, delivery_ids = relay_in(session, registry, now, limit=BATCH, skip_locked=True)
-            for delivery_id in delivery_ids:
-                defer_delivery(session, backend, delivery_id, None)
+            taken, created = relay_in(session, registry, now, limit=BATCH, skip_locked=True)
+            for event_id, delivery_ids in created.items():
+                defer_event(session, backend, event_id, delivery_ids, None)
         total += taken
         if taken < BATCH:
             return total
 
 
 def sweep(store: Store, registry: JobRegistry, backend: ProcrastinateBackend, now: datetime) -> int:
-    """The one-minute safety net: relay, re-queue due deliveries, close finished events; deliveries queued."""
+    """The one-minute safety net: relay, re-queue events with due deliveries, close finished events; jobs queued."""
     relay_once(store, registry, backend, now)
     queued = 0
     with store.session() as session:
-        table = OutboxDelivery.__table__
-        for delivery_id in _lifecycle.due_ids(session, table, now, 5 * BATCH):  # type: ignore[arg-type]
-            queued += defer_delivery(session, backend, delivery_id, None)
+        due = due_event_ids(session, now, 5 * BATCH)
+        # Under a backlog most due events still have their job waiting: asked again, procrastinate
+        # would refuse each with a unique violation, an ERROR line in PostgreSQL's log apiece.
+        waiting = set(session.execute(_WAITING_KEYS, {"keys": [event_key(e) for e in due]}).scalars()) if due else set()
+        for event_id in due:
+            if event_key(event_id) not in waiting:
+                queued += defer_event(session, backend, event_id, None, None)
     mark_finished_events(store, now)
     return queued
 

@@ -6,8 +6,9 @@
   sibling's queueing lock and wedges the key forever (procrastinate #1446/#1543, reference/scale.md
   5.2 and 6.2). A failing sync is recorded on its connection instead, a periodic job's next tick
   is its retry. Other jobs keep the RetryPolicy semantics (backoff with jitter, max attempts).
-- ``outbox.deliver`` runs one outbox delivery (core.jobs.deliver_one) and re-queues itself for
-  the delivery's next attempt when it failed or is still claimed by a dead worker.
+- ``outbox.deliver_event`` runs the deliveries of one outbox event (core.jobs.outbox.deliver_event)
+  and queues the event again for the next attempt of one that failed or is still claimed by a
+  dead worker. ``outbox.deliver`` (one delivery) runs jobs queued by versions before it.
 - Upkeep, as procrastinate periodic tasks (one run per period across all workers): the outbox
   sweep and the stalled-jobs reaper every minute, retention hourly (succeeded jobs deleted after
   7 days, failed ones after 30).
@@ -29,8 +30,9 @@ from sqlalchemy import select
 from alliance.queue.backend import ProcrastinateBackend
 from alliance.queue.periodic import TICK_ARG
 from alliance.queue.reaper import reap_stalled
-from alliance.queue.relay import DELIVER, defer_delivery, sweep
+from alliance.queue.relay import DELIVER, DELIVER_EVENT, defer_delivery, defer_event, sweep
 from core.jobs import DONE, PARKED, PENDING, RUNNING, JobRegistry, OutboxDelivery, RetryPolicy, deliver_one
+from core.jobs.outbox import deliver_event
 from core.jobs.periodic import mark_periodic_finished, mark_periodic_started, run_periodic_job
 from core.store import Store
 
@@ -106,6 +108,15 @@ def build_app(
     retry = PolicyRetry(policy, clock)
     for name, fn in registry.jobs.items():
         app.task(name=name, retry=retry)(_job_task(store, name, fn, clock))
+
+    @app.task(name=DELIVER_EVENT)
+    def deliver_of_event(event_id: str, delivery_ids: list[int] | None = None) -> None:
+        next_due = deliver_event(store, registry, event_id, clock, policy, delivery_ids)
+        if next_due is not None:
+            # Not all done (a handler failed and backs off, or a worker that died still holds its
+            # claim, which runs out first as on the embedded runner): the event again, when due.
+            with store.session() as session:
+                defer_event(session, backend, event_id, None, next_due)
 
     @app.task(name=DELIVER)
     def deliver(delivery_id: int) -> None:

@@ -1,12 +1,13 @@
 """The outbox consumer: hands every outbox event to each subscribed handler, at least once.
 
 Two steps, each usable on its own by another runner (a distributed queue's relay task can call
-:func:`relay` and defer :func:`deliver_one` per delivery id):
+:func:`relay_in` and defer :func:`deliver_event` per event it relayed):
 
 1. :func:`relay` gives each new event one delivery row per subscribed handler (the handler set
    of an event is fixed then; an event no handler wants is marked processed at once) and marks
    it ``relayed_at`` in the same transaction;
-2. :func:`deliver_one` claims one due delivery, runs its handler and records the outcome.
+2. :func:`deliver_one` claims one due delivery, runs its handler and records the outcome;
+   :func:`deliver_event` does so for the due deliveries of one event, one after another.
 
 Guarantee: a handler runs at least once per event until it succeeds; after it succeeded it is
 not run again for that event, except when the worker dies between the handler's success and the
@@ -18,20 +19,29 @@ An event's ``processed_at`` is set once all its deliveries are done.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import Table, bindparam, exists, select, update
+from sqlalchemy import Table, bindparam, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from core.jobs import _lifecycle
-from core.jobs.models import DONE, PARKED, OutboxDelivery
+from core.jobs.models import DONE, PARKED, PENDING, RUNNING, OutboxDelivery
 from core.jobs.policy import RetryPolicy
 from core.jobs.registry import Event, JobRegistry
 from core.redaction import describe_error, format_exception_safely
 from core.store import OutboxEvent, Store
 
-__all__ = ["deliver_due", "deliver_one", "mark_finished_events", "relay", "relay_in"]
+__all__ = [
+    "deliver_due",
+    "deliver_event",
+    "deliver_one",
+    "due_event_ids",
+    "mark_finished_events",
+    "relay",
+    "relay_in",
+]
 
 log = logging.getLogger(__name__)
 
@@ -62,31 +72,51 @@ _MARK_PROCESSED_IF_FINISHED = (
 )
 
 
+_UNFINISHED = (PENDING, RUNNING)
+# The deliveries of one event due now, and when the next of its unfinished ones is due.
+_DUE_OF_EVENT = (
+    select(_DELIVERIES.c.id)
+    .where(
+        _DELIVERIES.c.event_id == bindparam("of_event"),
+        _DELIVERIES.c.status.in_(_UNFINISHED),
+        _DELIVERIES.c.next_attempt_at <= bindparam("now"),
+    )
+    .order_by(_DELIVERIES.c.id)
+)
+_NEXT_DUE_OF_EVENT = select(func.min(_DELIVERIES.c.next_attempt_at)).where(
+    _DELIVERIES.c.event_id == bindparam("of_event"), _DELIVERIES.c.status.in_(_UNFINISHED)
+)
+
 _INSERTS_IGNORING_DUPLICATES = {
-    name: insert(_DELIVERIES).on_conflict_do_nothing(index_elements=["event_id", "handler"]).returning(_DELIVERIES.c.id)
+    name: insert(_DELIVERIES)
+    .on_conflict_do_nothing(index_elements=["event_id", "handler"])
+    .returning(_DELIVERIES.c.id, _DELIVERIES.c.event_id)
     for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
 }
 
 
-def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]]) -> list[int]:
+def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]]) -> dict[str, list[int]]:
     # Two relays racing on one event would both insert its deliveries: the unique key decides.
-    # Returns the ids of the rows this call inserted. One statement built once per dialect, its
-    # rows sent as one executemany (SQLAlchemy batches them into multi-row INSERTs itself).
+    # Returns the ids of the rows this call inserted, per event. One statement built once per
+    # dialect, its rows sent as one executemany (SQLAlchemy batches them into multi-row INSERTs).
     statement = _INSERTS_IGNORING_DUPLICATES[session.get_bind().dialect.name]
-    return [int(i) for i in session.execute(statement, rows).scalars()]
+    created: dict[str, list[int]] = {}
+    for delivery_id, event_id in session.execute(statement, rows):
+        created.setdefault(event_id, []).append(int(delivery_id))
+    return created
 
 
 def relay(store: Store, registry: JobRegistry, now: datetime, *, limit: int = 500) -> int:
     """Create the deliveries of up to ``limit`` new outbox events; returns the number of events taken."""
     with store.session() as session:
-        taken, _ids = relay_in(session, registry, now, limit=limit)
+        taken, _created = relay_in(session, registry, now, limit=limit)
     return taken
 
 
 def relay_in(
     session: Session, registry: JobRegistry, now: datetime, *, limit: int = 500, skip_locked: bool = False
-) -> tuple[int, list[int]]:
-    """:func:`relay` inside the caller's transaction: (events taken, ids of the deliveries created).
+) -> tuple[int, dict[str, list[int]]]:
+    """:func:`relay` inside the caller's transaction: (events taken, ids of the deliveries created per event id).
 
     With ``skip_locked`` (PostgreSQL) the events are locked ``FOR UPDATE SKIP LOCKED``, so relays
     running at once in several processes take disjoint events, and a queue adapter can hand the
@@ -102,7 +132,7 @@ def relay_in(
         query = query.with_for_update(skip_locked=True)
     events = session.execute(query).all()
     if not events:
-        return 0, []
+        return 0, {}
     nobody_wants: list[str] = []
     rows: list[dict[str, object]] = []
     for _id, event_id, kind in events:
@@ -121,9 +151,9 @@ def relay_in(
             }
             for h in handlers
         )
-    delivery_ids: list[int] = []
+    created: dict[str, list[int]] = {}
     if rows:
-        delivery_ids = _insert_ignoring_duplicates(session, rows)
+        created = _insert_ignoring_duplicates(session, rows)
     # Marked in the transaction that created the deliveries: taken exactly when they exist.
     session.execute(update(OutboxEvent).where(OutboxEvent.id.in_([row[0] for row in events])).values(relayed_at=now))
     if nobody_wants:
@@ -132,7 +162,7 @@ def relay_in(
             .where(OutboxEvent.event_id.in_(nobody_wants), OutboxEvent.processed_at.is_(None))
             .values(processed_at=now)
         )
-    return len(events), delivery_ids
+    return len(events), created
 
 
 def mark_finished_events(store: Store, now: datetime) -> int:
@@ -209,6 +239,43 @@ def deliver_one(
         return status
     log.debug("outbox handler done", extra=where)
     return DONE
+
+
+def deliver_event(
+    store: Store,
+    registry: JobRegistry,
+    event_id: str,
+    clock: Callable[[], datetime],
+    policy: RetryPolicy,
+    delivery_ids: list[int] | None = None,
+) -> datetime | None:
+    """Run the due deliveries of one event (``delivery_ids``, else every one due), one after another.
+
+    Returns when the next attempt of one still unfinished is due (a handler that failed and backs
+    off, or a delivery another worker holds), None when none is left: the caller queues the event
+    again for then. One job per event instead of one per handler halves a storm's queue traffic.
+    """
+    if delivery_ids is None:
+        with store.session() as session:
+            delivery_ids = list(session.scalars(_DUE_OF_EVENT, {"of_event": event_id, "now": clock()}))
+    finished = [deliver_one(store, registry, d, clock(), policy) in (DONE, PARKED) for d in delivery_ids]
+    if all(finished):  # the common case: no second look at the rows (one transaction less)
+        return None
+    with store.session() as session:
+        next_due: datetime | None = session.scalar(_NEXT_DUE_OF_EVENT, {"of_event": event_id})
+        return next_due
+
+
+def due_event_ids(session: Session, now: datetime, limit: int) -> list[str]:
+    """Events with a delivery due now (a retry's backoff ran out, a dead worker's claim), oldest due first."""
+    query = (
+        select(_DELIVERIES.c.event_id)
+        .where(_DELIVERIES.c.status.in_(_UNFINISHED), _DELIVERIES.c.next_attempt_at <= now)
+        .group_by(_DELIVERIES.c.event_id)
+        .order_by(func.min(_DELIVERIES.c.next_attempt_at))
+        .limit(limit)
+    )
+    return list(session.scalars(query))
 
 
 def deliver_due(store: Store, registry: JobRegistry, now: datetime, policy: RetryPolicy, *, limit: int = 100) -> int:

@@ -3,7 +3,7 @@
 The distributed queue (procrastinate, ``alliance.queue``) registers every function of the
 :class:`JobRegistry` as a task under the same name, runs :meth:`JobRegistry.periodic` once per
 tick across workers, takes deferred jobs through ``registry.backend`` (core.jobs.backend) and runs
-the outbox through :func:`relay_in` plus one task per delivery calling :func:`deliver_one`. Job
+the outbox through :func:`relay_in` plus one task per event calling :func:`deliver_event`. Job
 functions never know which runner calls them.
 """
 
