@@ -25,6 +25,7 @@ from sandbox.google.app import create_app
 from sandbox.google.oauth import AUTHORIZE_PATH, REVOKE_PATH, TOKEN_PATH
 from sandbox.google.state import GoogleState
 from sandbox.listen import listen_tcp
+from sandbox.stopping import EmulatorServer
 
 
 class RunningEmulator(NamedTuple):
@@ -67,7 +68,7 @@ def run_google_emulator(
         timeout_graceful_shutdown=2,
         timeout_keep_alive=30,
     )
-    server = uvicorn.Server(config)
+    server = EmulatorServer(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="google-emulator", daemon=True)
     thread.start()
     try:

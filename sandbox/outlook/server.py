@@ -26,6 +26,7 @@ from sandbox.listen import listen_tcp
 from sandbox.outlook.app import create_app
 from sandbox.outlook.state import OutlookState
 from sandbox.outlook.tls import make_test_certificates
+from sandbox.stopping import EmulatorServer
 
 TENANT = "organizations"
 
@@ -64,7 +65,7 @@ def run_outlook_emulator(
         ssl_certfile=str(certificates.cert_file),
         ssl_keyfile=str(certificates.key_file),
     )
-    server = uvicorn.Server(config)
+    server = EmulatorServer(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="outlook-emulator", daemon=True)
     thread.start()
     state.notifier.start()

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import uvicorn
 
 from sandbox.listen import listen_tcp
+from sandbox.stopping import EmulatorServer
 from sandbox.zoom.app import AUTHORIZE_PATH, TOKEN_PATH, create_app
 from sandbox.zoom.state import ZoomState
 from sandbox.zoom.webhooks import WebhookSender
@@ -52,7 +53,7 @@ def run_zoom_emulator(
     config = uvicorn.Config(
         create_app(state, sender), log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2
     )
-    server = uvicorn.Server(config)
+    server = EmulatorServer(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="zoom-emulator", daemon=True)
     thread.start()
     try:
