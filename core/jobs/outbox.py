@@ -72,6 +72,26 @@ _MARK_PROCESSED_IF_FINISHED = (
 )
 
 
+# The relay's statements, built once on the table (not the mapped class: an ORM-enabled statement
+# goes through SQLAlchemy's ORM execution, ~12 % of the relaying worker's interpreter time).
+_NEW_EVENTS = (
+    select(_EVENTS.c.id, _EVENTS.c.event_id, _EVENTS.c.kind)
+    .where(_EVENTS.c.relayed_at.is_(None))
+    .order_by(_EVENTS.c.id)
+    .limit(bindparam("limit"))
+)
+_NEW_EVENTS_SKIP_LOCKED = _NEW_EVENTS.with_for_update(skip_locked=True)
+_MARK_RELAYED = (
+    update(_EVENTS)
+    .where(_EVENTS.c.id.in_(bindparam("ids", expanding=True)))
+    .values(relayed_at=bindparam("now", type_=_EVENTS.c.relayed_at.type))
+)
+_MARK_UNWANTED_PROCESSED = (
+    update(_EVENTS)
+    .where(_EVENTS.c.event_id.in_(bindparam("event_ids", expanding=True)), _EVENTS.c.processed_at.is_(None))
+    .values(processed_at=bindparam("now", type_=_EVENTS.c.processed_at.type))
+)
+
 _UNFINISHED = (PENDING, RUNNING)
 # The deliveries of one event due now, and when the next of its unfinished ones is due.
 _DUE_OF_EVENT = (
@@ -122,15 +142,8 @@ def relay_in(
     running at once in several processes take disjoint events, and a queue adapter can hand the
     new deliveries to its queue in this same transaction (all or nothing).
     """
-    query = (
-        select(OutboxEvent.id, OutboxEvent.event_id, OutboxEvent.kind)
-        .where(OutboxEvent.relayed_at.is_(None))
-        .order_by(OutboxEvent.id)
-        .limit(limit)
-    )
-    if skip_locked:
-        query = query.with_for_update(skip_locked=True)
-    events = session.execute(query).all()
+    query = _NEW_EVENTS_SKIP_LOCKED if skip_locked else _NEW_EVENTS
+    events = session.execute(query, {"limit": limit}).all()
     if not events:
         return 0, {}
     nobody_wants: list[str] = []
@@ -155,13 +168,9 @@ def relay_in(
     if rows:
         created = _insert_ignoring_duplicates(session, rows)
     # Marked in the transaction that created the deliveries: taken exactly when they exist.
-    session.execute(update(OutboxEvent).where(OutboxEvent.id.in_([row[0] for row in events])).values(relayed_at=now))
+    session.execute(_MARK_RELAYED, {"ids": [row[0] for row in events], "now": now})
     if nobody_wants:
-        session.execute(
-            update(OutboxEvent)
-            .where(OutboxEvent.event_id.in_(nobody_wants), OutboxEvent.processed_at.is_(None))
-            .values(processed_at=now)
-        )
+        session.execute(_MARK_UNWANTED_PROCESSED, {"event_ids": nobody_wants, "now": now})
     return len(events), created
 
 
