@@ -262,7 +262,7 @@ def deliver_event(
 
     Returns when the next attempt of one still unfinished is due (a handler that failed and backs
     off, or a delivery another worker holds), None when none is left: the caller queues the event
-    again for then. One job per event instead of one per handler halves a storm's queue traffic.
+    again for then. One job per event instead of one per handler: a moved session's three become one.
     """
     if delivery_ids is None:
         with store.session() as session:
