@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["GroupCommit"]
 
@@ -25,17 +25,21 @@ T = TypeVar("T")
 
 
 class GroupCommit(Generic[T]):
-    """Collects items from concurrent requests and writes them with ``write(batch)`` (one transaction)."""
+    """Collects items from concurrent requests and writes them with ``write(batch)`` (one transaction).
 
-    def __init__(self, write: Callable[[Sequence[T]], object], max_batch: int = 256) -> None:
+    ``write`` may return one result per item, in the batch's order (what each request answers,
+    e.g. a refused push ping among accepted ones); each :meth:`submit` returns its item's.
+    """
+
+    def __init__(self, write: Callable[[Sequence[T]], Sequence[Any] | None], max_batch: int = 256) -> None:
         self._write = write
         self._max = max_batch
-        self._pending: list[tuple[T, asyncio.Future[None]]] = []
+        self._pending: list[tuple[T, asyncio.Future[Any]]] = []
         self._flushing = False
 
-    async def submit(self, item: T) -> None:
-        """Wait until ``item`` is committed (or its batch failed: then this raises)."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def submit(self, item: T) -> Any:
+        """Wait until ``item`` is committed (or its batch failed: then this raises); its result."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         if not self._flushing:
             self._flushing = True
@@ -47,14 +51,14 @@ class GroupCommit(Generic[T]):
             while self._pending:
                 batch, self._pending = self._pending[: self._max], self._pending[self._max :]
                 try:
-                    await asyncio.to_thread(self._write, [item for item, _ in batch])
-                except Exception as exc:  # every waiter of the batch gets the failure (-> 500, Zoom retries)
+                    results = await asyncio.to_thread(self._write, [item for item, _ in batch])
+                except Exception as exc:  # every waiter of the batch gets the failure (-> 500, the sender retries)
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                for _, future in batch:
+                for index, (_, future) in enumerate(batch):
                     if not future.done():
-                        future.set_result(None)
+                        future.set_result(None if results is None else results[index])
         finally:
             self._flushing = False

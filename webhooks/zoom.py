@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,5 +147,9 @@ class ZoomWebhook:
     def _writer_for(self, store: Store) -> GroupCommit[IncomingCallEvent]:
         # One per app (this middleware is built once per app, on its store); created on first use.
         if self._writer is None:
-            self._writer = GroupCommit(lambda batch: record_call_events(store, batch))
+
+            def store_events(batch: Sequence[IncomingCallEvent]) -> None:
+                record_call_events(store, batch)
+
+            self._writer = GroupCommit(store_events)
         return self._writer

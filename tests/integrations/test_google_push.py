@@ -8,8 +8,10 @@ coalesced sync, and the worker brings the mirror up to date. Forged pings change
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -319,4 +321,57 @@ def test_a_ping_whose_sync_request_fails_is_acted_on_when_google_retries_it(
             conn.exec_driver_sql("DROP TRIGGER refuse_jobs")
         # Google's retry carries the same message number: it was not taken for a re-delivery.
         assert http.post(url, headers=headers).status_code == 200
+    assert _pending_syncs(sqlite_store) == 1
+
+
+def _post_all(url: str, headers: list[dict[str, str]]) -> list[int]:
+    """POST every ping at once (each from its own thread), as Google's deliveries arrive in a storm."""
+    barrier = threading.Barrier(len(headers))
+
+    def post(h: dict[str, str]) -> int:
+        with httpx.Client(trust_env=False) as http:
+            barrier.wait()
+            return http.post(url, headers=h).status_code
+
+    with ThreadPoolExecutor(max_workers=len(headers)) as pool:
+        return list(pool.map(post, headers))
+
+
+def test_pings_arriving_together_each_get_their_own_answer(
+    google: GoogleWorld, sqlite_store: Store, served: tuple[RunningApp, EmbeddedWorker | None]
+) -> None:
+    # They are acted on in shared transactions (webhooks.batch): a forged ping among genuine ones
+    # is still refused, a re-delivery still syncs nothing, and the burst asks for one sync.
+    running, _ = served
+    _, connection = _connect(sqlite_store, google)
+    channel_id = _open_channel(sqlite_store, running.settings, google, connection)
+    genuine = [_ping_headers(google, channel_id, n) for n in range(100, 124)]
+    forged = [{**h, "X-Goog-Channel-Token": "forged-" + "y" * 30} for h in genuine[:4]]
+    unknown = [{**genuine[0], "X-Goog-Channel-ID": f"nobodys-{n}"} for n in range(4)]
+    answers = _post_all(f"{running.url}/webhooks/google", genuine + forged + unknown)
+    assert answers == [200] * len(genuine) + [403] * (len(forged) + len(unknown))
+    assert _pending_syncs(sqlite_store) == 1
+    with sqlite_store.engine.connect() as conn:
+        claimed = conn.exec_driver_sql("SELECT last_message_number FROM push_channels").scalar()
+    assert claimed == 123  # the highest number of the burst, whatever order the pings came in
+
+
+def test_pings_whose_shared_transaction_fails_all_get_a_5xx_and_their_retries_count(
+    google: GoogleWorld, sqlite_store: Store, served: tuple[RunningApp, EmbeddedWorker | None]
+) -> None:
+    running, _ = served
+    _, connection = _connect(sqlite_store, google)
+    channel_id = _open_channel(sqlite_store, running.settings, google, connection)
+    burst = [_ping_headers(google, channel_id, n) for n in range(200, 212)]
+    url = f"{running.url}/webhooks/google"
+    with sqlite_store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse_jobs BEFORE INSERT ON queued_jobs BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
+    assert _post_all(url, burst) == [500] * len(burst)  # Google retries a 5xx
+    assert _pending_syncs(sqlite_store) == 0
+    with sqlite_store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER refuse_jobs")
+    # No message number of the failed pings stayed claimed: Google's retries are acted on.
+    assert _post_all(url, burst) == [200] * len(burst)
     assert _pending_syncs(sqlite_store) == 1
