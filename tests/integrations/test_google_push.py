@@ -107,6 +107,19 @@ def served_with_worker(
         yield running
 
 
+def _refuse_jobs(store: Store) -> None:
+    """The job table refuses every new job from now on (what a full disk or a broken database does)."""
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse_jobs BEFORE INSERT ON queued_jobs BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
+
+
+def _accept_jobs(store: Store) -> None:
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER refuse_jobs")
+
+
 def _ping_headers(google: GoogleWorld, channel_id: str, number: int) -> dict[str, str]:
     """What Google sends for message ``number`` of the channel: a genuine ``exists`` ping."""
     channel = google.state.channels[channel_id]
@@ -310,15 +323,11 @@ def test_a_ping_whose_sync_request_fails_is_acted_on_when_google_retries_it(
     headers = _ping_headers(google, channel_id, 41)
     url = f"{running.url}/webhooks/google"
     # The job table refuses the sync request (what a full disk or a broken database does).
-    with sqlite_store.engine.begin() as conn:
-        conn.exec_driver_sql(
-            "CREATE TRIGGER refuse_jobs BEFORE INSERT ON queued_jobs BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-        )
+    _refuse_jobs(sqlite_store)
     with httpx.Client(trust_env=False) as http:
         assert http.post(url, headers=headers).status_code == 500  # Google retries a 5xx
         assert _pending_syncs(sqlite_store) == 0
-        with sqlite_store.engine.begin() as conn:
-            conn.exec_driver_sql("DROP TRIGGER refuse_jobs")
+        _accept_jobs(sqlite_store)
         # Google's retry carries the same message number: it was not taken for a re-delivery.
         assert http.post(url, headers=headers).status_code == 200
     assert _pending_syncs(sqlite_store) == 1
@@ -346,10 +355,11 @@ def test_pings_arriving_together_each_get_their_own_answer(
     _, connection = _connect(sqlite_store, google)
     channel_id = _open_channel(sqlite_store, running.settings, google, connection)
     genuine = [_ping_headers(google, channel_id, n) for n in range(100, 124)]
+    repeated = genuine[5:8]  # delivered twice, as Google does after a timeout
     forged = [{**h, "X-Goog-Channel-Token": "forged-" + "y" * 30} for h in genuine[:4]]
     unknown = [{**genuine[0], "X-Goog-Channel-ID": f"nobodys-{n}"} for n in range(4)]
-    answers = _post_all(f"{running.url}/webhooks/google", genuine + forged + unknown)
-    assert answers == [200] * len(genuine) + [403] * (len(forged) + len(unknown))
+    answers = _post_all(f"{running.url}/webhooks/google", genuine + repeated + forged + unknown)
+    assert answers == [200] * (len(genuine) + len(repeated)) + [403] * (len(forged) + len(unknown))
     assert _pending_syncs(sqlite_store) == 1
     with sqlite_store.engine.connect() as conn:
         claimed = conn.exec_driver_sql("SELECT last_message_number FROM push_channels").scalar()
@@ -364,14 +374,10 @@ def test_pings_whose_shared_transaction_fails_all_get_a_5xx_and_their_retries_co
     channel_id = _open_channel(sqlite_store, running.settings, google, connection)
     burst = [_ping_headers(google, channel_id, n) for n in range(200, 212)]
     url = f"{running.url}/webhooks/google"
-    with sqlite_store.engine.begin() as conn:
-        conn.exec_driver_sql(
-            "CREATE TRIGGER refuse_jobs BEFORE INSERT ON queued_jobs BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-        )
+    _refuse_jobs(sqlite_store)
     assert _post_all(url, burst) == [500] * len(burst)  # Google retries a 5xx
     assert _pending_syncs(sqlite_store) == 0
-    with sqlite_store.engine.begin() as conn:
-        conn.exec_driver_sql("DROP TRIGGER refuse_jobs")
+    _accept_jobs(sqlite_store)
     # No message number of the failed pings stayed claimed: Google's retries are acted on.
     assert _post_all(url, burst) == [200] * len(burst)
     assert _pending_syncs(sqlite_store) == 1
