@@ -381,3 +381,29 @@ def test_pings_whose_shared_transaction_fails_all_get_a_5xx_and_their_retries_co
     # No message number of the failed pings stayed claimed: Google's retries are acted on.
     assert _post_all(url, burst) == [200] * len(burst)
     assert _pending_syncs(sqlite_store) == 1
+
+
+def test_a_ping_that_cannot_be_acted_on_fails_alone_not_with_the_pings_beside_it(
+    google: GoogleWorld, sqlite_store: Store, served: tuple[RunningApp, EmbeddedWorker | None]
+) -> None:
+    running, _ = served
+    therapist, work = _connect(sqlite_store, google)
+    home = add_connection(sqlite_store, therapist, "google", "home", google.settings())
+    report = maintain_channels(sqlite_store, running.settings, datetime.now(UTC))
+    assert sorted(report.opened) == sorted([work, home]) and not report.failed
+    (broken,), (fine,) = channels_of(sqlite_store, work), channels_of(sqlite_store, home)
+    # Claiming a message number of the first channel fails (a corrupt row, say); the second's works.
+    with sqlite_store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER poison BEFORE UPDATE ON push_channels "
+            f"WHEN OLD.channel_id = '{broken.channel_id}' BEGIN SELECT RAISE(ABORT, 'corrupt'); END"
+        )
+    url = f"{running.url}/webhooks/google"
+    broken_pings = [_ping_headers(google, broken.channel_id, n) for n in range(300, 304)]
+    fine_pings = [_ping_headers(google, fine.channel_id, n) for n in range(300, 316)]
+    assert _post_all(url, broken_pings + fine_pings) == [500] * len(broken_pings) + [200] * len(fine_pings)
+    assert _pending_syncs(sqlite_store) == 1  # the second connection's, requested despite the first
+    with sqlite_store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER poison")
+    assert _post_all(url, broken_pings) == [200] * len(broken_pings)  # Google's retries are acted on
+    assert _pending_syncs(sqlite_store) == 2
