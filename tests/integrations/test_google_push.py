@@ -145,6 +145,12 @@ def _open_channel(store: Store, settings: Settings, google: GoogleWorld, connect
     return channel.channel_id
 
 
+def _connected_channel(store: Store, settings: Settings, google: GoogleWorld) -> str:
+    """A connected calendar with its push channel open: the channel's id."""
+    _, connection = _connect(store, google)
+    return _open_channel(store, settings, google, connection)
+
+
 def test_an_edit_in_google_reaches_the_mirror_through_a_push_ping(
     google: GoogleWorld, sqlite_store: Store, served_with_worker: tuple[RunningApp, EmbeddedWorker | None]
 ) -> None:
@@ -234,8 +240,7 @@ def test_forged_and_unknown_pings_are_refused_and_sync_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     running, _ = served
-    _, connection = _connect(sqlite_store, google)
-    channel_id = _open_channel(sqlite_store, running.settings, google, connection)
+    channel_id = _connected_channel(sqlite_store, running.settings, google)
     real = google.state.channels[channel_id]
     headers = _ping_headers(google, channel_id, 7)
     url = f"{running.url}/webhooks/google"
@@ -318,8 +323,7 @@ def test_a_ping_whose_sync_request_fails_is_acted_on_when_google_retries_it(
     google: GoogleWorld, sqlite_store: Store, served: tuple[RunningApp, EmbeddedWorker | None]
 ) -> None:
     running, _ = served
-    _, connection = _connect(sqlite_store, google)
-    channel_id = _open_channel(sqlite_store, running.settings, google, connection)
+    channel_id = _connected_channel(sqlite_store, running.settings, google)
     headers = _ping_headers(google, channel_id, 41)
     url = f"{running.url}/webhooks/google"
     # The job table refuses the sync request (what a full disk or a broken database does).
@@ -352,8 +356,7 @@ def test_pings_arriving_together_each_get_their_own_answer(
     # They are acted on in shared transactions (webhooks.batch): a forged ping among genuine ones
     # is still refused, a re-delivery still syncs nothing, and the burst asks for one sync.
     running, _ = served
-    _, connection = _connect(sqlite_store, google)
-    channel_id = _open_channel(sqlite_store, running.settings, google, connection)
+    channel_id = _connected_channel(sqlite_store, running.settings, google)
     genuine = [_ping_headers(google, channel_id, n) for n in range(100, 124)]
     repeated = genuine[5:8]  # delivered twice, as Google does after a timeout
     forged = [{**h, "X-Goog-Channel-Token": "forged-" + "y" * 30} for h in genuine[:4]]
@@ -370,8 +373,7 @@ def test_pings_whose_shared_transaction_fails_all_get_a_5xx_and_their_retries_co
     google: GoogleWorld, sqlite_store: Store, served: tuple[RunningApp, EmbeddedWorker | None]
 ) -> None:
     running, _ = served
-    _, connection = _connect(sqlite_store, google)
-    channel_id = _open_channel(sqlite_store, running.settings, google, connection)
+    channel_id = _connected_channel(sqlite_store, running.settings, google)
     burst = [_ping_headers(google, channel_id, n) for n in range(200, 212)]
     url = f"{running.url}/webhooks/google"
     _refuse_jobs(sqlite_store)
