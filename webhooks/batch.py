@@ -28,7 +28,8 @@ class GroupCommit(Generic[T]):
     """Collects items from concurrent requests and writes them with ``write(batch)`` (one transaction).
 
     ``write`` may return one result per item, in the batch's order (what each request answers,
-    e.g. a refused push ping among accepted ones); each :meth:`submit` returns its item's.
+    e.g. a refused push ping among accepted ones); each :meth:`submit` returns its item's. A batch
+    whose write fails is written again item by item, so only the item that fails raises.
     """
 
     def __init__(self, write: Callable[[Sequence[T]], Sequence[Any] | None], max_batch: int = 256) -> None:
@@ -50,15 +51,31 @@ class GroupCommit(Generic[T]):
         try:
             while self._pending:
                 batch, self._pending = self._pending[: self._max], self._pending[self._max :]
-                try:
-                    results = await asyncio.to_thread(self._write, [item for item, _ in batch])
-                except Exception as exc:  # every waiter of the batch gets the failure (-> 500, the sender retries)
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for index, (_, future) in enumerate(batch):
-                    if not future.done():
-                        future.set_result(None if results is None else results[index])
+                await self._write_batch(batch)
         finally:
             self._flushing = False
+
+    async def _write_batch(self, batch: list[tuple[T, asyncio.Future[Any]]]) -> None:
+        try:
+            results = await asyncio.to_thread(self._write, [item for item, _ in batch])
+        except Exception as exc:
+            if len(batch) == 1:  # its waiter gets the failure (-> 500, the sender retries)
+                _settle(batch, exc)
+                return
+            # Perhaps one item is what failed: each again on its own, so that one fails alone
+            # rather than every request that shared its batch, on each of the senders' retries.
+            for entry in batch:
+                await self._write_batch([entry])
+            return
+        if results is not None and len(results) != len(batch):  # never leave a waiter hanging
+            _settle(batch, RuntimeError(f"the batch writer gave {len(results)} results for {len(batch)} items"))
+            return
+        for index, (_, future) in enumerate(batch):
+            if not future.done():
+                future.set_result(None if results is None else results[index])
+
+
+def _settle(batch: list[tuple[Any, asyncio.Future[Any]]], exc: Exception) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(exc)

@@ -20,10 +20,10 @@ run) and run by the worker, never here: the endpoint answers within milliseconds
 Pings that arrive together are acted on together (``webhooks.batch.GroupCommit``): one
 transaction and one worker thread per batch, not per ping, and one sync request per connection
 of the batch. Each ping still gets its own answer (a forged one among genuine ones is refused),
-and only after the batch committed, so a 200 still means "acted on". Should the batch fail, each of
-its pings is tried again in a transaction of its own, so one that cannot be acted on fails alone:
-it gets a 500 and nothing of it stays (its message number included), Google retries it, and the
-retry is acted on. Under a storm of pings this took each ping's transaction,
+and only after the batch committed, so a 200 still means "acted on". Should the batch fail, the group
+commit acts on each of its pings again in a transaction of its own, so one that cannot be acted on
+fails alone: it gets a 500 and nothing of it stays (its message number included), Google retries
+it, and the retry is acted on. Under a storm of pings this took each ping's transaction,
 statements and thread hop down to a share of one (benchmarks/README.md, session 14).
 """
 
@@ -42,7 +42,6 @@ from alliance.reconcile import request_sync_in
 from alliance.settings import Settings
 from core.jobs import JobRegistry
 from core.push.pings import accept_ping_in, parse_message_number
-from core.redaction import describe_error
 from core.store import Store
 from portal.deps import SettingsDep, StoreDep
 from webhooks.batch import GroupCommit
@@ -74,7 +73,6 @@ class _Verdict(enum.Enum):
     IGNORED = "ignored"  # genuine, a resource state that asks for nothing
     REPLAY = "replay"  # genuine, a message number already acted on
     SYNC = "sync"  # genuine: the connection's sync is requested
-    FAILED = "failed"  # 500: acting on it failed (in a transaction of its own; Google retries it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,27 +93,6 @@ class _PingBatches:
         self.group: GroupCommit[_Ping] = GroupCommit(self._act)
 
     def _act(self, pings: Sequence[_Ping]) -> list[_Outcome]:
-        """The batch in one transaction; should that fail, each ping again in its own.
-
-        So a ping that cannot be acted on (whatever the reason) fails alone rather than taking
-        every ping that happened to share its batch with it, on each of Google's retries.
-        """
-        try:
-            return self._act_together(pings)
-        except Exception:
-            if len(pings) == 1:
-                raise  # the endpoint answers 500; nothing of it was kept
-        return [self._act_alone(ping) for ping in pings]
-
-    def _act_alone(self, ping: _Ping) -> _Outcome:
-        try:
-            (outcome,) = self._act_together([ping])
-        except Exception as exc:
-            log.warning("Google push ping of channel %s failed: %s", ping.channel_id[:64], describe_error(exc))
-            return _Outcome(_Verdict.FAILED)
-        return outcome
-
-    def _act_together(self, pings: Sequence[_Ping]) -> list[_Outcome]:
         outcomes: list[_Outcome] = []
         # Per connection: the sync delay and backoff of its first genuine ping in the batch.
         wanted: dict[int, tuple[timedelta, datetime | None, datetime]] = {}
@@ -190,8 +167,6 @@ async def google_ping(request: Request, store: StoreDep, settings: SettingsDep) 
         datetime.now(UTC),
     )
     outcome: _Outcome = await _batches(request, store, settings).group.submit(ping)
-    if outcome.verdict is _Verdict.FAILED:
-        return Response(status_code=500)  # Google retries it; its message number was not kept
     if outcome.verdict is _Verdict.REFUSED:
         log.warning("Google push ping refused: unknown channel %r, or wrong token or resource", channel_id[:64])
         return Response(status_code=403)
