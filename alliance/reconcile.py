@@ -12,15 +12,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy.orm import Session
 
 from alliance.settings import Settings
 from alliance.syncing import sync_one
 from core.jobs import JobRegistry
-from core.jobs.coalesce import request_run_in
+from core.jobs.coalesce import RunRequest, request_run_in, request_runs_in
 from core.jobs.spread import reconcile_at
 from core.mirror import connection_to_sync, list_connections
 from core.store import Store
@@ -29,10 +30,12 @@ from core.sync.backoff import delay_past_backoff, waiting_until
 __all__ = [
     "FOLLOW_UP_DELAY",
     "SYNC_CONNECTION",
+    "SyncWanted",
     "plan_reconciliation",
     "request_sync",
     "request_sync_after",
     "request_sync_in",
+    "request_syncs_in",
     "sweep_period",
     "sync_connection_job",
     "sync_key",
@@ -103,6 +106,30 @@ def request_sync_in(
         delay=delay,
         connection_id=connection_id,
     )
+
+
+class SyncWanted(NamedTuple):
+    """One connection's sync, as a ping asks for it: when the ping came, how long the sync waits
+    (spacing), and the connection's ``backoff_until`` read with its channel."""
+
+    connection_id: int
+    now: datetime
+    delay: timedelta
+    backoff_until: datetime | None
+
+
+def request_syncs_in(session: Session, registry: JobRegistry, wanted: Sequence[SyncWanted]) -> list[bool]:
+    """:func:`request_sync_in` for several connections in the caller's transaction (a webhook's
+    batch of pings): one result per connection, in order; False where a waiting run absorbed it."""
+    requests = [
+        RunRequest(
+            {"connection_id": w.connection_id},
+            sync_key(w.connection_id),
+            w.now + delay_past_backoff(w.delay, w.now, w.backoff_until),
+        )
+        for w in wanted
+    ]
+    return request_runs_in(session, registry, SYNC_CONNECTION, requests)
 
 
 def sync_connection_job(

@@ -18,8 +18,9 @@ run) and run by the worker, never here: the endpoint answers within milliseconds
   Google does not retry a 403 (only 5xx), so a forged or stale ping costs one request.
 
 Pings that arrive together are acted on together (``webhooks.batch.GroupCommit``): one
-transaction and one worker thread per batch, not per ping, and one sync request per connection
-of the batch. Each ping still gets its own answer (a forged one among genuine ones is refused),
+transaction and one worker thread per batch, not per ping; one query reads the channels of the
+batch, one claim per channel takes its highest message number, and the syncs of the batch's
+connections are requested together. Each ping still gets its own answer (a forged one among genuine ones is refused),
 and only after the batch committed, so a 200 still means "acted on". Should the batch fail, the group
 commit acts on each of its pings again in a transaction of its own, so one that cannot be acted on
 fails alone: it gets a 500 and nothing of it stays (its message number included), Google retries
@@ -38,10 +39,11 @@ from datetime import UTC, datetime, timedelta
 from fastapi import APIRouter, Request, Response
 
 from alliance.jobs import build_registry
-from alliance.reconcile import request_sync_in
+from alliance.reconcile import SyncWanted, request_syncs_in
 from alliance.settings import Settings
 from core.jobs import JobRegistry
-from core.push.pings import accept_ping_in, parse_message_number
+from core.push.pings import NumberedPing, accept_pings_in, parse_message_number
+from core.push.service import PingCredentials
 from core.store import Store
 from portal.deps import SettingsDep, StoreDep
 from webhooks.batch import GroupCommit
@@ -94,20 +96,19 @@ class _PingBatches:
 
     def _act(self, pings: Sequence[_Ping]) -> list[_Outcome]:
         outcomes: list[_Outcome] = []
-        # Per connection: the sync delay and backoff of its first genuine ping in the batch.
-        wanted: dict[int, tuple[timedelta, datetime | None, datetime]] = {}
+        # Per connection: the sync of its first genuine ping in the batch (delay, backoff).
+        wanted: dict[int, SyncWanted] = {}
         with self.store.session() as session:
-            for ping in pings:
-                accepted = accept_ping_in(
-                    session,
-                    self.store,
-                    PROVIDER,
-                    channel_id=ping.channel_id,
-                    token=ping.token,
-                    resource_id=ping.resource_id,
-                    message_number=ping.number,
-                    now=ping.received_at,
-                )
+            accepted_pings = accept_pings_in(
+                session,
+                self.store,
+                PROVIDER,
+                [
+                    NumberedPing(PingCredentials(p.channel_id, p.token, p.resource_id, p.received_at), p.number)
+                    for p in pings
+                ],
+            )
+            for ping, accepted in zip(pings, accepted_pings, strict=True):
                 if accepted is None:
                     outcomes.append(_Outcome(_Verdict.REFUSED))
                 elif ping.state not in _CHANGE_STATES:
@@ -118,16 +119,15 @@ class _PingBatches:
                     connection_id = accepted.connection_id
                     if connection_id not in wanted:
                         delay = accepted.sync_delay(ping.received_at, self.spacing)
-                        wanted[connection_id] = (delay, accepted.backoff_until, ping.received_at)
+                        wanted[connection_id] = SyncWanted(
+                            connection_id, ping.received_at, delay, accepted.backoff_until
+                        )
                     outcomes.append(_Outcome(_Verdict.SYNC, connection_id))
-            queued = {
-                connection_id: request_sync_in(
-                    session, self.registry, connection_id, received_at, delay, backoff_until=backoff_until
-                )
-                for connection_id, (delay, backoff_until, received_at) in wanted.items()
-            }
+            # In connection order: two web processes' batches touch the queue's rows in one order.
+            asked = [wanted[c] for c in sorted(wanted)]
+            queued = dict(zip(sorted(wanted), request_syncs_in(session, self.registry, asked), strict=True))
         return [
-            _Outcome(o.verdict, o.connection_id, wanted[o.connection_id][0], queued[o.connection_id])
+            _Outcome(o.verdict, o.connection_id, wanted[o.connection_id].delay, queued[o.connection_id])
             if o.connection_id is not None
             else o
             for o in outcomes

@@ -10,6 +10,7 @@ transaction usable.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from procrastinate.sync_psycopg_connector import SyncPsycopgConnector
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from core.jobs.backend import RunRequest
 from core.store import Store
 
 __all__ = ["QUEUE", "ProcrastinateBackend"]
@@ -50,6 +52,30 @@ _ABSORB = text(
 )
 
 
+# :data:`_ABSORB` for several keys, each with its own due time: the keys with a waiting job.
+_ABSORB_MANY = text(
+    """
+    WITH asked AS (
+        SELECT * FROM unnest(CAST(:keys AS text[]), CAST(:run_ats AS timestamptz[])) AS a(key, run_at)
+    ), waiting AS (
+        SELECT j.id, j.queueing_lock, a.run_at
+          FROM procrastinate_jobs j JOIN asked a ON j.queueing_lock = a.key
+         WHERE j.status = 'todo'
+    ), moved AS (
+        UPDATE procrastinate_jobs AS j SET scheduled_at = w.run_at
+          FROM waiting AS w
+         WHERE j.id = w.id AND j.status = 'todo' AND j.scheduled_at > w.run_at
+     RETURNING j.id
+    )
+    SELECT w.queueing_lock,
+           (SELECT count(pg_notify('procrastinate_any_queue_v1',
+                                   json_build_object('type', 'job_inserted', 'job_id', id)::text))
+              FROM moved) AS woken
+      FROM waiting AS w
+    """
+)
+
+
 class ProcrastinateBackend:
     """Defers into procrastinate's ``procrastinate_jobs`` table through the store's connection."""
 
@@ -71,23 +97,36 @@ class ProcrastinateBackend:
         lock: str | None = None,
     ) -> bool:
         """Defer inside ``session``'s transaction; False when a job waiting under ``queueing_lock`` absorbs it."""
-        # A job due now is left unscheduled: fetched at once, no polling delay.
-        scheduled = run_at if run_at is not None and run_at > self._clock() else None
-        new = jobs.Job(
+        return self._insert_in(session, [self._job(job, args, run_at, queueing_lock, lock, self._clock())])
+
+    @staticmethod
+    def _job(
+        job: str,
+        args: dict[str, Any],
+        run_at: datetime | None,
+        queueing_lock: str | None,
+        lock: str | None,
+        now: datetime,
+    ) -> jobs.Job:
+        return jobs.Job(
             id=None,
             queue=QUEUE,
             lock=lock,
             queueing_lock=queueing_lock,
             task_name=job,
             task_kwargs=args,
-            scheduled_at=scheduled,
+            # A job due now is left unscheduled: fetched at once, no polling delay.
+            scheduled_at=run_at if run_at is not None and run_at > now else None,
         )
+
+    def _insert_in(self, session: Session, new: list[jobs.Job]) -> bool:
+        """Insert the jobs in a savepoint; False (none inserted) when one's queueing lock is taken."""
         try:
             with session.begin_nested():
                 # session.connection() inside the savepoint makes SQLAlchemy emit the SAVEPOINT
                 # before procrastinate's query runs on the same psycopg connection.
                 connection = session.connection().connection.driver_connection
-                self._jobs.defer_job(new, connection=connection)
+                self._jobs.batch_defer_jobs(new, connection=connection)
         except exceptions.AlreadyEnqueued:
             return False
         return True
@@ -107,6 +146,21 @@ class ProcrastinateBackend:
         run_lock = lock if lock is not None else queueing_lock
         with store.session() as session:
             return self.defer_in(session, job, args, run_at=run_at, queueing_lock=queueing_lock, lock=run_lock)
+
+    def request_many_in(self, session: Session, job: str, requests: Sequence[RunRequest]) -> list[bool]:
+        """One statement absorbs every request a waiting job covers, one insert queues the rest."""
+        if len(requests) == 1:
+            r = requests[0]
+            return [self.request_in(session, job, r.args, key=r.key, run_at=r.run_at)]
+        params = {"keys": [r.key for r in requests], "run_ats": [r.run_at for r in requests]}
+        waiting = {row[0] for row in session.execute(_ABSORB_MANY, params)}
+        fresh = [r for r in requests if r.key not in waiting]
+        now = self._clock()
+        if fresh and not self._insert_in(session, [self._job(job, r.args, r.run_at, r.key, r.key, now) for r in fresh]):
+            # Another process queued under one of the keys since the check: key by key, as usual.
+            queued = {r.key: self.request_in(session, job, r.args, key=r.key, run_at=r.run_at) for r in fresh}
+            return [queued.get(r.key, False) for r in requests]
+        return [r.key not in waiting for r in requests]
 
     def request_in(self, session: Session, job: str, args: dict[str, Any], *, key: str, run_at: datetime) -> bool:
         if session.execute(_ABSORB, {"run_at": run_at, "key": key}).scalar_one():

@@ -5,7 +5,7 @@ Callers (webhooks, sweeps, job functions) defer through :func:`core.jobs.queue.d
 caller's session, to request inside its transaction); they hand the work to ``registry.backend``.
 The default, :class:`EmbeddedBackend`, writes the ``queued_jobs`` table the in-process runner
 polls. A distributed queue (procrastinate, ``alliance.queue``) provides its own backend with the
-same two methods; nothing here imports it.
+same methods; nothing here imports it.
 
 Meaning of the two locks (procrastinate's, reference/scale.md section 4):
 
@@ -17,8 +17,9 @@ The embedded table uses its ``queueing_lock`` column for both.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from sqlalchemy import Table, exists, select, update
 from sqlalchemy.exc import IntegrityError
@@ -27,7 +28,7 @@ from sqlalchemy.orm import Session
 from core.jobs.models import PENDING, QueuedJob
 from core.store import Store
 
-__all__ = ["EmbeddedBackend", "JobBackend"]
+__all__ = ["EmbeddedBackend", "JobBackend", "RunRequest"]
 
 _JOBS: Table = QueuedJob.__table__  # type: ignore[assignment]
 
@@ -56,6 +57,19 @@ class JobBackend(Protocol):
         defer under ``queueing_lock = lock = key``; when a job waiting under ``key`` absorbs it, move
         that job to ``run_at`` if it was due later, and return False."""
         ...
+
+    def request_many_in(self, session: Session, job: str, requests: Sequence[RunRequest]) -> list[bool]:
+        """:meth:`request_in` for several keys at once (one per request, no key twice), as a
+        webhook's batch of pings asks; one result per request, in order."""
+        ...
+
+
+class RunRequest(NamedTuple):
+    """One coalesced run request: the job's arguments, its key, when it should run."""
+
+    args: dict[str, Any]
+    key: str
+    run_at: datetime
 
 
 def _pending_row(job: str, args: dict[str, Any], key: str | None, run_at: datetime) -> dict[str, Any]:
@@ -101,6 +115,10 @@ class EmbeddedBackend:
         except IntegrityError:  # another process queued the same lock between our check and insert
             return False
         return True
+
+    def request_many_in(self, session: Session, job: str, requests: Sequence[RunRequest]) -> list[bool]:
+        # The in-process runner's table: the few pings of a batch, one by one.
+        return [self.request_in(session, job, r.args, key=r.key, run_at=r.run_at) for r in requests]
 
     def request_in(self, session: Session, job: str, args: dict[str, Any], *, key: str, run_at: datetime) -> bool:
         # The waiting job, if any, is moved first: on SQLite that write takes the database's write

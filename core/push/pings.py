@@ -6,7 +6,7 @@ side) or sends twice carries the number it had. So a ping numbered no higher tha
 already acted on for that channel needs no sync: the sync requested for that higher number starts
 after it arrived, so it lists whatever the older or repeated message announced.
 
-:func:`accept_ping_in` verifies the ping and claims its number with a conditional ``UPDATE`` (two
+:func:`accept_pings_in` verifies pings and claims their numbers with a conditional ``UPDATE`` (two
 web processes given the same delivery at once see it new exactly once), in the caller's
 transaction, which also requests the sync: when that request fails, the claim rolls back with it,
 so Google's retry of the delivery is acted on rather than taken for a duplicate.
@@ -14,19 +14,23 @@ so Google's retry of the delivery is acted on rather than taken for a duplicate.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import Table, bindparam, or_, update
 from sqlalchemy.orm import Session
 
 from core.push.models import PushChannel
-from core.push.service import GenuineChannel, genuine_channel
+from core.push.service import GenuineChannel, PingCredentials, genuine_channel, genuine_channels
 from core.store.db import Store
 
 __all__ = [
     "AcceptedPing",
+    "NumberedPing",
     "accept_ping_in",
+    "accept_pings_in",
     "parse_message_number",
     "spaced_delay",
     "verified_channel",
@@ -45,6 +49,13 @@ def spaced_delay(last_sync_at: datetime | None, now: datetime, spacing: timedelt
     if last_sync_at is None:
         return _NO_DELAY
     return max(_NO_DELAY, last_sync_at + spacing - now)
+
+
+class NumberedPing(NamedTuple):
+    """A ping as received: who it claims to be and its message number (None when it has none)."""
+
+    credentials: PingCredentials
+    message_number: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +95,44 @@ _CLAIM_NUMBER = (
 )
 
 
+def accept_pings_in(
+    session: Session, store: Store, provider: str, pings: Sequence[NumberedPing]
+) -> list[AcceptedPing | None]:
+    """Verify pings (``core.push.verify_ping``'s rules) and claim their message numbers in the
+    caller's transaction: for each ping, what it is, or None when it is not genuine. The pings
+    that arrived together (a webhook's batch) cost one query for their channels and one claim per
+    channel, whatever their number.
+
+    A channel claims the highest number among its genuine pings; a ping is a replay when its
+    number is no higher than one already acted on before, or when that claim found a number as
+    high already there. A ping without a number is never a replay and claims nothing. The claims
+    commit (or roll back) with whatever the caller does next, e.g. the sync requests.
+    """
+    genuine = genuine_channels(session, store, provider, [p.credentials for p in pings])
+    highest: dict[int, int] = {}  # channel row id -> the highest number its genuine pings carry
+    for ping, channel in zip(pings, genuine, strict=True):
+        if channel is not None and ping.message_number is not None:
+            row_id = channel.channel.id
+            highest[row_id] = max(highest.get(row_id, -1), ping.message_number)
+    claimed = {
+        row_id
+        for row_id, number in sorted(highest.items())  # one lock order for every web process
+        if session.execute(_CLAIM_NUMBER, {"channel_pk": row_id, "number": number}).rowcount  # type: ignore[attr-defined]
+    }
+    accepted: list[AcceptedPing | None] = []
+    for ping, channel in zip(pings, genuine, strict=True):
+        if channel is None:
+            accepted.append(None)
+            continue
+        row = channel.channel
+        number = ping.message_number
+        replay = number is not None and (
+            row.id not in claimed or (row.last_message_number is not None and number <= row.last_message_number)
+        )
+        accepted.append(AcceptedPing(row.connection_id, replay, channel.backoff_until, channel.last_sync_at))
+    return accepted
+
+
 def accept_ping_in(
     session: Session,
     store: Store,
@@ -95,22 +144,9 @@ def accept_ping_in(
     message_number: int | None,
     now: datetime,
 ) -> AcceptedPing | None:
-    """Verify a ping (``core.push.verify_ping``'s rules) and claim its message number in the caller's
-    transaction; None when not genuine. A ping without a number is never a replay and claims nothing.
-
-    The claim commits (or rolls back) with whatever the caller does next, e.g. the sync request.
-    """
-    genuine = genuine_channel(
-        session, store, provider, channel_id=channel_id, token=token, resource_id=resource_id, now=now
-    )
-    if genuine is None:
-        return None
-    channel, backoff_until, last_sync_at = genuine
-    if message_number is None:
-        return AcceptedPing(channel.connection_id, False, backoff_until, last_sync_at)
-    claimed = session.execute(_CLAIM_NUMBER, {"channel_pk": channel.id, "number": message_number})
-    replay = claimed.rowcount == 0  # type: ignore[attr-defined]
-    return AcceptedPing(channel.connection_id, replay, backoff_until, last_sync_at)
+    """:func:`accept_pings_in` for one ping."""
+    ping = NumberedPing(PingCredentials(channel_id, token, resource_id, now), message_number)
+    return accept_pings_in(session, store, provider, [ping])[0]
 
 
 def verified_channel(

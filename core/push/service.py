@@ -5,11 +5,12 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from core.crypto import DecryptionError, Owner
@@ -19,11 +20,15 @@ from core.store.models import Connection
 
 __all__ = [
     "STOPPED_GRACE",
+    "ChannelOfPing",
     "ChannelView",
+    "GenuineChannel",
+    "PingCredentials",
     "channels_of",
     "extend_channel",
     "forget_channel",
     "genuine_channel",
+    "genuine_channels",
     "live_channels",
     "mark_stopped",
     "new_channel_token",
@@ -113,24 +118,121 @@ def verify_ping(
         return None if channel is None else channel.channel.connection_id
 
 
-class GenuineChannel(NamedTuple):
-    """A verified ping's channel, with its connection's sync state read in the same query (the
-    webhook decides when to sync from it without a second round trip)."""
+class ChannelOfPing(NamedTuple):
+    """A channel row as a ping's checks need it, with its connection's owner and sync state."""
 
-    channel: PushChannel
+    id: int
+    connection_id: int
+    channel_id: str
+    resource_id: str
+    token: bytes
+    expires_at: datetime
+    stopped_at: datetime | None
+    last_message_number: int | None
+    therapist_id: int
+    removed_at: datetime | None
     backoff_until: datetime | None
     last_sync_at: datetime | None
 
 
+class GenuineChannel(NamedTuple):
+    """A verified ping's channel, with its connection's sync state read in the same query (the
+    webhook decides when to sync from it without a second round trip)."""
+
+    channel: ChannelOfPing
+    backoff_until: datetime | None
+    last_sync_at: datetime | None
+
+
+class PingCredentials(NamedTuple):
+    """What a ping claims to be: its channel, the channel's secret, the watched resource."""
+
+    channel_id: str
+    token: str | None
+    resource_id: str | None
+    received_at: datetime
+
+
 # Built once: every push runs it, and building the expression (columns compared, joined, coerced)
-# was a third of the ping's own CPU in the web process (benchmarks/README.md, session 8).
-_CHANNEL_OF_PING = (
+# was a third of the ping's own CPU in the web process (benchmarks/README.md, session 8). Columns
+# of the tables rather than mapped entities: no ORM loading per row.
+_T: Table = PushChannel.__table__  # type: ignore[assignment]
+_C: Table = Connection.__table__  # type: ignore[assignment]
+_CHANNELS_OF_PINGS = (
     select(
-        PushChannel, Connection.therapist_id, Connection.removed_at, Connection.backoff_until, Connection.last_sync_at
+        _T.c.id,
+        _T.c.connection_id,
+        _T.c.channel_id,
+        _T.c.resource_id,
+        _T.c.token,
+        _T.c.expires_at,
+        _T.c.stopped_at,
+        _T.c.last_message_number,
+        _C.c.therapist_id,
+        _C.c.removed_at,
+        _C.c.backoff_until,
+        _C.c.last_sync_at,
     )
-    .join(Connection, Connection.id == PushChannel.connection_id)
-    .where(PushChannel.channel_id == bindparam("channel_id"), PushChannel.provider == bindparam("provider"))
+    .join(_C, _C.c.id == _T.c.connection_id)
+    .where(_T.c.channel_id.in_(bindparam("channel_ids", expanding=True)), _T.c.provider == bindparam("provider"))
 )
+
+
+def genuine_channels(
+    session: Session, store: Store, provider: str, pings: Sequence[PingCredentials]
+) -> list[GenuineChannel | None]:
+    """:func:`verify_ping` for several pings inside the caller's transaction, in one query: for each
+    ping, its channel row, or None when the ping is not genuine. Each channel's secret is
+    decrypted once however many of the pings name it."""
+    wanted = sorted({p.channel_id for p in pings if p.channel_id and p.token and p.resource_id})
+    if not wanted:
+        return [None] * len(pings)
+    rows = {
+        row.channel_id: row
+        for row in map(
+            ChannelOfPing._make, session.execute(_CHANNELS_OF_PINGS, {"channel_ids": wanted, "provider": provider})
+        )
+    }
+    secrets: dict[str, bytes | None] = {}
+    verdicts: list[GenuineChannel | None] = []
+    for ping in pings:
+        row = rows.get(ping.channel_id)
+        if row is None or not ping.token or not ping.resource_id:
+            verdicts.append(None)
+            continue
+        verdicts.append(_verified(session, store, row, ping.token, ping.resource_id, ping.received_at, secrets))
+    return verdicts
+
+
+def _verified(
+    session: Session,
+    store: Store,
+    row: ChannelOfPing,
+    token: str,
+    resource_id: str,
+    now: datetime,
+    secrets: dict[str, bytes | None],
+) -> GenuineChannel | None:
+    if row.removed_at is not None or row.expires_at + STOPPED_GRACE <= now:
+        return None
+    if row.stopped_at is not None and row.stopped_at + STOPPED_GRACE <= now:
+        return None
+    if row.channel_id in secrets:
+        expected = secrets[row.channel_id]
+    else:
+        try:
+            expected = store.keyring.decrypt(
+                session, Owner("therapist", row.therapist_id), row.token, _token_context(row.channel_id)
+            )
+        except DecryptionError:
+            log.warning("push channel %s: its token cannot be decrypted", row.channel_id)
+            expected = None
+        secrets[row.channel_id] = expected
+    if expected is None:
+        return None
+    token_ok = hmac.compare_digest(expected, token.encode())
+    resource_ok = hmac.compare_digest(row.resource_id.encode(), resource_id.encode())
+    return GenuineChannel(row, row.backoff_until, row.last_sync_at) if token_ok and resource_ok else None
 
 
 def genuine_channel(
@@ -144,26 +246,7 @@ def genuine_channel(
     now: datetime,
 ) -> GenuineChannel | None:
     """:func:`verify_ping` inside the caller's transaction: the channel row, or None when not genuine."""
-    if not channel_id or not token or not resource_id:
-        return None
-    row = session.execute(_CHANNEL_OF_PING, {"channel_id": channel_id, "provider": provider}).first()
-    if row is None:
-        return None
-    channel, therapist_id, removed_at, backoff_until, last_sync_at = row
-    if removed_at is not None or channel.expires_at + STOPPED_GRACE <= now:
-        return None
-    if channel.stopped_at is not None and channel.stopped_at + STOPPED_GRACE <= now:
-        return None
-    try:
-        expected = store.keyring.decrypt(
-            session, Owner("therapist", therapist_id), channel.token, _token_context(channel.channel_id)
-        )
-    except DecryptionError:
-        log.warning("push channel %s: its token cannot be decrypted", channel.channel_id)
-        return None
-    token_ok = hmac.compare_digest(expected, token.encode())
-    resource_ok = hmac.compare_digest(channel.resource_id.encode(), resource_id.encode())
-    return GenuineChannel(channel, backoff_until, last_sync_at) if token_ok and resource_ok else None
+    return genuine_channels(session, store, provider, [PingCredentials(channel_id, token, resource_id, now)])[0]
 
 
 def live_channels(store: Store, provider: str | None = None) -> list[ChannelView]:
