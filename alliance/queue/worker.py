@@ -83,8 +83,8 @@ class DueWakingWorker(Worker):
     A job that finishes with a ``lock`` wakes the fetch loop too: a job waiting under the same
     lock (the follow-up sync a ping queued while its connection's sync ran) cannot be fetched
     until then, and its insert's NOTIFY came and went while the lock was held. Without this, the
-    follow-up waited for the next poll (2 s by default) unless some other insert woke a worker:
-    under a storm ~20 % fewer jobs/s and a 40-70 % longer p99 (benchmarks/README.md, session 15).
+    follow-up waited for the next poll (2 s by default) unless some other insert woke a worker
+    (benchmarks/README.md, "Follow-up syncs start when the sync before them ends").
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
