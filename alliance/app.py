@@ -36,6 +36,7 @@ from portal.middleware import MAX_BODY_BYTES, BodySizeLimit, RequestLog, Securit
 from portal.pages_notes import router as notes_pages_router  # session notes (notes issue)
 from portal.schemas import Readiness
 from portal.token_cache import TokenCache
+from webhooks.google import GoogleWebhook  # POST /webhooks/google, the same way (pushes are the commonest requests)
 from webhooks.router import router as webhooks_router
 from webhooks.zoom import ZoomWebhook  # POST /webhooks/zoom, ahead of the routing table (issue 6)
 
@@ -101,7 +102,9 @@ def create_app(settings: Settings, *, store: Store | None = None, worker: Backgr
 
     install_error_handlers(app)
     # Added innermost first: SecurityHeaders wraps RequestLog (so even its 500s get the headers),
-    # which wraps the body limit, which wraps the Zoom webhook (answered before any route is looked up).
+    # which wraps the body limit, which wraps the Zoom and Google webhooks (answered before any
+    # route is looked up).
+    app.add_middleware(GoogleWebhook)
     app.add_middleware(ZoomWebhook)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(RequestLog)

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from fastapi import APIRouter, Request, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from alliance.jobs import build_registry
 from alliance.reconcile import SyncWanted, request_syncs_in
@@ -45,15 +45,14 @@ from core.jobs import JobRegistry
 from core.push.pings import NumberedPing, accept_pings_in, parse_message_number
 from core.push.service import PingCredentials
 from core.store import Store
-from portal.deps import SettingsDep, StoreDep
+from webhooks.asgi import PostAheadOfRoutes, answer_empty, header, read_body
 from webhooks.batch import GroupCommit
 
-__all__ = ["router"]
+__all__ = ["PATH", "GoogleWebhook"]
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["webhooks"])
-
+PATH = "/webhooks/google"
 PROVIDER = "google"
 _CHANGE_STATES = frozenset({"exists", "not_exists"})
 
@@ -134,52 +133,60 @@ class _PingBatches:
         ]
 
 
-def _batches(request: Request, store: Store, settings: Settings) -> _PingBatches:
-    # One per app: the registry names the jobs a ping may request (cheap to build, not free).
-    batches: _PingBatches | None = getattr(request.app.state, "google_ping_batches", None)
-    if batches is None:
-        batches = _PingBatches(store, settings, build_registry(settings))
-        request.app.state.google_ping_batches = batches
-    return batches
+class GoogleWebhook(PostAheadOfRoutes):
+    """Answers ``POST /webhooks/google`` ahead of the routing table (``webhooks.asgi``); every
+    other request goes on to ``app``. A ping has no parameters, body or dependencies to resolve."""
 
+    path = PATH
 
-@router.post(
-    "/google",
-    status_code=200,
-    responses={403: {"description": "Unknown channel, wrong token or wrong resource: ignored"}},
-    include_in_schema=False,
-)
-async def google_ping(request: Request, store: StoreDep, settings: SettingsDep) -> Response:
-    """Receive one Google push message (headers only)."""
-    headers = request.headers
-    channel_id = headers.get("x-goog-channel-id", "")
-    state = headers.get("x-goog-resource-state", "")
-    if state == "sync":
-        log.info("Google push channel %s confirmed", channel_id[:64])
-        return Response(status_code=200)
-    number = parse_message_number(headers.get("x-goog-message-number"))
-    ping = _Ping(
-        channel_id,
-        headers.get("x-goog-channel-token"),
-        headers.get("x-goog-resource-id"),
-        state,
-        number,
-        datetime.now(UTC),
-    )
-    outcome: _Outcome = await _batches(request, store, settings).group.submit(ping)
-    if outcome.verdict is _Verdict.REFUSED:
-        log.warning("Google push ping refused: unknown channel %r, or wrong token or resource", channel_id[:64])
-        return Response(status_code=403)
-    if outcome.verdict is _Verdict.IGNORED:
-        log.info("Google push ping with resource state %r ignored", state[:32])
-        return Response(status_code=200)
-    if outcome.verdict is _Verdict.REPLAY:
-        log.debug("Google push message %s of channel %s delivered again: no sync", number, channel_id[:64])
-        return Response(status_code=200)
-    worker = getattr(request.app.state, "worker", None)
-    if worker is not None:  # the embedded worker; procrastinate's insert NOTIFY wakes its own
-        worker.wake(after=outcome.delay.total_seconds())
-    log.debug(
-        "Google push ping for connection %s (%s)", outcome.connection_id, "queued" if outcome.queued else "coalesced"
-    )
-    return Response(status_code=200)
+    def __init__(self, app: ASGIApp) -> None:
+        super().__init__(app)
+        self._batches: _PingBatches | None = None
+
+    async def handle_post(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await read_body(receive)  # Google sends none; whatever came is read so the connection is reusable
+        await answer_empty(send, await self._answer(scope))
+
+    async def _answer(self, scope: Scope) -> int:
+        """Act on one Google push message (headers only); the status to answer with."""
+        channel_id = header(scope, b"x-goog-channel-id") or ""
+        state = header(scope, b"x-goog-resource-state") or ""
+        if state == "sync":
+            log.info("Google push channel %s confirmed", channel_id[:64])
+            return 200
+        number = parse_message_number(header(scope, b"x-goog-message-number"))
+        ping = _Ping(
+            channel_id,
+            header(scope, b"x-goog-channel-token"),
+            header(scope, b"x-goog-resource-id"),
+            state,
+            number,
+            datetime.now(UTC),
+        )
+        app_state = scope["app"].state
+        outcome: _Outcome = await self._batches_for(app_state.store, app_state.settings).group.submit(ping)
+        if outcome.verdict is _Verdict.REFUSED:
+            log.warning("Google push ping refused: unknown channel %r, or wrong token or resource", channel_id[:64])
+            return 403
+        if outcome.verdict is _Verdict.IGNORED:
+            log.info("Google push ping with resource state %r ignored", state[:32])
+            return 200
+        if outcome.verdict is _Verdict.REPLAY:
+            log.debug("Google push message %s of channel %s delivered again: no sync", number, channel_id[:64])
+            return 200
+        worker = getattr(app_state, "worker", None)
+        if worker is not None:  # the embedded worker; procrastinate's insert NOTIFY wakes its own
+            worker.wake(after=outcome.delay.total_seconds())
+        log.debug(
+            "Google push ping for connection %s (%s)",
+            outcome.connection_id,
+            "queued" if outcome.queued else "coalesced",
+        )
+        return 200
+
+    def _batches_for(self, store: Store, settings: Settings) -> _PingBatches:
+        # One per app (this middleware is built once per app); the registry names the jobs a ping
+        # may request (cheap to build, not free).
+        if self._batches is None:
+            self._batches = _PingBatches(store, settings, build_registry(settings))
+        return self._batches

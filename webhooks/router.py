@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from webhooks import google
 from webhooks.outlook import router as outlook_router
 
 router = APIRouter(tags=["webhooks"])
-router.include_router(google.router)
 router.include_router(outlook_router)
-# Zoom's endpoint is not routed: webhooks.zoom.ZoomWebhook answers it ahead of the routing table.
+# Google's and Zoom's endpoints are not routed: webhooks.google.GoogleWebhook and
+# webhooks.zoom.ZoomWebhook answer them ahead of the routing table (webhooks.asgi).
 
 __all__ = ["router"]

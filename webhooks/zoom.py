@@ -21,7 +21,6 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -37,6 +36,7 @@ from integrations.zoom.webhook import (
     url_validation_answer,
     verify_signature,
 )
+from webhooks.asgi import PostAheadOfRoutes, answer_empty, header, problem, read_body
 from webhooks.batch import GroupCommit
 
 __all__ = ["PATH", "ZoomWebhook"]
@@ -45,74 +45,27 @@ log = logging.getLogger(__name__)
 
 PATH = "/webhooks/zoom"
 
-_EMPTY_200 = {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]}
-_EMPTY_BODY = {"type": "http.response.body", "body": b""}
 
-
-@dataclass(frozen=True, slots=True)
-class _Route:
-    # What the request log reads from scope["route"] (the template it logs); no router sets it here.
-    path: str = PATH
-
-
-_ROUTE = _Route()
-
-
-def _problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(
-        {"title": detail, "status": status},
-        status_code=status,
-        media_type="application/problem+json",
-        headers=headers,
-    )
-
-
-async def _read_body(receive: Receive) -> bytes:
-    # The raw bytes, as sent: the signature covers them (re-serialised JSON differs from Zoom's).
-    chunks = []
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    return b"".join(chunks)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
-class ZoomWebhook:
+class ZoomWebhook(PostAheadOfRoutes):
     """Answers ``POST /webhooks/zoom``; every other request goes on to ``app``."""
 
+    path = PATH
+
     def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+        super().__init__(app)
         self._writer: GroupCommit[IncomingCallEvent] | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH:
-            await self.app(scope, receive, send)
-            return
-        scope["route"] = _ROUTE
-        if scope["method"] != "POST":
-            await _problem(405, "Method Not Allowed", {"allow": "POST"})(scope, receive, send)
-            return
+    async def handle_post(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope["app"].state
         secret = state.settings.zoom_webhook_secret
         if secret is None:
-            unconfigured = _problem(503, "Zoom webhooks are not configured (ALLIANCE_ZOOM_WEBHOOK_SECRET)")
+            unconfigured = problem(503, "Zoom webhooks are not configured (ALLIANCE_ZOOM_WEBHOOK_SECRET)")
             await unconfigured(scope, receive, send)
             return
-        raw = await _read_body(receive)
+        raw = await read_body(receive)
         response = await self._acknowledge(state.store, secret.get_secret_value(), scope, raw)
         if response is None:
-            await send(_EMPTY_200)
-            await send(_EMPTY_BODY)
+            await answer_empty(send, 200)
         else:
             await response(scope, receive, send)
 
@@ -121,14 +74,14 @@ class ZoomWebhook:
         try:
             verify_signature(
                 key,
-                _header(scope, b"x-zm-request-timestamp"),
-                _header(scope, b"x-zm-signature"),
+                header(scope, b"x-zm-request-timestamp"),
+                header(scope, b"x-zm-signature"),
                 raw,
                 time.time(),
             )
         except InvalidDelivery as exc:
             log.warning("zoom webhook refused: %s", exc)
-            return _problem(401, "Invalid or stale Zoom signature")
+            return problem(401, "Invalid or stale Zoom signature")
         try:
             body: Any = json.loads(raw)
             if not isinstance(body, dict):
@@ -139,7 +92,7 @@ class ZoomWebhook:
             event = parse_call_event(body)
         except (ValueError, MalformedEvent) as exc:
             log.warning("zoom webhook malformed: %s", type(exc).__name__)
-            return _problem(400, "Malformed Zoom event")
+            return problem(400, "Malformed Zoom event")
         if event is not None:
             await self._writer_for(store).submit(event)
         return None

@@ -409,3 +409,34 @@ def test_a_ping_that_cannot_be_acted_on_fails_alone_not_with_the_pings_beside_it
         conn.exec_driver_sql("DROP TRIGGER poison")
     assert _post_all(url, broken_pings) == [200] * len(broken_pings)  # Google's retries are acted on
     assert _pending_syncs(sqlite_store) == 2
+
+
+def test_answered_ahead_of_the_routes_it_keeps_the_headers_body_limit_and_request_log(
+    google: GoogleWorld,
+    sqlite_store: Store,
+    served: tuple[RunningApp, EmbeddedWorker | None],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The endpoint answers before the routing table is consulted (webhooks.asgi); what every
+    routed request gets still applies: security headers, the body limit, a request log line
+    naming the route, 405 with ``Allow`` for another method."""
+    running, _ = served
+    caplog.set_level(logging.INFO, logger="portal.middleware")
+    channel_id = _connected_channel(sqlite_store, running.settings, google)
+    url = f"{running.url}/webhooks/google"
+    with httpx.Client(trust_env=False) as http:
+        ok = http.post(url, headers=_ping_headers(google, channel_id, 3))
+        assert ok.status_code == 200 and ok.content == b""
+        assert ok.headers["x-content-type-options"] == "nosniff" and ok.headers["cache-control"] == "no-store"
+        refused = http.post(url, headers={**_ping_headers(google, channel_id, 4), "X-Goog-Channel-Token": "forged"})
+        assert refused.status_code == 403 and refused.content == b""
+        huge = http.post(url, headers=_ping_headers(google, channel_id, 5), content=b"x" * (1024 * 1024 + 1))
+        assert huge.status_code == 413
+        wrong_method = http.get(url)
+        assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+    assert _pending_syncs(sqlite_store) == 1  # the genuine ping's sync, once
+    wanted = ("POST /webhooks/google 200", "POST /webhooks/google 403", "GET /webhooks/google 405")
+    deadline = time.monotonic() + 10  # the log line is written once the response has been sent
+    while not all(line in caplog.text for line in wanted) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert all(line in caplog.text for line in wanted), caplog.text
