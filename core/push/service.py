@@ -193,14 +193,14 @@ def genuine_channels(
             ChannelOfPing._make, session.execute(_CHANNELS_OF_PINGS, {"channel_ids": wanted, "provider": provider})
         )
     }
-    secrets: dict[str, bytes | None] = {}
+    decrypted: dict[str, bytes | None] = {}  # channel id -> its secret (None: undecryptable)
     verdicts: list[GenuineChannel | None] = []
     for ping in pings:
         row = rows.get(ping.channel_id)
         if row is None or not ping.token or not ping.resource_id:
             verdicts.append(None)
             continue
-        verdicts.append(_verified(session, store, row, ping.token, ping.resource_id, ping.received_at, secrets))
+        verdicts.append(_verified(session, store, row, ping.token, ping.resource_id, ping.received_at, decrypted))
     return verdicts
 
 
@@ -211,14 +211,14 @@ def _verified(
     token: str,
     resource_id: str,
     now: datetime,
-    secrets: dict[str, bytes | None],
+    decrypted: dict[str, bytes | None],
 ) -> GenuineChannel | None:
     if row.removed_at is not None or row.expires_at + STOPPED_GRACE <= now:
         return None
     if row.stopped_at is not None and row.stopped_at + STOPPED_GRACE <= now:
         return None
-    if row.channel_id in secrets:
-        expected = secrets[row.channel_id]
+    if row.channel_id in decrypted:
+        expected = decrypted[row.channel_id]
     else:
         try:
             expected = store.keyring.decrypt(
@@ -227,7 +227,7 @@ def _verified(
         except DecryptionError:
             log.warning("push channel %s: its token cannot be decrypted", row.channel_id)
             expected = None
-        secrets[row.channel_id] = expected
+        decrypted[row.channel_id] = expected
     if expected is None:
         return None
     token_ok = hmac.compare_digest(expected, token.encode())
