@@ -10,15 +10,12 @@ request log and the security headers), built on these helpers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["PostAheadOfRoutes", "WebhookRoute", "answer_empty", "header", "problem", "read_body"]
+from portal.errors import problem
 
-_EMPTY_BODY = {"type": "http.response.body", "body": b""}
-_EMPTY_STARTS: dict[int, dict[str, Any]] = {}
+__all__ = ["PostAheadOfRoutes", "WebhookRoute", "answer_empty", "header", "problem", "read_body"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,24 +49,11 @@ class PostAheadOfRoutes:
         raise NotImplementedError
 
 
-def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """An RFC 9457 problem answer, as the rest of the API gives."""
-    return JSONResponse(
-        {"title": detail, "status": status},
-        status_code=status,
-        media_type="application/problem+json",
-        headers=headers,
-    )
-
-
 async def answer_empty(send: Send, status: int) -> None:
-    """An answer with ``status`` and no body."""
-    start = _EMPTY_STARTS.get(status)
-    if start is None:
-        start = {"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]}
-        _EMPTY_STARTS[status] = start
-    await send(start)
-    await send(_EMPTY_BODY)
+    """An answer with ``status`` and no body. Fresh messages each time: the middlewares around
+    (the security headers) replace a start message's headers in place."""
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def read_body(receive: Receive) -> bytes:
