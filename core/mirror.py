@@ -221,10 +221,12 @@ _CONNECTION_TO_SYNC = (
 def connection_to_sync(store: Store, connection_id: int) -> tuple[ConnectionView, str] | None:
     """A live connection with its settings, and its therapist's time zone: what a sync needs.
 
-    One transaction, and no occurrence count (``occurrences`` is None): a sync shows none, and
-    counting reads every live occurrence of the connection on every sync.
+    One statement in autocommit (:meth:`Store.one_statement`), and no occurrence count
+    (``occurrences`` is None): a sync shows none, and counting reads every live occurrence of the
+    connection on every sync.
     """
-    with store.session() as session:
+    with store.one_statement() as statement, Session(bind=statement) as session:
+        # One read (plus the therapist's data key, the first time this process decrypts with it).
         row = session.execute(_CONNECTION_TO_SYNC, {"connection_pk": connection_id}).first()
         if row is None:
             return None

@@ -902,13 +902,15 @@ def _leased(session: Session, connection_id: int) -> _Leased:
 def _acquire_lease(store: Store, connection_id: int, owner: str) -> _Leased:
     now = datetime.now(UTC)
     taking = {"connection_pk": connection_id, "now": now, "owner": owner, "until": now + LEASE_TTL}
+    returning = store.engine.dialect.update_returning
+    if returning:
+        # The lease and what the sync needs of the connection in one statement, its own transaction.
+        with store.one_statement() as statement:
+            row = statement.execute(_TAKE_LEASE_RETURNING, taking).first()
+        if row is not None:
+            return _Leased(row.id, row.therapist_id, row.name, row.cursor)
     with store.session() as session:
-        if session.get_bind().dialect.update_returning:
-            # The lease and what the sync needs of the connection in one statement.
-            row = session.execute(_TAKE_LEASE_RETURNING, taking).first()
-            if row is not None:
-                return _Leased(row.id, row.therapist_id, row.name, row.cursor)
-        elif session.execute(_TAKE_LEASE, taking).rowcount == 1:  # type: ignore[attr-defined]
+        if not returning and session.execute(_TAKE_LEASE, taking).rowcount == 1:  # type: ignore[attr-defined]
             return _leased(session, connection_id)
         found = session.execute(
             select(Connection.lock_owner, Connection.removed_at).where(Connection.id == connection_id)
