@@ -7,10 +7,11 @@ import time
 
 import psycopg
 import pytest
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import event, text
 
 from core.store.db import make_engine
 from core.store.liveness import IDLE_PING_SECONDS
+from tests.postgres_admin import terminate_backend
 
 pytestmark = pytest.mark.postgres
 
@@ -20,24 +21,11 @@ def _backend_pid(engine) -> int:  # type: ignore[no-untyped-def]
         return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
 
-def _terminate(url: str, pid: int) -> None:
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
-            for _ in range(100):  # the backend is gone once pg_stat_activity no longer lists it
-                if not conn.execute(text("SELECT 1 FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}).first():
-                    break
-                time.sleep(0.02)
-    finally:
-        admin.dispose()
-
-
 def test_a_connection_the_server_dropped_while_idle_is_replaced_without_an_error(postgres_url: str) -> None:
     engine = make_engine(postgres_url)
     try:
         first = _backend_pid(engine)
-        _terminate(postgres_url, first)  # what a server restart or an idle-socket firewall does
+        terminate_backend(postgres_url, first)  # what a server restart or an idle-socket firewall does
         time.sleep(IDLE_PING_SECONDS + 0.2)
         with engine.connect() as conn:  # the pooled connection is dead: checked, replaced, used
             assert conn.execute(text("SELECT 41 + 1")).scalar_one() == 42

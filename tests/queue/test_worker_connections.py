@@ -4,16 +4,15 @@ PostgreSQL, and a connection the server terminated is replaced before anything r
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from procrastinate import App
-from sqlalchemy import create_engine, text
 
 from alliance.queue.connect import make_connector
+from tests.postgres_admin import terminate_backend
 
 pytestmark = pytest.mark.postgres
 
@@ -55,19 +54,6 @@ def test_each_queue_statement_of_a_worker_is_one_round_trip(pg_url: str, tmp_pat
     assert (registering, fetching, beating) == (1, 1, 1)
 
 
-def _terminate(url: str, pid: int) -> None:
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
-            for _ in range(100):  # gone once pg_stat_activity no longer lists it
-                if not conn.execute(text("SELECT 1 FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}).first():
-                    break
-                time.sleep(0.02)
-    finally:
-        admin.dispose()
-
-
 def test_a_connection_the_server_terminated_a_moment_after_its_use_is_replaced_without_an_error(
     pg_url: str,
 ) -> None:
@@ -81,7 +67,7 @@ def test_a_connection_the_server_terminated_a_moment_after_its_use_is_replaced_w
             first = await backend_pid(app)
             # A restart or an administrator ends it while it sits in the pool, well within the
             # idle time after which a pooled connection is pinged anyway.
-            await asyncio.to_thread(_terminate, pg_url, first)
+            await asyncio.to_thread(terminate_backend, pg_url, first)
             return first, await backend_pid(app)
 
     first, second = asyncio.run(run())
