@@ -918,6 +918,48 @@ def test_a_sync_that_lost_its_lease_stops_before_writing(
     assert snap.cursor == f"{cal.epoch}:{cal.seq}"
 
 
+def test_a_sync_with_nothing_new_that_lost_its_lease_writes_no_outcome(
+    store: Store, cid: int, cal: MemoryCalendar, run: Callable[..., SyncReport]
+) -> None:
+    a = occ("a")
+    cal.put(a)
+    run()
+    stale_cursor = snapshot(store, cid).cursor
+
+    def stall_then_someone_else_syncs() -> None:
+        with store.session() as s:
+            s.execute(
+                update(Connection)
+                .where(Connection.id == cid)
+                .values(lock_expires_at=datetime.now(UTC) - timedelta(seconds=1))
+            )
+        cal.put(moved(a, 3))
+        sync_connection(store, cid, MemoryProvider(cal))
+
+    # Its one page says nothing changed: the outcome alone is written, as one statement, and only
+    # while this sync still holds the lease.
+    with pytest.raises(SyncInProgress):
+        run(ScriptedSource([stall_then_someone_else_syncs, page(cursor=stale_cursor)]))
+    snap = snapshot(store, cid)
+    assert snap.cursor == f"{cal.epoch}:{cal.seq}"  # the newer sync's cursor, not the stale one
+    assert snap.rows[a.key].start == BASE + timedelta(hours=3)
+
+
+def test_a_sync_with_nothing_new_records_its_outcome_and_frees_the_connection(
+    store: Store, cid: int, cal: MemoryCalendar, run: Callable[..., SyncReport]
+) -> None:
+    cal.put(occ("a"))
+    run()
+    before = snapshot(store, cid)
+    report = run(ScriptedSource([page(cursor="after-nothing")]))
+    assert (report.created, report.rescheduled, report.cancelled, report.pages) == (0, 0, 0, 1)
+    with store.session() as s:
+        row = s.get_one(Connection, cid)
+        assert (row.cursor, row.lock_owner, row.last_result["pages"]) == ("after-nothing", None, 1)
+    assert snapshot(store, cid).rows == before.rows
+    run(ScriptedSource([page(cursor="and-again")]))  # the lease was released: the next sync runs
+
+
 # --- progress ----------------------------------------------------------------------------------
 
 
