@@ -13,6 +13,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate, Update
 
@@ -85,13 +86,14 @@ def _fail_statement(table: Table) -> Update:
 
 
 def claim(
-    session: Session, table: Table, row_id: int, now: datetime, policy: RetryPolicy, *columns: str
+    session: Session | Connection, table: Table, row_id: int, now: datetime, policy: RetryPolicy, *columns: str
 ) -> tuple[Any, ...] | None:
     """Take a due row for this worker: a tuple of its attempt number and ``columns`` (as they are
     after the claim), or None if it is not (or no longer) due.
 
     One statement: the claim returns what the caller runs (a delivery's handler and event, a job's
-    name and arguments) instead of reading the row again (core.jobs.outbox, core.jobs.queue).
+    name and arguments) instead of reading the row again (core.jobs.outbox, core.jobs.queue); a
+    caller with nothing else to do in the transaction runs it on its own (``Store.one_statement``).
     """
     claimed = session.execute(
         _claim_statement(table, columns),

@@ -200,11 +200,11 @@ def deliver_one(
     store: Store, registry: JobRegistry, delivery_id: int, now: datetime, policy: RetryPolicy
 ) -> str | None:
     """Run one due delivery; returns its new status, or None if it was not due or not ours."""
-    with store.session() as session:
-        claimed = _lifecycle.claim(session, _DELIVERIES, delivery_id, now, policy, "handler", "event_id")
-        if claimed is None:
-            return None
-        attempt, handler_name, event_id = claimed
+    with store.one_statement() as statement:  # the claim alone: no transaction around it
+        claimed = _lifecycle.claim(statement, _DELIVERIES, delivery_id, now, policy, "handler", "event_id")
+    if claimed is None:
+        return None
+    attempt, handler_name, event_id = claimed
     where = {"event_id": event_id, "handler": handler_name, "attempt": attempt}
 
     if attempt > policy.max_attempts:
