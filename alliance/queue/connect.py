@@ -9,7 +9,7 @@ connections run in autocommit (one statement is its own transaction, as atomic a
 checked the way :mod:`core.store.liveness` checks the store's: only when idle for
 :data:`~core.store.liveness.IDLE_PING_SECONDS`, or when the server has sent something unasked
 (what it does when it terminates a connection: a restart, an administrator's
-``pg_terminate_backend``), which a zero-timeout ``select`` on the socket sees without a round trip
+``pg_terminate_backend``), which a zero-timeout ``poll`` of the socket sees without a round trip
 (benchmarks/README.md, "One round trip per queue statement").
 
 procrastinate issue #1334: a worker whose database connection silently died (a NAT or failover
@@ -62,10 +62,14 @@ async def _returned(conn: AsyncConnection[Any]) -> None:
 
 
 def _server_spoke(conn: AsyncConnection[Any]) -> bool:
-    """Whether an idle connection's socket has something to read. Nothing is expected, so the
-    server is most likely closing it (or sent a notice): the full check decides."""
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    return bool(readable)
+    """Whether an idle connection's socket has something to read (or is closed). Nothing is
+    expected, so the server is most likely ending it (or sent a notice): the full check decides.
+
+    ``poll``, not ``select``: a worker's socket numbers may exceed ``select``'s 1,024.
+    """
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 async def _check_when_in_doubt(conn: AsyncConnection[Any]) -> None:

@@ -550,7 +550,8 @@ class _Run:
         self._checkpoint("after_commit")
 
     def _conclude(self, session: Session | DbConnection, cursor: str | None) -> None:
-        """End the sync in its last page's transaction: cursor, outcome, lease released (``_CONCLUDE``).
+        """End the sync in its last page's transaction, or alone (``_conclude_alone``): cursor,
+        outcome, lease released (``_CONCLUDE``).
 
         Committed with the page or not at all: a sync that dies after its last commit leaves no
         lease behind for the next one to wait out, and no outcome older than its cursor.
