@@ -1,4 +1,5 @@
-"""What a database administrator (or a server restart) does to a connection, for the liveness tests."""
+"""PostgreSQL seen from outside a connection: what an administrator (or a restart) does to one, for
+the liveness tests, and the round trips a client made, read from a libpq trace."""
 
 from __future__ import annotations
 
@@ -19,3 +20,10 @@ def terminate_backend(url: str, pid: int) -> None:
                 time.sleep(0.02)
     finally:
         admin.dispose()
+
+
+def round_trips(trace: str) -> int:
+    """Requests a client sent and waited for, in a libpq trace (``PGconn.trace``): a simple-protocol
+    ``Query``, or an extended-protocol batch (Parse, Bind, Execute...) ended by ``Sync``."""
+    sent = [line.split("\t")[3].split()[0] for line in trace.splitlines() if "\tF\t" in line]
+    return sent.count("Query") + sent.count("Sync")

@@ -15,6 +15,7 @@ from core.store import Connection, Store
 from core.store.db import make_engine
 from core.sync import ChangePage, sync_connection
 from tests.conftest import test_keyring
+from tests.postgres_admin import round_trips
 
 pytestmark = pytest.mark.postgres
 
@@ -30,8 +31,7 @@ class NothingNew:
 
 
 def _round_trips(store: Store, trace_file: Path, work: Any) -> int:
-    """Requests sent and waited for (a simple ``Query``, or an extended-protocol batch ending in
-    ``Sync``) on every connection ``work`` checks out, read from a libpq trace."""
+    """Round trips on every connection ``work`` checks out from the store's pool."""
     traced: list[Any] = []
     with trace_file.open("w") as sink:
 
@@ -46,8 +46,7 @@ def _round_trips(store: Store, trace_file: Path, work: Any) -> int:
             event.remove(store.engine, "checkout", trace)
             for dbapi_connection in traced:
                 dbapi_connection.pgconn.untrace()
-    sent = [line.split("\t")[3].split()[0] for line in trace_file.read_text().splitlines() if "\tF\t" in line]
-    return sent.count("Query") + sent.count("Sync")
+    return round_trips(trace_file.read_text())
 
 
 def test_a_sync_that_finds_nothing_new_is_two_round_trips(clean_postgres_url: str, tmp_path: Path) -> None:

@@ -12,16 +12,9 @@ import pytest
 from procrastinate import App
 
 from alliance.queue.connect import make_connector
-from tests.postgres_admin import terminate_backend
+from tests.postgres_admin import round_trips, terminate_backend
 
 pytestmark = pytest.mark.postgres
-
-
-def _round_trips(trace: str) -> int:
-    """Requests the client sent and waited for, in a libpq trace: a simple ``Query`` or an
-    extended-protocol batch ended by ``Sync``."""
-    sent = [line.split("\t") for line in trace.splitlines() if "\tF\t" in line]
-    return sum(1 for fields in sent if fields[3].split()[0] in ("Query", "Sync"))
 
 
 async def _traced(app: App, tmp_path: Path, operation: Callable[[], Awaitable[Any]]) -> tuple[Any, int]:
@@ -34,7 +27,7 @@ async def _traced(app: App, tmp_path: Path, operation: Callable[[], Awaitable[An
         result = await operation()
         async with pool.connection() as conn:
             conn.pgconn.untrace()
-    return result, _round_trips(trace_file.read_text())
+    return result, round_trips(trace_file.read_text())
 
 
 def test_each_queue_statement_of_a_worker_is_one_round_trip(pg_url: str, tmp_path: Path) -> None:
