@@ -3,14 +3,13 @@
 procrastinate's connector pools psycopg connections in transaction mode and has the pool check
 every connection it hands out (``AsyncConnectionPool.check_connection``, an empty query). Every
 queue statement (a fetch, a finish, a heartbeat, a retry) is a single call of one of
-procrastinate's functions, yet each cost five round trips: the check (an empty query, with
-autocommit switched on and off around it), ``BEGIN``, the statement, ``COMMIT``. Here the pooled
-connections run in autocommit (one statement is its own transaction, as atomic as before) and are
-checked the way :mod:`core.store.liveness` checks the store's: only when idle for
-:data:`~core.store.liveness.IDLE_PING_SECONDS`, or when the server has sent something unasked
-(what it does when it terminates a connection: a restart, an administrator's
-``pg_terminate_backend``), which a zero-timeout ``poll`` of the socket sees without a round trip
-(benchmarks/README.md, "One round trip per queue statement").
+procrastinate's functions, yet each cost four round trips: the check (an empty query), ``BEGIN``,
+the statement, ``COMMIT``. Here the pooled connections run in autocommit (one statement is its
+own transaction, as atomic as before) and are checked the way :mod:`core.store.liveness` checks
+the store's: only when idle for :data:`~core.store.liveness.IDLE_PING_SECONDS`, or when the
+server has sent something unasked (what it does when it terminates a connection: a restart, an
+administrator's ``pg_terminate_backend``), which a zero-timeout ``poll`` of the socket sees
+without a round trip (benchmarks/README.md, "One round trip per queue statement").
 
 procrastinate issue #1334: a worker whose database connection silently died (a NAT or failover
 dropping it without a reset) waits forever. TCP keepalives plus ``tcp_user_timeout`` make the

@@ -44,13 +44,15 @@ def test_a_statement_on_its_own_is_committed_as_it_ends(store: Store) -> None:
 @pytest.mark.postgres
 def test_on_postgresql_a_statement_on_its_own_is_one_round_trip(clean_postgres_url: str, tmp_path: Path) -> None:
     pg_store = Store(make_engine(clean_postgres_url))
-    therapist_id = ensure_therapist(pg_store, "trips@example.org")
     trace_file = tmp_path / "libpq.trace"
-    with trace_file.open("w") as sink:
-        with pg_store.one_statement() as statement:
-            driver: Any = statement.connection.driver_connection
-            driver.pgconn.trace(sink.fileno())  # from here on: the statement, then the connection's return
-            statement.execute(_RENAME, {"therapist_pk": therapist_id, "email": "trips2@example.org"}).scalar()
-        driver.pgconn.untrace()
-    pg_store.close()
+    try:
+        therapist_id = ensure_therapist(pg_store, "trips@example.org")
+        with trace_file.open("w") as sink:
+            with pg_store.one_statement() as statement:
+                driver: Any = statement.connection.driver_connection
+                driver.pgconn.trace(sink.fileno())  # from here on: the statement, then the connection's return
+                statement.execute(_RENAME, {"therapist_pk": therapist_id, "email": "trips2@example.org"}).scalar()
+            driver.pgconn.untrace()
+    finally:
+        pg_store.close()
     assert round_trips(trace_file.read_text()) == 1  # the UPDATE alone: no BEGIN, no COMMIT
