@@ -165,7 +165,7 @@ def build_registry(
             log.info("reconciliation: %d connection sync(s) requested", requested)
 
     def renew_channels(store: Store) -> None:
-        maintain_channels(store, settings, now())
+        maintain_channels(store, settings, now(), registry)
 
     registry.add_job(SYNC_CONNECTION, sync_connection)
     registry.add_periodic(SYNC_ALL, sweep_period(settings), reconcile)

@@ -7,7 +7,11 @@ The periodic :data:`PUSH_RENEW` job (every minute, when ALLIANCE_PUBLIC_URL is s
   old one is stopped, so there is always one listening, and for a moment two (Google tolerates the
   overlap, and a ping on either is genuine);
 - stops the older channels, and channels of connections that were removed;
-- forgets channels stopped long ago.
+- forgets channels stopped long ago;
+- asks for one sync of a connection whose new channel is its only one listening (a new
+  connection, or one whose channels lapsed): nothing announced the changes made between its last
+  sync and the channel's opening, and without that sync they would wait for the reconciliation
+  sweep. A renewal overlaps the old channel, which was listening all along: no sync.
 
 A failure for one connection is logged (without secrets) and retried on the next run; the
 reconciliation sync keeps the mirror current meanwhile. A provider that says "slow down"
@@ -25,7 +29,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from alliance.providers import context_for, provider_for, registry
+from alliance.reconcile import request_sync
 from alliance.settings import Settings
+from core.jobs import JobRegistry
 from core.mirror import (
     ConnectionView,
     get_connection,
@@ -70,6 +76,7 @@ class PushReport:
     opened: list[int] = field(default_factory=list)  # connection ids
     stopped: list[str] = field(default_factory=list)  # channel ids
     failed: list[int] = field(default_factory=list)  # connection ids
+    synced: list[int] = field(default_factory=list)  # connection ids: a sync asked after a first channel
     paused: dict[int, datetime] = field(default_factory=dict)  # connection id -> upkeep resumes at
 
 
@@ -115,6 +122,7 @@ def _needs_work(live: list[ChannelView], now: datetime) -> bool:
 def _maintain(
     store: Store,
     settings: Settings,
+    job_registry: JobRegistry,
     connection: ConnectionView,
     live: list[ChannelView],
     address: str,
@@ -143,6 +151,10 @@ def _maintain(
             raise
         report.opened.append(connection.id)
         keep = opened.channel_id
+        if not any(c.expires_at > now for c in live):
+            # Nothing was listening until now: what changed since the last sync was never pinged.
+            request_sync(store, job_registry, connection.id, now)
+            report.synced.append(connection.id)
     else:
         keep = max(current, key=lambda c: c.expires_at).channel_id
     for old in live:
@@ -150,8 +162,9 @@ def _maintain(
             _stop(source, store, old, now, report)
 
 
-def maintain_channels(store: Store, settings: Settings, now: datetime) -> PushReport:
-    """One run of the renewal job (see the module docstring)."""
+def maintain_channels(store: Store, settings: Settings, now: datetime, job_registry: JobRegistry) -> PushReport:
+    """One run of the renewal job (see the module docstring); ``job_registry`` names the sync job
+    that a connection's first channel asks for."""
     report = PushReport()
     # Cheap in the usual case (every channel far from expiry): one listing without decrypting
     # anything, one query for the live channels, and no provider call.
@@ -174,7 +187,7 @@ def maintain_channels(store: Store, settings: Settings, now: datetime) -> PushRe
         if connection is None:
             continue
         try:
-            _maintain(store, settings, connection, live, address, now, report)
+            _maintain(store, settings, job_registry, connection, live, address, now, report)
         except Throttled as exc:
             until = pause_upkeep(
                 store, connection.id, now, quota=exc.quota, reason=describe_error(exc), retry_after=exc.retry_after
@@ -201,8 +214,9 @@ def maintain_channels(store: Store, settings: Settings, now: datetime) -> PushRe
     prune_stopped(store, now - PRUNE_AFTER)
     if report.opened or report.stopped or report.failed or report.paused:
         log.info(
-            "push channels: %d opened, %d stopped, %d failed, %d paused",
+            "push channels: %d opened (%d first, sync asked), %d stopped, %d failed, %d paused",
             len(report.opened),
+            len(report.synced),
             len(report.stopped),
             len(report.failed),
             len(report.paused),

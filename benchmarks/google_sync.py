@@ -322,12 +322,13 @@ def push_latency(calendar: Calendar, store: Any, home: Path, edits: int, rng: ra
     """(d) edit -> mirror, through a real push channel, ``edits`` times (one at a time)."""
     from sqlalchemy import func, select
 
+    from alliance.jobs import build_registry
     from alliance.push import maintain_channels
     from core.store.models import Occurrence, OutboxEvent
 
     latencies: list[float] = []
     with alliance_server(store, calendar, home) as settings, httpx.Client(timeout=30) as http:
-        report = maintain_channels(store, settings, datetime.now(UTC))
+        report = maintain_channels(store, settings, datetime.now(UTC), build_registry(settings))
         if not report.opened:
             raise RuntimeError("no push channel could be opened")
         # Steady state first: the full mirror left 10,000 occurrence.created events for the

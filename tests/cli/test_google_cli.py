@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from alliance.cli.common import open_env
+from alliance.jobs import build_registry
 from alliance.push import maintain_channels
 from integrations.google.settings import SCOPES
 from sandbox.google import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, GoogleState, RunningEmulator, run_google_emulator
@@ -199,7 +200,9 @@ def test_connections_shows_a_paused_push_channel_with_until_when_and_why(
     opened = open_env(settings)
     google.state.inject_fault("quotaExceeded", path=f"{EVENTS_PATH}/watch")
     try:
-        (until,) = maintain_channels(opened.store, settings, datetime.now(UTC)).paused.values()
+        (until,) = maintain_channels(
+            opened.store, settings, datetime.now(UTC), build_registry(settings)
+        ).paused.values()
     finally:
         opened.store.close()
 

@@ -53,6 +53,14 @@ def _connect(store: Store, google: GoogleWorld) -> tuple[int, int]:
     return therapist, add_connection(store, therapist, "google", "work", google.settings())
 
 
+def _connect_and_sync(store: Store, google: GoogleWorld, settings: Settings) -> int:
+    """A connected calendar after its first sync (no channel yet): the connection's id."""
+    therapist, connection = _connect(store, google)
+    view = get_connection(store, therapist, connection)
+    assert view is not None and sync_one(store, settings, view).ok
+    return connection
+
+
 def _starts(store: Store) -> dict[str, datetime]:
     return {o.title: o.start for o in list_occurrences(store) if o.status is not Status.CANCELLED}
 
@@ -133,8 +141,11 @@ def _ping_headers(google: GoogleWorld, channel_id: str, number: int) -> dict[str
 
 
 def _open_channel(store: Store, settings: Settings, google: GoogleWorld, connection: int) -> str:
-    report = maintain_channels(store, settings, datetime.now(UTC))
-    assert report.opened == [connection] and not report.failed
+    """The connection's first channel, opened by the renewal job, and the sync that it asks for run
+    (here, unless a worker already did): the test starts with nothing pending."""
+    registry = build_registry(settings)
+    report = maintain_channels(store, settings, datetime.now(UTC), registry)
+    assert report.opened == [connection] and not report.failed and report.synced == [connection]
     (channel,) = channels_of(store, connection)
     _wait(
         lambda: any(
@@ -142,6 +153,8 @@ def _open_channel(store: Store, settings: Settings, google: GoogleWorld, connect
         ),
         "the sync message to be acknowledged",
     )
+    InProcessRunner(store, registry).run_pending()
+    _wait(lambda: _pending_syncs(store) == 0, "the first channel's sync to run")
     return channel.channel_id
 
 
@@ -156,9 +169,7 @@ def test_an_edit_in_google_reaches_the_mirror_through_a_push_ping(
 ) -> None:
     running, _ = served_with_worker
     event = google.seed({"summary": "Session", **timed(at(2), tz=MADRID)})
-    therapist, connection = _connect(sqlite_store, google)
-    view = get_connection(sqlite_store, therapist, connection)
-    assert view is not None and sync_one(sqlite_store, running.settings, view).ok
+    connection = _connect_and_sync(sqlite_store, google, running.settings)
     channel_id = _open_channel(sqlite_store, running.settings, google, connection)
     (watch,) = google.state.requests("/calendar/v3/calendars/primary/events/watch", "POST")
     assert watch["status"] == 200
@@ -176,14 +187,36 @@ def test_an_edit_in_google_reaches_the_mirror_through_a_push_ping(
     assert incremental
 
 
+def test_an_edit_made_before_the_first_channel_opened_is_mirrored_once_it_opens(
+    google: GoogleWorld, sqlite_store: Store, served: tuple[RunningApp, EmbeddedWorker | None]
+) -> None:
+    # A new connection's first sync runs before its channel opens (the renewal job's next minute):
+    # an edit in between is announced by no ping. The first channel asks for a sync, so the edit
+    # does not wait for the reconciliation sweep (off in these tests).
+    running, _ = served
+    event = google.seed({"summary": "Session", **timed(at(2), tz=MADRID)})
+    connection = _connect_and_sync(sqlite_store, google, running.settings)
+    before = len(google.state.push.deliveries())
+    moved = at(4, hour=16)
+    google.state.move_event("primary", event["id"], {"dateTime": moved.isoformat(), "timeZone": MADRID})
+    assert google.state.push.wait_idle(30) and len(google.state.push.deliveries()) == before  # nobody listened
+
+    registry = build_registry(running.settings)
+    report = maintain_channels(sqlite_store, running.settings, datetime.now(UTC), registry)
+    assert report.opened == [connection] and report.synced == [connection]
+    (channel,) = channels_of(sqlite_store, connection)
+    assert google.state.push.wait_idle(30)
+    assert [d["resource_state"] for d in _deliveries(google, channel.channel_id)] == ["sync"]  # no ping for it
+    InProcessRunner(sqlite_store, registry).run_pending()
+    assert _starts(sqlite_store)["Session"] == moved
+
+
 def test_a_burst_of_pings_and_duplicates_coalesce_into_one_sync(
     google: GoogleWorld, sqlite_store: Store, served: tuple[RunningApp, EmbeddedWorker | None]
 ) -> None:
     running, _ = served
     events = [google.seed({"summary": f"S{n}", **timed(at(n + 1), tz=MADRID)}) for n in range(5)]
-    therapist, connection = _connect(sqlite_store, google)
-    view = get_connection(sqlite_store, therapist, connection)
-    assert view is not None and sync_one(sqlite_store, running.settings, view).ok
+    connection = _connect_and_sync(sqlite_store, google, running.settings)
     channel_id = _open_channel(sqlite_store, running.settings, google, connection)
 
     google.state.inject_push_faults(duplicate=3)
@@ -210,9 +243,7 @@ def test_a_redelivered_ping_is_acknowledged_and_syncs_nothing(
 ) -> None:
     running, _ = served
     event = google.seed({"summary": "S", **timed(at(1), tz=MADRID)})
-    therapist, connection = _connect(sqlite_store, google)
-    view = get_connection(sqlite_store, therapist, connection)
-    assert view is not None and sync_one(sqlite_store, running.settings, view).ok
+    connection = _connect_and_sync(sqlite_store, google, running.settings)
     channel_id = _open_channel(sqlite_store, running.settings, google, connection)
     google.state.retitle_event("primary", event["id"], "T")
     assert google.state.push.wait_idle(30)
@@ -272,13 +303,17 @@ def test_renewal_opens_a_new_channel_before_expiry_then_stops_the_old_one(
 
     # Nothing to do while the channel is far from expiry: no call to Google at all.
     google.state.clear_request_log()
-    quiet = maintain_channels(sqlite_store, running.settings, datetime.now(UTC))
+    quiet = maintain_channels(sqlite_store, running.settings, datetime.now(UTC), build_registry(running.settings))
     assert not quiet.opened and not quiet.stopped and google.state.requests("/calendar/v3") == []
 
     # Half a day before it expires (the emulator caps channels at 7 days; it is the returned expiry
     # that counts), a new channel opens and the old one is stopped at Google and here.
-    renewal = maintain_channels(sqlite_store, running.settings, first.expires_at - timedelta(hours=12))
+    renewal = maintain_channels(
+        sqlite_store, running.settings, first.expires_at - timedelta(hours=12), build_registry(running.settings)
+    )
     assert renewal.opened == [connection] and renewal.stopped == [old]
+    # The old channel listened until the new one opened: nothing went unannounced, no sync asked.
+    assert renewal.synced == [] and _pending_syncs(sqlite_store) == 0
     rows = {c.channel_id: c for c in channels_of(sqlite_store, connection)}
     new = next(cid for cid in rows if cid != old)
     assert rows[old].stopped_at is not None and rows[new].stopped_at is None
@@ -300,7 +335,7 @@ def test_a_removed_connection_loses_its_channel_and_its_pings_are_refused(
     therapist, connection = _connect(sqlite_store, google)
     channel_id = _open_channel(sqlite_store, running.settings, google, connection)
     assert remove_connection(sqlite_store, therapist, connection)
-    report = maintain_channels(sqlite_store, running.settings, datetime.now(UTC))
+    report = maintain_channels(sqlite_store, running.settings, datetime.now(UTC), build_registry(running.settings))
     assert report.stopped == [channel_id] and not report.opened
     google.seed({"summary": "Later", **timed(at(5), tz=MADRID)})
     assert google.state.push.wait_idle(30)
@@ -313,7 +348,7 @@ def test_without_a_public_url_no_channel_is_opened(google: GoogleWorld, sqlite_s
 
     _, connection = _connect(sqlite_store, google)
     settings = settings_for(google.emu, tmp_path / "home", None)
-    assert maintain_channels(sqlite_store, settings, datetime.now(UTC)).opened == []
+    assert maintain_channels(sqlite_store, settings, datetime.now(UTC), build_registry(settings)).opened == []
     assert channels_of(sqlite_store, connection) == []
     assert google.state.requests("/calendar/v3/calendars/primary/events/watch") == []
     assert "push.renew" not in {p.name for p in build_registry(settings).periodic}
@@ -391,8 +426,10 @@ def test_a_ping_that_cannot_be_acted_on_fails_alone_not_with_the_pings_beside_it
     running, _ = served
     therapist, work = _connect(sqlite_store, google)
     home = add_connection(sqlite_store, therapist, "google", "home", google.settings())
-    report = maintain_channels(sqlite_store, running.settings, datetime.now(UTC))
-    assert sorted(report.opened) == sorted([work, home]) and not report.failed
+    registry = build_registry(running.settings)
+    report = maintain_channels(sqlite_store, running.settings, datetime.now(UTC), registry)
+    assert sorted(report.opened) == sorted(report.synced) == sorted([work, home]) and not report.failed
+    InProcessRunner(sqlite_store, registry).run_pending()  # the first channels' syncs
     (broken,), (fine,) = channels_of(sqlite_store, work), channels_of(sqlite_store, home)
     # Claiming a message number of the first channel fails (a corrupt row, say); the second's works.
     with sqlite_store.engine.begin() as conn:

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from alliance.app import create_app
+from alliance.jobs import build_registry
 from alliance.push import RENEW_BEFORE, maintain_channels
 from core.accounts import create_api_token
 from core.mirror import add_connection, ensure_therapist
@@ -42,7 +43,7 @@ def test_quota_exceeded_on_watch_pauses_the_connection_and_the_pause_grows(
     google.state.inject_fault("quotaExceeded", path=WATCH, count=2)
     now = datetime.now(UTC)
 
-    report = maintain_channels(store, settings, now)
+    report = maintain_channels(store, settings, now, build_registry(settings))
     assert report.opened == [] and list(report.paused) == [connection]
     first = report.paused[connection]
     low, high = QUOTA_PAUSE[0] * 0.8, QUOTA_PAUSE[0] * 1.2
@@ -51,16 +52,20 @@ def test_quota_exceeded_on_watch_pauses_the_connection_and_the_pause_grows(
 
     # The job runs every minute: while paused, Google is not asked again.
     for minutes in (1, 5, 30):
-        assert maintain_channels(store, settings, now + timedelta(minutes=minutes)).paused == {}
+        assert (
+            maintain_channels(store, settings, now + timedelta(minutes=minutes), build_registry(settings)).paused == {}
+        )
     assert _watches(google) == 1
 
     # Refused again after the pause: the next pause is about twice as long.
-    again = maintain_channels(store, settings, first + timedelta(seconds=1)).paused[connection]
+    again = maintain_channels(store, settings, first + timedelta(seconds=1), build_registry(settings)).paused[
+        connection
+    ]
     assert again - first >= 2 * low
     assert channels_of(store, connection) == []
 
     # Google accepts: the channel is opened and the pause forgotten.
-    report = maintain_channels(store, settings, again + timedelta(seconds=1))
+    report = maintain_channels(store, settings, again + timedelta(seconds=1), build_registry(settings))
     assert report.opened == [connection] and report.paused == {}
     assert paused_connections(store, again + timedelta(seconds=1)) == {}
     assert _watches(google) == 3
@@ -74,10 +79,12 @@ def test_a_rate_limit_with_retry_after_pauses_at_least_that_long(
     # 429 with a Retry-After beyond what one request may wait: reported at once, not slept on.
     google.state.inject_fault("rateLimitExceeded429", path=WATCH, retry_after=3 * 3600)
     now = datetime.now(UTC)
-    until = maintain_channels(sqlite_store, settings, now).paused[connection]
+    until = maintain_channels(sqlite_store, settings, now, build_registry(settings)).paused[connection]
     assert until >= now + timedelta(hours=3) > now + RATE_PAUSE[0] * 1.2
-    assert maintain_channels(sqlite_store, settings, now + timedelta(hours=1)).opened == []
-    assert maintain_channels(sqlite_store, settings, until + timedelta(seconds=1)).opened == [connection]
+    assert maintain_channels(sqlite_store, settings, now + timedelta(hours=1), build_registry(settings)).opened == []
+    assert maintain_channels(sqlite_store, settings, until + timedelta(seconds=1), build_registry(settings)).opened == [
+        connection
+    ]
 
 
 def test_a_refused_stop_during_renewal_keeps_both_channels_and_pauses(
@@ -86,19 +93,19 @@ def test_a_refused_stop_during_renewal_keeps_both_channels_and_pauses(
     connection = _connect(sqlite_store, google)
     settings = settings_for(google.emu, tmp_path / "home", PUBLIC_URL)
     now = datetime.now(UTC)
-    assert maintain_channels(sqlite_store, settings, now).opened == [connection]
+    assert maintain_channels(sqlite_store, settings, now, build_registry(settings)).opened == [connection]
     (old,) = channels_of(sqlite_store, connection)
 
     google.state.inject_fault("quotaExceeded", path="/calendar/v3/channels/stop")
     renewal = old.expires_at - RENEW_BEFORE + timedelta(minutes=1)
-    report = maintain_channels(sqlite_store, settings, renewal)
+    report = maintain_channels(sqlite_store, settings, renewal, build_registry(settings))
     # The new channel is open and stored before the old one is stopped: nothing is missed.
     assert report.opened == [connection] and list(report.paused) == [connection]
     live = [c for c in channels_of(sqlite_store, connection) if c.stopped_at is None]
     assert len(live) == 2
     # After the pause the old channel is stopped.
     later = report.paused[connection] + timedelta(seconds=1)
-    report = maintain_channels(sqlite_store, settings, later)
+    report = maintain_channels(sqlite_store, settings, later, build_registry(settings))
     # (The emulator caps expiry by its own clock, so the channel opened at the renewal may already
     # look due at this simulated time and be renewed too.)
     assert old.channel_id in report.stopped and report.paused == {}
@@ -110,7 +117,7 @@ def test_a_server_error_is_not_a_pause(google: GoogleWorld, sqlite_store: Store,
     settings = settings_for(google.emu, tmp_path / "home", PUBLIC_URL)
     google.state.inject_fault(reason, path=WATCH, count=-1)
     now = datetime.now(UTC)
-    report = maintain_channels(sqlite_store, settings, now)
+    report = maintain_channels(sqlite_store, settings, now, build_registry(settings))
     assert report.failed == [connection] and report.paused == {}
     assert paused_connections(sqlite_store, now) == {}
 
@@ -124,7 +131,7 @@ async def test_the_health_api_shows_a_pause_with_until_when_and_why(
     token = create_api_token(store, therapist, "t").token
     settings = settings_for(google.emu, tmp_path / "home", PUBLIC_URL)
     google.state.inject_fault("quotaExceeded", path=WATCH)
-    until = maintain_channels(store, settings, datetime.now(UTC)).paused[connection]
+    until = maintain_channels(store, settings, datetime.now(UTC), build_registry(settings)).paused[connection]
 
     # No worker: the health view is read as the renewal job left it.
     app = create_app(settings, store=store, worker=None)
@@ -138,6 +145,6 @@ async def test_the_health_api_shows_a_pause_with_until_when_and_why(
         assert body["push"] is None  # no channel could be opened
 
         # The pause is over (Google accepts again): the health view no longer shows one.
-        maintain_channels(store, settings, until + timedelta(seconds=1))
+        maintain_channels(store, settings, until + timedelta(seconds=1), build_registry(settings))
         body = (await client.get(f"/api/v1/connections/{connection}/health", headers=headers)).json()
         assert body["push_pause"] is None and body["push"]["kind"] == "google_channel"

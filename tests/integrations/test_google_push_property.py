@@ -84,7 +84,7 @@ class PushModel:
     def start(self) -> None:
         view = get_connection(self.store, self.therapist, self.conn)
         assert view is not None and sync_one(self.store, self.settings, view).ok
-        report = maintain_channels(self.store, self.settings, datetime.now(UTC))
+        report = maintain_channels(self.store, self.settings, datetime.now(UTC), build_registry(self.settings))
         assert report.opened == [self.conn]
 
     def _live(self, *, series: bool | None = None) -> list[dict[str, Any]]:

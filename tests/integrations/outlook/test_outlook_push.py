@@ -262,7 +262,7 @@ def test_the_generic_push_job_leaves_outlook_subscriptions_alone(
     maintain_subscriptions(sqlite_store, settings)
     (sub,) = outlook.state.subscriptions.values()
 
-    report = maintain_channels(sqlite_store, settings, datetime.now(UTC))
+    report = maintain_channels(sqlite_store, settings, datetime.now(UTC), build_registry(settings))
 
     assert report.stopped == [] and report.opened == []
     current = live_subscription(sqlite_store, connection_id)
