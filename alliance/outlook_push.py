@@ -20,8 +20,10 @@ what Graph posts into syncs.
   ``core.push.verify_ping``; a batch may carry several connections' subscriptions.
 - :func:`request_sync` queues one ``outlook.sync`` job per connection under a queueing lock, so a
   burst of notifications (or notifications during a sync) becomes a single follow-up sync.
-- Lifecycle events: ``reauthorizationRequired`` reauthorizes (subscribes again when Graph no longer
-  knows it), ``subscriptionRemoved`` subscribes again and syncs, ``missed`` syncs.
+- A subscription made anew (a new connection's first, or one Graph forgot) is followed by one
+  sync: the changes made before it existed were never notified.
+- Lifecycle events: ``reauthorizationRequired`` reauthorizes (subscribes again and syncs when Graph
+  no longer knows it), ``subscriptionRemoved`` subscribes again and syncs, ``missed`` syncs.
 
 Connections made before subscriptions moved here kept theirs in their settings; those lapse at Graph
 within three days (their notifications are refused meanwhile) and the hourly job subscribes anew.
@@ -128,9 +130,10 @@ def _provider(store: Store, settings: Settings, connection: ConnectionView, now:
     return provider
 
 
-def _subscribe(store: Store, settings: Settings, provider: OutlookProvider, connection_id: int, now: datetime) -> None:
+def _subscribe(store: Store, settings: Settings, provider: OutlookProvider, connection_id: int, now: datetime) -> bool:
+    """Make and store a new subscription; False when there is no public URL to make one for."""
     if settings.public_url is None:
-        return
+        return False
     secret = new_client_state()
     notify, lifecycle = notification_urls(settings.public_url)
     subscriptions = Subscriptions(provider.client)
@@ -150,10 +153,16 @@ def _subscribe(store: Store, settings: Settings, provider: OutlookProvider, conn
         subscriptions.delete(made.id)
         raise
     log.info("Outlook subscription made for connection %s", connection_id)
+    return True
 
 
-def maintain_connection(store: Store, settings: Settings, connection: ConnectionView, now: datetime) -> None:
-    """Make sure one connection has a live subscription that lasts at least another day."""
+def maintain_connection(
+    store: Store, settings: Settings, registry: JobRegistry, connection: ConnectionView, now: datetime
+) -> None:
+    """Make sure one connection has a live subscription that lasts at least another day.
+
+    A subscription made anew (the connection had none, or Graph forgot it) is followed by one
+    sync: nothing notified the changes made before it existed. A renewal in place needs none."""
     current = live_subscription(store, connection.id)
     if current is not None and current.expires_at - now > RENEW_WHEN_LEFT:
         return
@@ -163,21 +172,22 @@ def maintain_connection(store: Store, settings: Settings, connection: Connection
     if with_settings is None:
         return  # removed meanwhile
     provider = _provider(store, settings, with_settings, now)
-    if current is None:
-        _subscribe(store, settings, provider, connection.id, now)
-        return
-    try:
-        renewed = Subscriptions(provider.client).renew(current.channel_id, now)
-    except SubscriptionGone:
-        log.info("Outlook subscription of connection %s is gone; subscribing again", connection.id)
-        mark_stopped(store, current.channel_id, now)
-        _subscribe(store, settings, provider, connection.id, now)
-        return
-    extend_channel(store, current.channel_id, renewed.expires_at)
+    if current is not None:
+        try:
+            renewed = Subscriptions(provider.client).renew(current.channel_id, now)
+        except SubscriptionGone:
+            log.info("Outlook subscription of connection %s is gone; subscribing again", connection.id)
+            mark_stopped(store, current.channel_id, now)
+        else:
+            extend_channel(store, current.channel_id, renewed.expires_at)
+            return
+    if _subscribe(store, settings, provider, connection.id, now):
+        request_sync(store, registry, connection.id, now)
 
 
-def maintain_subscriptions(store: Store, settings: Settings, now: datetime | None = None) -> int:
-    """Create or renew every Outlook connection's subscription; returns how many connections failed."""
+def maintain_subscriptions(store: Store, settings: Settings, registry: JobRegistry, now: datetime | None = None) -> int:
+    """Create or renew every Outlook connection's subscription (``registry`` names the sync that a
+    new subscription asks for); returns how many connections failed."""
     if settings.public_url is None:
         return 0
     now = now or datetime.now(UTC)
@@ -185,7 +195,7 @@ def maintain_subscriptions(store: Store, settings: Settings, now: datetime | Non
     # Listed without decrypting anything; a connection's settings are opened only when Graph must be called.
     for connection in _outlook_connections(store, with_settings=False):
         try:
-            maintain_connection(store, settings, connection, now)
+            maintain_connection(store, settings, registry, connection, now)
         except (SourceError, ValueError) as exc:  # ValueError: InvalidSettings
             log.warning("Outlook subscription of connection %s not renewed: %s", connection.id, exc)
             failed.append(connection.id)
@@ -214,15 +224,16 @@ def handle_lifecycle(
     if event == "reauthorizationRequired" and subscription_id is not None:
         try:
             Subscriptions(provider.client).reauthorize(subscription_id)
-        except SubscriptionGone:
+            return
+        except SubscriptionGone:  # made anew: what changed while it was gone was never notified
             mark_stopped(store, subscription_id, now)
             _subscribe(store, settings, provider, connection_id, now)
-        return
     if event == "subscriptionRemoved":
         if subscription_id is not None:
             mark_stopped(store, subscription_id, now)
         _subscribe(store, settings, provider, connection_id, now)
-    # subscriptionRemoved and missed: notifications may have been lost; a delta sync catches up.
+    # subscriptionRemoved, missed, and a subscription made anew: notifications may have been
+    # lost; a delta sync catches up.
     request_sync(store, registry, connection_id, now)
 
 
@@ -256,7 +267,7 @@ def register_jobs(registry: JobRegistry, settings: Settings) -> None:
         handle_lifecycle(store, settings, registry, connection_id, event, subscription_id)
 
     def outlook_subscriptions(store: Store) -> None:
-        maintain_subscriptions(store, settings)
+        maintain_subscriptions(store, settings, registry)
 
     registry.add_job(SYNC_JOB, outlook_sync)
     registry.add_job(LIFECYCLE_JOB, outlook_lifecycle)

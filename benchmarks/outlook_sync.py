@@ -372,6 +372,7 @@ def notification_latency(info: dict[str, Any], settings: dict[str, Any], workdir
     from sqlalchemy import select
 
     from alliance.app import create_app
+    from alliance.jobs import build_registry
     from alliance.outlook_push import maintain_subscriptions
     from alliance.settings import Settings
     from alliance.syncing import sync_one
@@ -412,7 +413,7 @@ def notification_latency(info: dict[str, Any], settings: dict[str, Any], workdir
     latencies: list[float] = []
     control = httpx.Client(verify=ssl.create_default_context(cafile=info["ca_file"]), timeout=30)
     try:
-        maintain_subscriptions(store, app_settings)
+        maintain_subscriptions(store, app_settings, build_registry(app_settings))
         # Steady state: the first sync's 10,000 outbox events are handled before measuring.
         while worker.tick():
             pass

@@ -92,11 +92,20 @@ def _wait_for_deliveries(outlook: OutlookWorld, items: int) -> list[Any]:
     raise AssertionError(f"fewer than {items} notifications delivered: {outlook.state.notifier.deliveries}")
 
 
+def _subscribed(store: Store, settings: Settings) -> None:
+    """The connection's first subscription made, and the one sync that it asks for run."""
+    registry = build_registry(settings)
+    maintain_subscriptions(store, settings, registry)
+    assert _pending_syncs(store) == 1
+    InProcessRunner(store, registry).run_pending()
+    assert _pending_syncs(store) == 0
+
+
 def test_a_subscription_is_made_through_the_handshake_and_its_secret_stays_encrypted(
     outlook: OutlookWorld, sqlite_store: Store, push: Any, tmp_path: Path
 ) -> None:
     settings, connection_id = push
-    maintain_subscriptions(sqlite_store, settings)
+    maintain_subscriptions(sqlite_store, settings, build_registry(settings))
 
     (sub,) = outlook.state.subscriptions.values()
     assert sub.notification_url == f"{settings.public_url}/webhooks/outlook"
@@ -108,13 +117,28 @@ def test_a_subscription_is_made_through_the_handshake_and_its_secret_stays_encry
     database = Path(str(sqlite_store.engine.url.database)).read_bytes()
     assert sub.client_state.encode() not in database
     # Maintenance again right away changes nothing: the subscription has days left.
-    maintain_subscriptions(sqlite_store, settings)
+    maintain_subscriptions(sqlite_store, settings, build_registry(settings))
     assert list(outlook.state.subscriptions) == [sub.id]
+
+
+def test_a_change_made_before_the_first_subscription_is_mirrored_once_it_is_made(
+    outlook: OutlookWorld, sqlite_store: Store, push: Any
+) -> None:
+    # The connection's first sync ran (the fixture); a change before its subscription exists is
+    # notified to nobody. The new subscription asks for one sync, which brings it in.
+    settings, _ = push
+    outlook.seed({"iCalUId": "early@x", "subject": "Early", **timed(at(6))})
+    assert "early@x" not in {o.uid for o in list_occurrences(sqlite_store)}
+
+    maintain_subscriptions(sqlite_store, settings, build_registry(settings))
+    assert _pending_syncs(sqlite_store) == 1
+    InProcessRunner(sqlite_store, build_registry(settings)).run_pending()
+    assert "early@x" in {o.uid for o in list_occurrences(sqlite_store)}
 
 
 def test_notifications_become_one_coalesced_sync(outlook: OutlookWorld, sqlite_store: Store, push: Any) -> None:
     settings, _ = push
-    maintain_subscriptions(sqlite_store, settings)
+    maintain_subscriptions(sqlite_store, settings, build_registry(settings))
     outlook.state.settings.notification_batch_seconds = 0.0  # one POST per change: a real burst
     for n in range(5):
         outlook.seed({"iCalUId": f"new{n}@x", "subject": f"New {n}", **timed(at(3 + n))})
@@ -131,7 +155,7 @@ def test_notifications_become_one_coalesced_sync(outlook: OutlookWorld, sqlite_s
 
 def test_forged_or_stale_notifications_are_refused(outlook: OutlookWorld, sqlite_store: Store, push: Any) -> None:
     settings, connection_id = push
-    maintain_subscriptions(sqlite_store, settings)
+    _subscribed(sqlite_store, settings)
     (sub,) = outlook.state.subscriptions.values()
     url = f"{settings.public_url}/webhooks/outlook"
     item = {"subscriptionId": sub.id, "clientState": "guessed", "changeType": "updated", "resource": "x"}
@@ -158,7 +182,7 @@ def test_a_token_refresh_stored_during_a_sync_keeps_the_subscription(
     # subscribes. The subscription lives apart from those settings, so neither write loses the other.
     settings, connection_id = push
     stale = _connection(sqlite_store)  # settings a sync job read before the upkeep ran
-    maintain_subscriptions(sqlite_store, settings)
+    maintain_subscriptions(sqlite_store, settings, build_registry(settings))
     (sub,) = outlook.state.subscriptions.values()
     outlook.state.expire_access_tokens()
     assert sync_one(sqlite_store, settings, stale).ok  # refreshes, and stores its settings
@@ -187,7 +211,7 @@ def test_lifecycle_events_resync_resubscribe_and_reauthorize(
     outlook: OutlookWorld, sqlite_store: Store, push: Any
 ) -> None:
     settings, _ = push
-    maintain_subscriptions(sqlite_store, settings)
+    _subscribed(sqlite_store, settings)
     runner = InProcessRunner(sqlite_store, build_registry(settings))
     (sub,) = outlook.state.subscriptions.values()
 
@@ -218,17 +242,19 @@ def test_renewal_happens_a_day_ahead_and_a_failing_one_is_surfaced(
 ) -> None:
     settings, _ = push
     start = datetime.now(UTC)
-    maintain_subscriptions(sqlite_store, settings, start)
+    maintain_subscriptions(sqlite_store, settings, build_registry(settings), start)
     (sub,) = outlook.state.subscriptions.values()
     first_expiry = sub.expiration
+    InProcessRunner(sqlite_store, build_registry(settings)).run_pending()  # the new subscription's sync
 
     # A day later the subscription has less than RENEW_WHEN_LEFT: it is renewed, not replaced.
     later = start + timedelta(days=1, minutes=1)
     assert first_expiry - later < RENEW_WHEN_LEFT
     outlook.state.clock = lambda: later
     try:
-        maintain_subscriptions(sqlite_store, settings, later)
+        maintain_subscriptions(sqlite_store, settings, build_registry(settings), later)
         assert list(outlook.state.subscriptions) == [sub.id] and sub.expiration > first_expiry
+        assert _pending_syncs(sqlite_store) == 0  # renewed in place: it was listening all along
         stored = live_subscription(sqlite_store, _connection(sqlite_store).id)
         assert stored is not None and stored.expires_at == sub.expiration
 
@@ -237,7 +263,7 @@ def test_renewal_happens_a_day_ahead_and_a_failing_one_is_surfaced(
         outlook.state.clock = lambda: even_later
         outlook.state.inject("subscriptions", 400, code="InvalidRequest", times=1000)
         with pytest.raises(SourceError, match="could not be made or renewed"):
-            maintain_subscriptions(sqlite_store, settings, even_later)
+            maintain_subscriptions(sqlite_store, settings, build_registry(settings), even_later)
     finally:
         outlook.state.clock = lambda: datetime.now(UTC)
         outlook.state.faults.clear()
@@ -259,7 +285,7 @@ def test_the_generic_push_job_leaves_outlook_subscriptions_alone(
     outlook: OutlookWorld, sqlite_store: Store, push: Any
 ) -> None:
     settings, connection_id = push
-    maintain_subscriptions(sqlite_store, settings)
+    maintain_subscriptions(sqlite_store, settings, build_registry(settings))
     (sub,) = outlook.state.subscriptions.values()
 
     report = maintain_channels(sqlite_store, settings, datetime.now(UTC), build_registry(settings))
@@ -278,7 +304,7 @@ def test_one_post_for_two_connections_queues_a_sync_for_each(
     settings, first = push
     other = ensure_therapist(sqlite_store, "ben@example.org")
     second = add_connection(sqlite_store, other, "outlook", "outlook", outlook.settings())
-    maintain_subscriptions(sqlite_store, settings)
+    maintain_subscriptions(sqlite_store, settings, build_registry(settings))
     subs = list(outlook.state.subscriptions.values())
     assert len(subs) == 2
 

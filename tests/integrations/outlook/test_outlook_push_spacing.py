@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from alliance.app import create_app
+from alliance.jobs import build_registry
 from alliance.outlook_push import SYNC_JOB, maintain_subscriptions
 from alliance.settings import Settings
 from alliance.syncing import sync_one
@@ -63,6 +64,16 @@ def served(
         yield settings
 
 
+def _drop_waiting_syncs(store: Store) -> int:
+    """Forget the waiting sync jobs (as if they had run and found nothing new); how many there were."""
+    if store.engine.dialect.name == "postgresql":
+        sql = "DELETE FROM procrastinate_jobs WHERE status = 'todo' AND task_name = :job"
+    else:
+        sql = "DELETE FROM queued_jobs WHERE status = :pending AND job = :job"
+    with store.engine.begin() as conn:
+        return conn.execute(text(sql), {"job": SYNC_JOB, "pending": PENDING}).rowcount
+
+
 def _waiting_sync_due(store: Store, connection_id: int) -> datetime | None:
     """When the connection's one waiting sync job is due (None: due at once, procrastinate's way)."""
     lock = f"{SYNC_JOB}:{connection_id}"
@@ -91,13 +102,14 @@ def test_a_notification_right_after_a_sync_waits_for_the_spacing_one_after_a_qui
     quiet = add_connection(store, ensure_therapist(store, "ben@example.org"), "outlook", "outlook", outlook.settings())
     for connection in list_connections(store):
         assert sync_one(store, settings, connection).ok
+    maintain_subscriptions(store, settings, build_registry(settings))
+    assert _drop_waiting_syncs(store) == 2  # the one sync each new subscription asks for (nothing new)
     with store.session() as session:  # ben's calendar last synced an hour ago; ana's just now
         session.execute(
             update(Connection).where(Connection.id == quiet).values(last_sync_at=datetime.now(UTC) - timedelta(hours=1))
         )
         busy_synced = session.scalar(select(Connection.last_sync_at).where(Connection.id == busy))
     assert busy_synced is not None
-    maintain_subscriptions(store, settings)
     subs = {s.id: s for s in outlook.state.subscriptions.values()}
     assert len(subs) == 2
 
