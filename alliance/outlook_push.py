@@ -6,12 +6,13 @@ what Graph posts into syncs.
   bound to the subscription). They are not kept in the connection's settings: those hold MSAL's
   token cache, written back by whichever job refreshes a token, and a subscription saved next to it
   could be overwritten by a job holding older settings (a renewal lost, notifications refused).
-- :func:`maintain_subscriptions` (a periodic job, hourly) creates a subscription for every Outlook
+- :func:`maintain_subscriptions` (a periodic job, every minute) creates a subscription for every Outlook
   connection that has no live one, and renews one whose expiry is less than
   :data:`RENEW_WHEN_LEFT` away, in place (``PATCH``, same id): with a lifetime just under 4,230
   minutes, one renewal a day, two days ahead. A subscription Graph no longer knows is made again. A
-  failure is logged with the connection id and raised at the end, so the job runner retries it and
-  parks it (visible in ``alliance jobs failed``) if it keeps failing: never silently lost.
+  failure is logged with the connection id, pauses that connection's upkeep (``core.push.pause``,
+  shown in its sync health) and fails the run at its end (the periodic job's last error in
+  ``alliance jobs periodic``): never silently lost, and not asked again every minute.
   Why not the generic ``push.renew`` job (``alliance.push``), and so no ``Capability.PUSH``: that
   job replaces channels (Google cannot renew one) and only logs a failure for the next minute's
   run; Graph renews in place, keeping the id Graph is already delivering with, and a lapsing
@@ -46,7 +47,9 @@ from core.mirror import (
     therapist_timezone,
     update_connection_settings,
 )
-from core.push import ChannelView, channels_of, extend_channel, mark_stopped, record_channel
+from core.push import ChannelView, channels_of, extend_channel, live_channels, mark_stopped, record_channel
+from core.push.pause import clear_pause, pause_upkeep, paused_connections
+from core.redaction import describe_error
 from core.store import Store
 from core.sync import SourceError
 from core.sync.backoff import delay_past_backoff, waiting_until
@@ -66,7 +69,9 @@ PROVIDER = "outlook"
 SYNC_JOB = "outlook.sync"
 LIFECYCLE_JOB = "outlook.lifecycle"
 MAINTAIN_JOB = "outlook.subscriptions"
-MAINTAIN_EVERY = timedelta(hours=1)
+# Every minute: a new connection gets its subscription soon after it is added; a run with nothing
+# due costs three queries and no call to Graph.
+MAINTAIN_EVERY = timedelta(minutes=1)
 RENEW_WHEN_LEFT = LIFETIME - RENEW_EVERY
 
 
@@ -185,23 +190,63 @@ def maintain_connection(
         request_sync(store, registry, connection.id, now)
 
 
+def _live_subscriptions(store: Store) -> dict[int, ChannelView]:
+    """Each Outlook connection's newest subscription not stopped, in one query (the upkeep runs
+    every minute)."""
+    newest: dict[int, ChannelView] = {}
+    for channel in live_channels(store, PROVIDER):
+        known = newest.get(channel.connection_id)
+        if known is None or channel.expires_at > known.expires_at:
+            newest[channel.connection_id] = channel
+    return newest
+
+
 def maintain_subscriptions(store: Store, settings: Settings, registry: JobRegistry, now: datetime | None = None) -> int:
     """Create or renew every Outlook connection's subscription (``registry`` names the sync that a
-    new subscription asks for); returns how many connections failed."""
+    new subscription asks for); returns how many connections were handled with Graph.
+
+    Every minute, so a new connection is notified of its changes within a minute of connecting.
+    The usual run, every subscription days from lapsing, is three queries and no call to Graph. A
+    connection whose upkeep fails is paused like a refused Google channel (``core.push.pause``: 5
+    minutes, doubling, capped at 6 hours; shown in its sync health) rather than asked every minute,
+    and the run still fails at its end, so ``alliance jobs`` shows it.
+    """
     if settings.public_url is None:
         return 0
     now = now or datetime.now(UTC)
+    live = _live_subscriptions(store)
+    paused = paused_connections(store, now)
+    handled = 0
     failed: list[int] = []
     # Listed without decrypting anything; a connection's settings are opened only when Graph must be called.
     for connection in _outlook_connections(store, with_settings=False):
+        current = live.get(connection.id)
+        if (current is not None and current.expires_at - now > RENEW_WHEN_LEFT) or connection.id in paused:
+            continue
+        handled += 1
         try:
             maintain_connection(store, settings, registry, connection, now)
         except (SourceError, ValueError) as exc:  # ValueError: InvalidSettings
-            log.warning("Outlook subscription of connection %s not renewed: %s", connection.id, exc)
+            until = pause_upkeep(
+                store,
+                connection.id,
+                now,
+                quota=getattr(exc, "quota", False),
+                reason=describe_error(exc),
+                retry_after=getattr(exc, "retry_after", None),
+            )
+            log.warning(
+                "Outlook subscription of connection %s not made or renewed: %s; next try at %s",
+                connection.id,
+                describe_error(exc),
+                until.isoformat(timespec="minutes"),
+            )
             failed.append(connection.id)
+        else:
+            clear_pause(store, connection.id)
     if failed:
         raise SourceError(f"Outlook subscriptions of connection(s) {failed} could not be made or renewed")
-    return 0
+    return handled
 
 
 def handle_lifecycle(

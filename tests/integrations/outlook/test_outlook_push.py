@@ -23,6 +23,7 @@ from alliance.syncing import sync_one
 from core.jobs.models import PENDING, QueuedJob
 from core.jobs.runner import InProcessRunner
 from core.mirror import add_connection, ensure_therapist, list_connections, list_occurrences
+from core.push.pause import current_pauses
 from core.store import Store
 from core.sync import SourceError
 from integrations.outlook.settings import parse_settings
@@ -116,9 +117,10 @@ def test_a_subscription_is_made_through_the_handshake_and_its_secret_stays_encry
     assert "subscription" not in _connection(sqlite_store).settings  # kept apart from the token cache
     database = Path(str(sqlite_store.engine.url.database)).read_bytes()
     assert sub.client_state.encode() not in database
-    # Maintenance again right away changes nothing: the subscription has days left.
-    maintain_subscriptions(sqlite_store, settings, build_registry(settings))
-    assert list(outlook.state.subscriptions) == [sub.id]
+    # The job runs every minute; with days left it changes nothing and does not call Graph.
+    asked = len(outlook.state.requests())
+    assert maintain_subscriptions(sqlite_store, settings, build_registry(settings)) == 0
+    assert list(outlook.state.subscriptions) == [sub.id] and len(outlook.state.requests()) == asked
 
 
 def test_a_change_made_before_the_first_subscription_is_mirrored_once_it_is_made(
@@ -258,12 +260,26 @@ def test_renewal_happens_a_day_ahead_and_a_failing_one_is_surfaced(
         stored = live_subscription(sqlite_store, _connection(sqlite_store).id)
         assert stored is not None and stored.expires_at == sub.expiration
 
-        # Graph refusing the renewal: the job fails loudly (the runner retries, then parks it).
+        # Graph refusing the renewal: the run fails loudly, and the connection's upkeep pauses
+        # (shown in its health) instead of asking Graph again every minute.
         even_later = later + timedelta(days=1, minutes=1)
         outlook.state.clock = lambda: even_later
         outlook.state.inject("subscriptions", 400, code="InvalidRequest", times=1000)
         with pytest.raises(SourceError, match="could not be made or renewed"):
             maintain_subscriptions(sqlite_store, settings, build_registry(settings), even_later)
+        (pause,) = current_pauses(sqlite_store, even_later).values()
+        assert pause.failures == 1 and "400" in pause.reason
+        asked = len(outlook.state.requests("/subscriptions"))
+        for minutes in (1, 2, 3):
+            next_run = even_later + timedelta(minutes=minutes)
+            assert maintain_subscriptions(sqlite_store, settings, build_registry(settings), next_run) == 0
+        assert len(outlook.state.requests("/subscriptions")) == asked
+        # After the pause Graph is asked again; accepted, the pause is forgotten.
+        outlook.state.faults.clear()
+        after = pause.until + timedelta(seconds=1)
+        outlook.state.clock = lambda: after
+        assert maintain_subscriptions(sqlite_store, settings, build_registry(settings), after) == 1
+        assert current_pauses(sqlite_store, after) == {} and list(outlook.state.subscriptions) == [sub.id]
     finally:
         outlook.state.clock = lambda: datetime.now(UTC)
         outlook.state.faults.clear()
@@ -272,7 +288,8 @@ def test_renewal_happens_a_day_ahead_and_a_failing_one_is_surfaced(
 def test_subscription_upkeep_is_scheduled_only_with_a_public_url(tmp_path: Path) -> None:
     with_url = build_registry(_settings_for("https://alliance.example.org", tmp_path, None))
     without = build_registry(Settings(home=tmp_path, timezone="Europe/Madrid"))
-    assert ("outlook.subscriptions", timedelta(hours=1)) in [(p.name, p.every) for p in with_url.periodic]
+    # Every minute: a new connection is notified of its changes within a minute of connecting.
+    assert ("outlook.subscriptions", timedelta(minutes=1)) in [(p.name, p.every) for p in with_url.periodic]
     assert "outlook.subscriptions" not in [p.name for p in without.periodic]
 
 
