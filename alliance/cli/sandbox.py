@@ -35,7 +35,7 @@ def sandbox(
         None, "--workdir", help="Where to write token files (default: a temporary directory)."
     ),
 ) -> None:
-    """Start provider emulators (Google Calendar today) and print how to point Alliance at them."""
+    """Start provider emulators (Google Calendar, Outlook, Zoom) and print how to point Alliance at them."""
     from sandbox.registry import SANDBOXES, sandbox_named
 
     if host not in ("127.0.0.1", "localhost", "::1"):
