@@ -13,7 +13,7 @@ from alliance.settings import Settings
 from alliance.sync_backoff import note_failure
 from core.mirror import ConnectionView, list_connections, therapist_timezone, update_connection_settings
 from core.store import Store
-from core.sync import ConnectionGone, SourceError, SyncInProgress, SyncReport, sync_connection
+from core.sync import ConnectionGone, ReauthorizationRequired, SourceError, SyncInProgress, SyncReport, sync_connection
 from integrations.base import InvalidSettings, ProviderError
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ class SyncOutcome:
     failure: Failure | None = None
     # After a failure: no sync before this (a retryable failure's backoff, core.sync.backoff).
     backoff_until: datetime | None = None
+    # The failure was the grant itself (revoked or expired for good): only a new sign-in helps.
+    grant_refused: bool = False
 
     @property
     def ok(self) -> bool:
@@ -76,7 +78,8 @@ def sync_one(
         log.info("sync of connection %s failed: %s", connection.id, exc)
         record = note_failure(store, settings, connection.id, exc, clock() if clock else datetime.now(UTC))
         backoff_until = record.backoff_until if record is not None else None
-        return SyncOutcome(connection, None, str(exc), "source", backoff_until)
+        refused = isinstance(exc, ReauthorizationRequired)
+        return SyncOutcome(connection, None, str(exc), "source", backoff_until, grant_refused=refused)
     return SyncOutcome(connection, report, None)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from alliance.cli.common import CliError, Env, console
-from alliance.syncing import sync_one
+from alliance.syncing import SyncOutcome, sync_one
 from core.mirror import (
     ConnectionView,
     add_connection,
@@ -39,7 +39,7 @@ def connect_and_sync(env: Env, provider: str, name: str, settings: dict[str, Any
     outcome = sync_one(env.store, env.settings, connection)
     if not outcome.ok or outcome.report is None:
         remove_unsynced_connection(env.store, connection_id)
-        raise CliError(f"could not read {name!r}, nothing was added: {outcome.error}")
+        raise CliError(f"could not read {name!r}, nothing was added: {_failure(provider, outcome)}")
     console.print(f"connected {name!r} (id {connection_id})", highlight=False, markup=False)
     _print_summary(name, outcome.report)
 
@@ -51,9 +51,22 @@ def _reconnect(env: Env, connection: ConnectionView, settings: dict[str, Any]) -
     outcome = sync_one(env.store, env.settings, refreshed)
     if not outcome.ok or outcome.report is None:
         update_connection_settings(env.store, connection.id, connection.settings)  # keep the old grant
-        raise CliError(f"could not read {connection.name!r}, nothing was changed: {outcome.error}")
+        raise CliError(
+            f"could not read {connection.name!r}, nothing was changed: {_failure(connection.provider, outcome)}"
+        )
     console.print(f"reconnected {connection.name!r} (id {connection.id})", highlight=False, markup=False)
     _print_summary(connection.name, outcome.report)
+
+
+def _failure(provider: str, outcome: SyncOutcome) -> str:
+    """Why the first sync failed. A refused grant's own message says "connect again", which is
+    what was just done: say instead that the grant given is the problem."""
+    if outcome.grant_refused:
+        return (
+            f"{provider} refused the grant given (revoked or expired): sign in again with "
+            f"'alliance connect {provider}', or give a file with a newly issued grant"
+        )
+    return str(outcome.error)
 
 
 def _print_summary(name: str, report: SyncReport) -> None:

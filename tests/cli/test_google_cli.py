@@ -175,6 +175,9 @@ def test_a_revoked_grant_needs_reconnecting_and_reconnecting_keeps_the_connectio
     # The revoked grant cannot reconnect: the connection keeps what it had.
     again = run("connect", "google", "--token-file", str(token_file), env=env, check=False)
     assert again.returncode == 1 and "nothing was changed" in again.stderr
+    # Said as what it is: the grant given was refused (not "run 'alliance connect google' again",
+    # which is what was just run).
+    assert "google refused the grant given" in again.stderr and "again to reconnect" not in again.stderr
     # A new grant reconnects the same connection: its occurrences (and sessions) stay.
     google.tokens = google.state.issue_tokens(scopes=list(SCOPES))
     fresh = run("connect", "google", "--token-file", str(_token_file(tmp_path, google)), env=env)
