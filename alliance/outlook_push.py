@@ -27,7 +27,7 @@ what Graph posts into syncs.
   no longer knows it), ``subscriptionRemoved`` subscribes again and syncs, ``missed`` syncs.
 
 Connections made before subscriptions moved here kept theirs in their settings; those lapse at Graph
-within three days (their notifications are refused meanwhile) and the hourly job subscribes anew.
+within three days (their notifications are refused meanwhile) and the upkeep job subscribes anew.
 """
 
 from __future__ import annotations
@@ -162,13 +162,18 @@ def _subscribe(store: Store, settings: Settings, provider: OutlookProvider, conn
 
 
 def maintain_connection(
-    store: Store, settings: Settings, registry: JobRegistry, connection: ConnectionView, now: datetime
+    store: Store,
+    settings: Settings,
+    registry: JobRegistry,
+    connection: ConnectionView,
+    current: ChannelView | None,
+    now: datetime,
 ) -> None:
-    """Make sure one connection has a live subscription that lasts at least another day.
+    """Make sure one connection has a live subscription that lasts at least another day;
+    ``current`` is its newest live subscription (None: it has none).
 
     A subscription made anew (the connection had none, or Graph forgot it) is followed by one
     sync: nothing notified the changes made before it existed. A renewal in place needs none."""
-    current = live_subscription(store, connection.id)
     if current is not None and current.expires_at - now > RENEW_WHEN_LEFT:
         return
     with_settings = (
@@ -225,7 +230,7 @@ def maintain_subscriptions(store: Store, settings: Settings, registry: JobRegist
             continue
         handled += 1
         try:
-            maintain_connection(store, settings, registry, connection, now)
+            maintain_connection(store, settings, registry, connection, current, now)
         except (SourceError, ValueError) as exc:  # ValueError: InvalidSettings
             until = pause_upkeep(
                 store,
@@ -287,7 +292,7 @@ class SyncBusy(SourceError):
 
 
 def register_jobs(registry: JobRegistry, settings: Settings) -> None:
-    """The Outlook push jobs: coalesced syncs, lifecycle events, and (with a public URL) the hourly upkeep."""
+    """The Outlook push jobs: coalesced syncs, lifecycle events, and (with a public URL) the upkeep."""
     from alliance.syncing import sync_one  # alliance.syncing is heavier; only the worker needs it
 
     def outlook_sync(store: Store, connection_id: int) -> None:
